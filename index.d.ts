@@ -1,0 +1,92 @@
+// Types for forkline: node:child_process's fork() with the IPC channel in Rust.
+import { EventEmitter } from 'node:events';
+import type * as net from 'node:net';
+import type { Readable, Writable } from 'node:stream';
+import type {
+  ForkOptions as NodeForkOptions,
+  MessageOptions,
+  SendHandle,
+  Serializable,
+  StdioNull,
+  StdioPipe,
+} from 'node:child_process';
+
+export { spawn, spawnSync, exec, execSync, execFile, execFileSync } from 'node:child_process';
+export type { MessageOptions, SendHandle, Serializable } from 'node:child_process';
+
+export interface ForkOptions extends NodeForkOptions {
+  /** Largest message accepted from the child, in bytes (default 512 MiB). Longer ones are dropped with a
+   * `FORKLINE_MESSAGE_TOO_LARGE` error event; the messages around them still arrive. */
+  maxMessageSize?: number | undefined;
+}
+
+/** `child.channel`: keeps the event loop alive while ref'd, as Node's. */
+export interface Control {
+  ref(): void;
+  unref(): void;
+  readonly fd: number | undefined;
+}
+
+export class ChildProcess extends EventEmitter {
+  stdin: Writable | null;
+  stdout: Readable | null;
+  stderr: Readable | null;
+  readonly stdio: Array<Readable | Writable | net.Socket | null>;
+  readonly channel?: Control | null | undefined;
+  readonly pid?: number | undefined;
+  readonly connected: boolean;
+  readonly exitCode: number | null;
+  readonly signalCode: NodeJS.Signals | null;
+  readonly killed: boolean;
+  readonly spawnfile: string | null;
+  readonly spawnargs: string[];
+  kill(signal?: NodeJS.Signals | number): boolean;
+  send(message: Serializable, callback?: (error: Error | null) => void): boolean;
+  send(message: Serializable, sendHandle?: SendHandle, callback?: (error: Error | null) => void): boolean;
+  send(
+    message: Serializable,
+    sendHandle?: SendHandle,
+    options?: MessageOptions,
+    callback?: (error: Error | null) => void,
+  ): boolean;
+  disconnect(): void;
+  ref(): void;
+  unref(): void;
+  [Symbol.dispose](): void;
+
+  addListener(event: string, listener: (...args: any[]) => void): this;
+  addListener(event: 'close', listener: (code: number | null, signal: NodeJS.Signals | null) => void): this;
+  addListener(event: 'disconnect', listener: () => void): this;
+  addListener(event: 'drain', listener: () => void): this;
+  addListener(event: 'error', listener: (err: Error) => void): this;
+  addListener(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): this;
+  addListener(event: 'message', listener: (message: Serializable, sendHandle: SendHandle) => void): this;
+  addListener(event: 'spawn', listener: () => void): this;
+  on(event: string, listener: (...args: any[]) => void): this;
+  on(event: 'close', listener: (code: number | null, signal: NodeJS.Signals | null) => void): this;
+  on(event: 'disconnect', listener: () => void): this;
+  on(event: 'drain', listener: () => void): this;
+  on(event: 'error', listener: (err: Error) => void): this;
+  on(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): this;
+  on(event: 'message', listener: (message: Serializable, sendHandle: SendHandle) => void): this;
+  on(event: 'spawn', listener: () => void): this;
+  once(event: string, listener: (...args: any[]) => void): this;
+  once(event: 'close', listener: (code: number | null, signal: NodeJS.Signals | null) => void): this;
+  once(event: 'disconnect', listener: () => void): this;
+  once(event: 'drain', listener: () => void): this;
+  once(event: 'error', listener: (err: Error) => void): this;
+  once(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): this;
+  once(event: 'message', listener: (message: Serializable, sendHandle: SendHandle) => void): this;
+  once(event: 'spawn', listener: () => void): this;
+}
+
+export interface ChildProcessWithoutNullStreams extends ChildProcess {
+  stdin: Writable;
+  stdout: Readable;
+  stderr: Readable;
+}
+
+export type { StdioNull, StdioPipe };
+
+export function fork(modulePath: string | URL, options?: ForkOptions): ChildProcess;
+export function fork(modulePath: string | URL, args?: readonly string[], options?: ForkOptions): ChildProcess;

@@ -1,0 +1,890 @@
+'use strict';
+
+// forkline: node:child_process's fork() with the IPC channel in Rust. This file is the thin JS half: Node's option
+// juggling and validation, the EventEmitter classes and their event order, and the user payload codec (JSON).
+// Sockets, framing, spawn, kill and reaping live in src/ (see README.md).
+
+let native;
+try {
+  native = require('./forkline.node');
+} catch (err) {
+  throw new Error(
+    `forkline: cannot load its native addon ./forkline.node (${err.message}). ` +
+      'Build it from source with `npm run build` (needs Rust/cargo).',
+    { cause: err },
+  );
+}
+
+const EventEmitter = require('node:events');
+const net = require('node:net');
+const os = require('node:os');
+const util = require('node:util');
+const nodeChildProcess = require('node:child_process');
+const { fileURLToPath } = require('node:url');
+
+// ---------------------------------------------------------------------------------------------------------------
+// Errors: Node's codes and messages (lib/internal/errors.js), then forkline's own channel faults.
+
+const ERRORS = {
+  ERR_IPC_CHANNEL_CLOSED: [Error, () => 'Channel closed'],
+  ERR_IPC_DISCONNECTED: [Error, () => 'IPC channel is already disconnected'],
+  ERR_IPC_ONE_PIPE: [Error, () => 'Child process can have only one IPC pipe'],
+  ERR_CHILD_PROCESS_IPC_REQUIRED: [
+    Error,
+    (name) => `Forked processes must have an IPC channel, missing value 'ipc' in ${name}`,
+  ],
+  ERR_MISSING_ARGS: [TypeError, (name) => `The "${name}" argument must be specified`],
+  ERR_INVALID_ARG_TYPE: [
+    TypeError,
+    (name, expected, actual) => `The "${name}" argument must be ${expected}. Received ${describe(actual)}`,
+  ],
+  ERR_INVALID_ARG_VALUE: [
+    TypeError,
+    (name, value, reason = 'is invalid') => `The argument '${name}' ${reason}. Received ${util.inspect(value)}`,
+  ],
+  ERR_OUT_OF_RANGE: [
+    RangeError,
+    (name, range, value) => `The value of "${name}" is out of range. It must be ${range}. Received ${value}`,
+  ],
+  ERR_UNKNOWN_SIGNAL: [TypeError, (sig) => `Unknown signal: ${sig}`],
+  ERR_INVALID_HANDLE_TYPE: [TypeError, () => 'This handle type cannot be sent'],
+  ERR_CHILD_PROCESS_STDIO_MAXBUFFER: [RangeError, (name) => `${name} maxBuffer length exceeded`],
+  // forkline's own: faults on the wire, reported as 'error' events instead of crashing the parent.
+  FORKLINE_MALFORMED_MESSAGE: [Error, (detail) => detail],
+  FORKLINE_MESSAGE_TOO_LARGE: [Error, (detail) => detail],
+  FORKLINE_TRUNCATED_MESSAGE: [Error, (detail) => detail],
+  FORKLINE_STRAY_FD: [Error, (detail) => detail],
+  FORKLINE_INTERNAL: [Error, (detail) => detail],
+  FORKLINE_UNSUPPORTED: [Error, (detail) => detail],
+};
+
+function describe(value) {
+  if (value == null) return String(value);
+  if (typeof value === 'function') return `function ${value.name}`;
+  if (typeof value === 'object') {
+    if (value.constructor && value.constructor.name) return `an instance of ${value.constructor.name}`;
+    return util.inspect(value, { depth: -1 });
+  }
+  let shown = util.inspect(value, { colors: false });
+  if (shown.length > 28) shown = `${shown.slice(0, 25)}...`;
+  return `type ${typeof value} (${shown})`;
+}
+
+function makeError(code, ...args) {
+  const [Base, message] = ERRORS[code];
+  const err = new Base(message(...args));
+  err.code = code;
+  // Node's errors print as `TypeError [ERR_X]: message`.
+  Object.defineProperty(err, 'toString', {
+    value() {
+      return `${this.name} [${this.code}]: ${this.message}`;
+    },
+    enumerable: false,
+    configurable: true,
+    writable: true,
+  });
+  return err;
+}
+
+// Node's ErrnoException: `write EPIPE`, with errno (negative, as libuv's), code and syscall.
+function errnoException(errno, syscall, original) {
+  const code = util.getSystemErrorName(errno);
+  const err = new Error(original ? `${syscall} ${code} ${original}` : `${syscall} ${code}`);
+  err.errno = errno;
+  err.code = code;
+  err.syscall = syscall;
+  return err;
+}
+
+class AbortError extends Error {
+  constructor(message = 'The operation was aborted', options = undefined) {
+    super(message, options);
+    this.code = 'ABORT_ERR';
+    this.name = 'AbortError';
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Validation (Node's lib/internal/validators.js, the parts fork() uses).
+
+function validateString(value, name) {
+  if (typeof value !== 'string') throw makeError('ERR_INVALID_ARG_TYPE', name, 'of type string', value);
+}
+
+function validateObject(value, name) {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw makeError('ERR_INVALID_ARG_TYPE', name, 'of type object', value);
+  }
+}
+
+function validateArray(value, name) {
+  if (!Array.isArray(value)) throw makeError('ERR_INVALID_ARG_TYPE', name, 'an instance of Array', value);
+}
+
+function validateBoolean(value, name) {
+  if (typeof value !== 'boolean') throw makeError('ERR_INVALID_ARG_TYPE', name, 'of type boolean', value);
+}
+
+function validateInt32(value, name) {
+  if (typeof value !== 'number') throw makeError('ERR_INVALID_ARG_TYPE', name, 'of type number', value);
+  if (!Number.isInteger(value) || value < -2147483648 || value > 2147483647) {
+    throw makeError('ERR_OUT_OF_RANGE', name, '>= -2147483648 && <= 2147483647', value);
+  }
+}
+
+function validateTimeout(timeout) {
+  if (timeout != null && !(Number.isInteger(timeout) && timeout >= 0)) {
+    throw makeError('ERR_OUT_OF_RANGE', 'timeout', 'an unsigned integer', timeout);
+  }
+}
+
+function validateAbortSignal(signal, name) {
+  if (signal !== undefined && (signal === null || typeof signal !== 'object' || !('aborted' in signal))) {
+    throw makeError('ERR_INVALID_ARG_TYPE', name, 'an instance of AbortSignal', signal);
+  }
+}
+
+function validateNullCheck(value, name) {
+  if (typeof value === 'string' && value.includes('\u0000')) {
+    throw makeError('ERR_INVALID_ARG_VALUE', name, value, 'must be a string without null bytes');
+  }
+}
+
+function toPath(value, name) {
+  const path = value instanceof URL ? fileURLToPath(value) : value;
+  validateString(path, name);
+  validateNullCheck(path, name);
+  return path;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Signals.
+
+const SIGNALS = os.constants.signals;
+const SIGNAL_NAMES = Object.fromEntries(Object.entries(SIGNALS).map(([name, number]) => [number, name]));
+const { ESRCH, EINVAL, ENOSYS, EMFILE, ENFILE } = os.constants.errno;
+
+function convertToValidSignal(signal) {
+  if (typeof signal === 'number' && SIGNAL_NAMES[signal]) return signal;
+  if (typeof signal === 'string') {
+    const number = SIGNALS[signal.toUpperCase()];
+    if (number) return number;
+  }
+  throw makeError('ERR_UNKNOWN_SIGNAL', signal);
+}
+
+function sanitizeKillSignal(killSignal) {
+  if (typeof killSignal === 'string' || typeof killSignal === 'number') return convertToValidSignal(killSignal);
+  if (killSignal != null) {
+    throw makeError('ERR_INVALID_ARG_TYPE', 'options.killSignal', 'of type string or number', killSignal);
+  }
+  return SIGNALS.SIGTERM;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The wire codec for json mode (Node's lib/internal/child_process/serialization.js). Rust frames the lines; JS
+// turns values into text and back, since JSON.stringify/parse are V8-native and the fastest way to JS objects.
+
+// Node's send() returns false once this much is queued behind the socket.
+const HIGH_WATER_MARK = 64 * 1024 * 2;
+// Sends made in one tick leave together; past this many bytes they leave at once, to bound the batch.
+const FLUSH_BYTES = 256 * 1024;
+
+const INTERNAL_PREFIX = 'NODE_';
+
+function isInternal(message) {
+  return (
+    message !== null &&
+    typeof message === 'object' &&
+    typeof message.cmd === 'string' &&
+    message.cmd.length > INTERNAL_PREFIX.length &&
+    message.cmd.startsWith(INTERNAL_PREFIX)
+  );
+}
+
+// An inbox entry that is not a plain user message: internal messages and channel/process events. User messages sit
+// in the inbox as themselves, so the common case allocates nothing extra.
+class Signal {
+  constructor(kind, payload) {
+    this.kind = kind;
+    this.payload = payload;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// child.channel: Node's Control object (ref/unref keep or release the event loop; fd).
+
+class Control extends EventEmitter {
+  #child;
+  constructor(child) {
+    super();
+    this.#child = child;
+  }
+  ref() {
+    const child = this.#child;
+    if (child._channelOpen) child._native.refChannel();
+  }
+  unref() {
+    const child = this.#child;
+    if (child._channelOpen) child._native.unrefChannel();
+  }
+  get fd() {
+    const child = this.#child;
+    return child._channelOpen ? child._native.channelFd : undefined;
+  }
+}
+
+// Children whose sends are waiting for the end of the tick; flushed on process 'exit' too, so a parent that sends
+// and then exits still delivers, as Node's synchronous writes do.
+const unflushed = new Set();
+let exitHookInstalled = false;
+
+function flushAll() {
+  for (const child of unflushed) child._flush();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// ChildProcess.
+
+class ChildProcess extends EventEmitter {
+  constructor() {
+    super();
+    this._closesNeeded = 1;
+    this._closesGot = 0;
+    this.connected = false;
+    this.signalCode = null;
+    this.exitCode = null;
+    this.killed = false;
+    this.spawnfile = null;
+    this.spawnargs = [];
+    this.pid = undefined;
+    this.stdin = null;
+    this.stdout = null;
+    this.stderr = null;
+    this.stdio = [];
+    this.channel = undefined;
+    this._native = null;
+    this._exited = false;
+    this._channelOpen = false;
+    this._serialization = 'json';
+    // Outgoing: messages of this tick, as text, and the callbacks waiting for their write.
+    this._outbox = [];
+    this._outBytes = 0;
+    this._flushScheduled = false;
+    this._writeSeq = 0;
+    this._callbacks = [];
+    // Batches holding sends with neither callback nor swallowErrors: a failed write is an 'error' event for those.
+    this._bareSeqs = [];
+    this._queuedBytes = 0;
+    this._needDrain = false;
+    // Incoming: parsed messages and events not yet emitted, and messages waiting for a 'message' listener.
+    this._inbox = [];
+    this._inboxAt = 0;
+    this._pendingMessages = [];
+  }
+
+  spawn(options) {
+    validateObject(options, 'options');
+    const { slots, ipcIndex } = normalizeStdio(options.stdio === undefined ? 'pipe' : options.stdio);
+    const serialization = options.serialization || 'json';
+    if (serialization !== 'json' && serialization !== 'advanced') {
+      throw makeError('ERR_INVALID_ARG_VALUE', 'options.serialization', serialization, 'must be "json" or "advanced"');
+    }
+    if (serialization === 'advanced') {
+      // TODO(#4): Node's V8 wire mode.
+      throw makeError('FORKLINE_UNSUPPORTED', "serialization: 'advanced' is not supported yet; use 'json'");
+    }
+    this._serialization = serialization;
+    const envPairs = options.envPairs ? [...options.envPairs] : [];
+    if (ipcIndex !== -1) {
+      envPairs.push(`NODE_CHANNEL_FD=${ipcIndex}`, `NODE_CHANNEL_SERIALIZATION_MODE=${serialization}`);
+    }
+    this.spawnfile = options.file;
+    this.spawnargs = options.args;
+
+    let nat;
+    try {
+      nat = native.NativeChild.spawn(
+        {
+          file: options.file,
+          args: options.args,
+          env: envPairs,
+          cwd: options.cwd,
+          stdio: slots,
+          detached: !!options.detached,
+          uid: options.uid,
+          gid: options.gid,
+          serialization,
+          maxMessageSize: options.maxMessageSize,
+        },
+        () => this._onWake(),
+      );
+    } catch (err) {
+      // The core reports system errors by their code (e.g. 'EBADF'); anything else is ours.
+      const errno = os.constants.errno[err.message];
+      if (errno) throw errnoException(-errno, 'spawn');
+      throw err;
+    }
+    this._native = nat;
+
+    const spawnErrno = nat.spawnErrno;
+    if (spawnErrno != null) {
+      process.nextTick(onErrorNT, this, spawnErrno);
+      // Node gives up here too: no fds left to set up stdio with.
+      if (spawnErrno === -EMFILE || spawnErrno === -ENFILE) return spawnErrno;
+    } else {
+      process.nextTick(onSpawnNT, this);
+    }
+    this.pid = nat.pid ?? undefined;
+
+    const fds = nat.takeStdio();
+    const stdio = slots.map((slot, i) => {
+      if (slot.kind === 'ipc') {
+        this._closesNeeded++;
+        return null;
+      }
+      if (slot.kind !== 'pipe') return null;
+      const socket = createSocket(fds[i], i > 0);
+      if (i > 0) {
+        this._closesNeeded++;
+        socket.on('close', () => maybeClose(this));
+      }
+      return socket;
+    });
+    this.stdin = stdio.length >= 1 ? stdio[0] : null;
+    this.stdout = stdio.length >= 2 ? stdio[1] : null;
+    this.stderr = stdio.length >= 3 ? stdio[2] : null;
+    this.stdio = stdio;
+
+    if (ipcIndex !== -1) {
+      this._channelOpen = true;
+      this.connected = true;
+      this.channel = new Control(this);
+      // Node queues messages that arrive before a 'message' listener exists, and hands them over once one does.
+      this.on('newListener', () => process.nextTick(flushPendingMessages, this));
+    } else {
+      nat.unrefChannel();
+    }
+    return spawnErrno ?? 0;
+  }
+
+  kill(sig) {
+    const signal = sig === 0 ? sig : convertToValidSignal(sig === undefined ? 'SIGTERM' : sig);
+    if (this._native && !this._exited && this.pid !== undefined) {
+      const err = this._native.kill(signal);
+      if (err === 0) {
+        this.killed = true;
+        return true;
+      }
+      if (err === -ESRCH) {
+        // Already dead.
+      } else if (err === -EINVAL || err === -ENOSYS) {
+        throw errnoException(err, 'kill');
+      } else {
+        this.emit('error', errnoException(err, 'kill'));
+      }
+    }
+    return false;
+  }
+
+  ref() {
+    if (this._native && !this._exited) this._native.refProcess();
+  }
+
+  unref() {
+    if (this._native && !this._exited) this._native.unrefProcess();
+  }
+
+  send(message, handle, options, callback) {
+    if (this.channel === undefined) {
+      // Node: a child spawned without an 'ipc' slot has no send() at all.
+      throw new TypeError('subprocess.send is not a function');
+    }
+    if (typeof handle === 'function') {
+      callback = handle;
+      handle = undefined;
+      options = undefined;
+    } else if (typeof options === 'function') {
+      callback = options;
+      options = undefined;
+    } else if (options !== undefined) {
+      validateObject(options, 'options');
+    }
+    options = { swallowErrors: false, ...options };
+    if (this.connected) return this._send(message, handle, options, callback);
+    const ex = makeError('ERR_IPC_CHANNEL_CLOSED');
+    if (typeof callback === 'function') process.nextTick(callback, ex);
+    else process.nextTick(() => this.emit('error', ex));
+    return false;
+  }
+
+  _send(message, handle, options, callback) {
+    if (message === undefined) throw makeError('ERR_MISSING_ARGS', 'message');
+    const type = typeof message;
+    if (type !== 'string' && type !== 'object' && type !== 'number' && type !== 'boolean') {
+      throw makeError('ERR_INVALID_ARG_TYPE', 'message', 'one of type string, object, number, or boolean', message);
+    }
+    if (handle) {
+      // TODO(#3): NODE_HANDLE and fd passing.
+      throw makeError('FORKLINE_UNSUPPORTED', 'sending handles is not supported yet');
+    }
+    // Stringify now, as Node does: a circular structure throws in the caller's frame.
+    const line = `${JSON.stringify(message)}\n`;
+    this._outbox.push(line);
+    this._outBytes += line.length;
+    const seq = this._writeSeq + 1;
+    if (typeof callback === 'function') this._callbacks.push({ seq, callback });
+    else if (!options.swallowErrors && this._bareSeqs[this._bareSeqs.length - 1] !== seq) this._bareSeqs.push(seq);
+    if (this._outBytes >= FLUSH_BYTES) {
+      this._flush();
+    } else if (!this._flushScheduled) {
+      this._flushScheduled = true;
+      unflushed.add(this);
+      if (!exitHookInstalled) {
+        exitHookInstalled = true;
+        process.on('exit', flushAll);
+      }
+      process.nextTick(flushNT, this);
+    }
+    const ok = this._queuedBytes < HIGH_WATER_MARK;
+    if (!ok) this._needDrain = true;
+    return ok;
+  }
+
+  // Hands this tick's messages to the channel in one native call.
+  _flush() {
+    this._flushScheduled = false;
+    unflushed.delete(this);
+    if (this._outbox.length === 0) return;
+    const data = this._outbox.length === 1 ? this._outbox[0] : this._outbox.join('');
+    this._outbox = [];
+    this._outBytes = 0;
+    const seq = this._writeSeq + 1;
+    const result = this._native.write(data);
+    if (result < 0) {
+      this._failWrites(seq, errnoException(result, 'write'));
+      return;
+    }
+    this._writeSeq = seq;
+    this._queuedBytes = result;
+    if (result === 0) process.nextTick(completeWritesNT, this, seq);
+  }
+
+  // Calls back every send up to `seq` with `err`; sends without a callback report it once as 'error'.
+  _failWrites(seq, err) {
+    while (this._callbacks.length && this._callbacks[0].seq <= seq) {
+      process.nextTick(this._callbacks.shift().callback, err);
+    }
+    let bare = false;
+    while (this._bareSeqs.length && this._bareSeqs[0] <= seq) {
+      this._bareSeqs.shift();
+      bare = true;
+    }
+    if (bare) process.nextTick(() => this.emit('error', err));
+  }
+
+  _completeWrites(seq) {
+    while (this._bareSeqs.length && this._bareSeqs[0] <= seq) this._bareSeqs.shift();
+    while (this._callbacks.length && this._callbacks[0].seq <= seq) {
+      this._callbacks.shift().callback(null);
+    }
+  }
+
+  disconnect() {
+    if (!this.connected) {
+      this.emit('error', makeError('ERR_IPC_DISCONNECTED'));
+      return;
+    }
+    // What was sent before disconnect() still goes out; the core closes the socket once it has.
+    this._flush();
+    this.connected = false;
+    this._native.closeChannel();
+    process.nextTick(() => this.emit('disconnect'));
+  }
+
+  // ---- incoming: the core wakes us once per batch ----
+
+  _onWake() {
+    const events = this._native.poll();
+    for (let i = 0; i < events.length; i++) {
+      const ev = events[i];
+      switch (ev.kind) {
+        case 'lines':
+          this._parseLines(ev.text);
+          break;
+        case 'written':
+          this._onWritten(ev);
+          break;
+        case 'error':
+          this._inbox.push(new Signal('error', makeError(ev.code, ev.message)));
+          break;
+        case 'readError':
+          this._inbox.push(new Signal('error', errnoException(ev.errno, ev.syscall)));
+          break;
+        case 'eof':
+          this._inbox.push(new Signal('eof'));
+          break;
+        case 'exit':
+          this._inbox.push(new Signal('exit', ev));
+          break;
+      }
+    }
+    this._drainInbox();
+  }
+
+  _parseLines(text) {
+    const inbox = this._inbox;
+    let start = 0;
+    let end;
+    while ((end = text.indexOf('\n', start)) !== -1) {
+      const line = text.slice(start, end);
+      start = end + 1;
+      let message;
+      try {
+        message = JSON.parse(line);
+      } catch (err) {
+        const shown = line.length > 64 ? `${line.slice(0, 61)}...` : line;
+        inbox.push(
+          new Signal(
+            'error',
+            makeError('FORKLINE_MALFORMED_MESSAGE', `IPC message is not valid JSON (${err.message}): ${shown}`),
+          ),
+        );
+        continue;
+      }
+      inbox.push(isInternal(message) ? new Signal('internal', message) : message);
+    }
+  }
+
+  // Emits what the inbox holds. A listener that throws ends this call (the throw reaches 'uncaughtException', as
+  // in Node), and the rest of the inbox goes out on the next tick instead of being lost.
+  _drainInbox() {
+    let finished = false;
+    try {
+      const inbox = this._inbox;
+      while (this._inboxAt < inbox.length) {
+        const item = inbox[this._inboxAt++];
+        if (item instanceof Signal) this._onSignal(item);
+        else this._emitMessage('message', item);
+      }
+      finished = true;
+    } finally {
+      if (finished) {
+        this._inbox = [];
+        this._inboxAt = 0;
+      } else {
+        process.nextTick(() => this._drainInbox());
+      }
+    }
+  }
+
+  _emitMessage(event, message) {
+    if (event === 'internalMessage' || this.listenerCount('message') > 0) this.emit(event, message, undefined);
+    else this._pendingMessages.push(message);
+  }
+
+  _onSignal(item) {
+    switch (item.kind) {
+      case 'internal':
+        this._emitMessage('internalMessage', item.payload);
+        break;
+      case 'error':
+        this._channelFault(item.payload);
+        break;
+      case 'eof':
+        this._onEof();
+        break;
+      case 'exit':
+        this._onExit(item.payload);
+        break;
+    }
+  }
+
+  // A fault on the wire must not crash the parent: it is an 'error' event when someone listens, a warning if not.
+  _channelFault(err) {
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+    else process.emitWarning(err);
+  }
+
+  _onEof() {
+    this._channelOpen = false;
+    this._native.unrefChannel();
+    if (this.connected) {
+      this._flush();
+      this.connected = false;
+      process.nextTick(() => this.emit('disconnect'));
+    }
+    this.channel = null;
+    maybeClose(this);
+  }
+
+  _onWritten(ev) {
+    this._queuedBytes = ev.queued;
+    this._completeWrites(ev.seq);
+    if (ev.code) this._failWrites(ev.failed, errnoException(ev.errno, ev.syscall));
+    if (this._needDrain && ev.queued === 0 && this._outbox.length === 0) {
+      this._needDrain = false;
+      this.emit('drain');
+    }
+  }
+
+  _onExit(ev) {
+    this._exited = true;
+    this._native.unrefProcess();
+    if (ev.signal != null) this.signalCode = SIGNAL_NAMES[ev.signal] ?? `SIG${ev.signal}`;
+    else this.exitCode = ev.exitCode ?? null;
+    if (this.stdin) this.stdin.destroy();
+    this.emit('exit', this.exitCode, this.signalCode);
+    process.nextTick(flushStdio, this);
+    maybeClose(this);
+  }
+}
+
+if (Symbol.dispose) {
+  ChildProcess.prototype[Symbol.dispose] = function dispose() {
+    if (!this.killed) this.kill();
+  };
+}
+
+function onSpawnNT(child) {
+  child.emit('spawn');
+}
+
+// Node reports exec failures (ENOENT, EACCES, ...) as an 'error' event with exitCode set to the negative errno.
+function onErrorNT(child, errno) {
+  child._exited = true;
+  child._native.unrefProcess();
+  child.exitCode = errno;
+  if (child.stdin) child.stdin.destroy();
+  const err = errnoException(errno, child.spawnfile ? `spawn ${child.spawnfile}` : 'spawn');
+  if (child.spawnfile) err.path = child.spawnfile;
+  err.spawnargs = child.spawnargs.slice(1);
+  child.emit('error', err);
+  process.nextTick(flushStdio, child);
+  maybeClose(child);
+}
+
+function flushNT(child) {
+  if (child._flushScheduled) child._flush();
+}
+
+function completeWritesNT(child, seq) {
+  child._completeWrites(seq);
+}
+
+function flushPendingMessages(child) {
+  if (child.listenerCount('message') === 0) return;
+  const messages = child._pendingMessages;
+  child._pendingMessages = [];
+  for (const message of messages) child.emit('message', message, undefined);
+}
+
+// If no one read a stdio stream, pull it through so it can end and 'close' can fire (Node's flushStdio).
+function flushStdio(child) {
+  for (const stream of child.stdio) {
+    if (!stream || !stream.readable || stream._readableState.readableListening) continue;
+    stream.resume();
+  }
+}
+
+function maybeClose(child) {
+  child._closesGot++;
+  if (child._closesGot === child._closesNeeded) child.emit('close', child.exitCode, child.signalCode);
+}
+
+function createSocket(fd, readable) {
+  return new net.Socket({ fd, readable, writable: !readable });
+}
+
+// Node's getValidStdio: each slot becomes 'pipe', 'ipc', 'ignore' or a file descriptor.
+function normalizeStdio(stdio) {
+  if (typeof stdio === 'string') stdio = stdioStringToArray(stdio);
+  else if (!Array.isArray(stdio)) throw makeError('ERR_INVALID_ARG_VALUE', 'stdio', stdio);
+  const list = [...stdio];
+  while (list.length < 3) list.push(undefined);
+  let ipcIndex = -1;
+  const slots = list.map((value, i) => {
+    if (value == null) return { kind: i < 3 ? 'pipe' : 'ignore' };
+    if (value === 'ignore') return { kind: 'ignore' };
+    if (value === 'pipe' || value === 'overlapped' || (typeof value === 'number' && value < 0)) return { kind: 'pipe' };
+    if (value === 'ipc') {
+      if (ipcIndex !== -1) throw makeError('ERR_IPC_ONE_PIPE');
+      ipcIndex = i;
+      return { kind: 'ipc' };
+    }
+    if (value === 'inherit') return { kind: 'fd', fd: i };
+    if (typeof value === 'number') return { kind: 'fd', fd: value };
+    if (typeof value === 'object') {
+      const fd = typeof value.fd === 'number' ? value.fd : value._handle && value._handle.fd;
+      if (typeof fd === 'number' && fd >= 0) return { kind: 'fd', fd };
+    }
+    throw makeError('ERR_INVALID_ARG_VALUE', 'stdio', value);
+  });
+  return { slots, ipcIndex };
+}
+
+function stdioStringToArray(stdio, channel) {
+  let list;
+  switch (stdio) {
+    case 'ignore':
+    case 'overlapped':
+    case 'pipe':
+      list = [stdio, stdio, stdio];
+      break;
+    case 'inherit':
+      list = [0, 1, 2];
+      break;
+    default:
+      throw makeError('ERR_INVALID_ARG_VALUE', 'stdio', stdio);
+  }
+  if (channel) list.push(channel);
+  return list;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// fork(): Node's lib/child_process.js fork() and normalizeSpawnArguments(), for the options fork() takes.
+
+function fork(modulePath, args, options) {
+  modulePath = toPath(modulePath, 'modulePath');
+  if (args == null) {
+    args = [];
+  } else if (typeof args === 'object' && !Array.isArray(args)) {
+    options = args;
+    args = [];
+  } else {
+    validateArray(args, 'args');
+  }
+  if (options != null) validateObject(options, 'options');
+  options = { ...options, shell: false };
+  options.execPath = options.execPath || process.execPath;
+  validateNullCheck(options.execPath, 'options.execPath');
+
+  let execArgv = options.execArgv || process.execArgv;
+  if (execArgv === process.execArgv && process._eval != null) {
+    // Remove the -e switch to avoid fork bombing ourselves (as Node does).
+    const index = execArgv.lastIndexOf(process._eval);
+    if (index > 0) {
+      execArgv = execArgv.slice();
+      execArgv.splice(index - 1, 2);
+    }
+  }
+  for (const arg of execArgv) validateNullCheck(arg, 'options.execArgv');
+  args = [...execArgv, modulePath, ...args];
+
+  if (typeof options.stdio === 'string') {
+    options.stdio = stdioStringToArray(options.stdio, 'ipc');
+  } else if (!Array.isArray(options.stdio)) {
+    // fd 3 is the channel; stdin/out/err are inherited unless silent.
+    options.stdio = stdioStringToArray(options.silent ? 'pipe' : 'inherit', 'ipc');
+  } else if (!options.stdio.includes('ipc')) {
+    throw makeError('ERR_CHILD_PROCESS_IPC_REQUIRED', 'options.stdio');
+  }
+  return spawnWithOptions(options.execPath, args, options);
+}
+
+function spawnWithOptions(file, args, options) {
+  const normalized = normalizeSpawnArguments(file, args, options);
+  validateTimeout(options.timeout);
+  validateAbortSignal(options.signal, 'options.signal');
+  const killSignal = sanitizeKillSignal(options.killSignal);
+
+  const child = new ChildProcess();
+  child.spawn(normalized);
+
+  if (options.timeout > 0) {
+    let timeoutId = setTimeout(() => {
+      if (timeoutId) {
+        try {
+          child.kill(killSignal);
+        } catch (err) {
+          child.emit('error', err);
+        }
+        timeoutId = null;
+      }
+    }, options.timeout);
+    child.once('exit', () => {
+      if (timeoutId) {
+        clearTimeout(timeoutId);
+        timeoutId = null;
+      }
+    });
+  }
+
+  if (options.signal) {
+    const signal = options.signal;
+    const onAbort = () => abortChildProcess(child, killSignal, signal.reason);
+    if (signal.aborted) {
+      process.nextTick(onAbort);
+    } else {
+      signal.addEventListener('abort', onAbort, { once: true });
+      child.once('exit', () => signal.removeEventListener('abort', onAbort));
+    }
+  }
+  return child;
+}
+
+function abortChildProcess(child, killSignal, reason) {
+  try {
+    if (child.kill(killSignal)) child.emit('error', new AbortError(undefined, { cause: reason }));
+  } catch (err) {
+    child.emit('error', err);
+  }
+}
+
+function normalizeSpawnArguments(file, args, options) {
+  validateString(file, 'file');
+  validateNullCheck(file, 'file');
+  let cwd;
+  if (options.cwd != null) cwd = toPath(options.cwd, 'options.cwd');
+  if (options.detached != null) validateBoolean(options.detached, 'options.detached');
+  if (options.uid != null) validateInt32(options.uid, 'options.uid');
+  if (options.gid != null) validateInt32(options.gid, 'options.gid');
+  if (options.argv0 != null) {
+    validateString(options.argv0, 'options.argv0');
+    validateNullCheck(options.argv0, 'options.argv0');
+  }
+  if (options.maxMessageSize != null) {
+    const max = options.maxMessageSize;
+    if (!Number.isInteger(max) || max < 1) {
+      throw makeError('ERR_OUT_OF_RANGE', 'options.maxMessageSize', 'a positive integer', max);
+    }
+  }
+  for (const arg of args) validateNullCheck(arg, 'args');
+
+  const env = options.env || process.env;
+  const envPairs = [];
+  // Node copies inherited enumerable properties too (for...in), skipping undefined values.
+  for (const key in env) {
+    const value = env[key];
+    if (value !== undefined) {
+      validateNullCheck(key, `options.env['${key}']`);
+      validateNullCheck(value, `options.env['${key}']`);
+      envPairs.push(`${key}=${value}`);
+    }
+  }
+  return {
+    file,
+    args: [typeof options.argv0 === 'string' ? options.argv0 : file, ...args],
+    envPairs,
+    cwd,
+    stdio: options.stdio,
+    detached: !!options.detached,
+    uid: options.uid ?? undefined,
+    gid: options.gid ?? undefined,
+    serialization: options.serialization,
+    maxMessageSize: options.maxMessageSize,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Exports: forkline's fork() and ChildProcess, and the rest of node:child_process as it is, so that swapping the
+// require just works. Plain assignments, so ESM's named imports (`import { fork } from 'forkline'`) see them.
+
+exports.fork = fork;
+exports.ChildProcess = ChildProcess;
+exports.spawn = nodeChildProcess.spawn;
+exports.spawnSync = nodeChildProcess.spawnSync;
+exports.exec = nodeChildProcess.exec;
+exports.execSync = nodeChildProcess.execSync;
+exports.execFile = nodeChildProcess.execFile;
+exports.execFileSync = nodeChildProcess.execFileSync;

@@ -1,0 +1,73 @@
+//! Events from the reader, writer and reaper threads to JS: a bounded queue and one coalesced wake-up per batch.
+//!
+//! A thread pushes its event, then calls the JS wake function only if the wake flag flips false → true. JS clears the
+//! flag and drains the queue in one call (`poll`), so a burst of messages costs one boundary crossing, not one each.
+//! When the queue is full, `push` blocks: the reader stops reading and the kernel pushes back on the peer.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::Status;
+
+use crate::channel::{Event, EventSink};
+
+/// Events waiting for JS. With ≤ 64 KiB of lines per event this bounds memory at a few MiB per channel.
+const QUEUE_CAPACITY: usize = 64;
+
+/// Most events handed to JS per `poll`; the rest get a fresh wake-up, so timers and I/O run in between.
+pub const MAX_BATCH: usize = 64;
+
+/// The JS wake function: no arguments, weak (it never keeps the event loop alive by itself).
+pub type Wake = ThreadsafeFunction<(), (), (), Status, false, true>;
+
+/// The same function held strongly, purely to keep the event loop alive while a handle is ref'd.
+pub type KeepAlive = ThreadsafeFunction<(), (), (), Status, false, false>;
+
+pub struct Delivery {
+    tx: Sender<Event>,
+    rx: Receiver<Event>,
+    woken: AtomicBool,
+    wake: Wake,
+}
+
+impl Delivery {
+    pub fn new(wake: Wake) -> Self {
+        let (tx, rx) = bounded(QUEUE_CAPACITY);
+        Delivery {
+            tx,
+            rx,
+            woken: AtomicBool::new(false),
+            wake,
+        }
+    }
+
+    fn wake(&self) {
+        if !self.woken.swap(true, Ordering::AcqRel) {
+            // Closing (the JS environment is going away) is the only failure, and then nobody is listening.
+            let _ = self.wake.call((), ThreadsafeFunctionCallMode::NonBlocking);
+        }
+    }
+
+    /// Takes up to `MAX_BATCH` events; if more are waiting, asks for another wake-up.
+    pub fn drain(&self) -> Vec<Event> {
+        self.woken.store(false, Ordering::Release);
+        let batch: Vec<Event> = self.rx.try_iter().take(MAX_BATCH).collect();
+        if !self.rx.is_empty() {
+            self.wake();
+        }
+        batch
+    }
+}
+
+impl EventSink for Delivery {
+    fn push(&self, event: Event) {
+        // Cannot fail: we hold the receiver ourselves.
+        let _ = self.tx.send(event);
+        self.wake();
+    }
+
+    fn poke(&self) {
+        self.wake();
+    }
+}

@@ -1,0 +1,451 @@
+//! Pure, resumable decoders for Node's two IPC wire formats: no I/O, no napi.
+//!
+//! json mode: each message is one UTF-8 line ending in `\n` (lib/internal/child_process/serialization.js).
+//! advanced mode: each message is a 4-byte big-endian length followed by that many bytes of V8 serializer output.
+//!
+//! Decoders never buffer more than `max` bytes of one message: an oversized message is skipped (json: to the next
+//! newline; advanced: by its declared length) and reported once, so the messages around it still arrive.
+
+use crate::error::Code;
+
+/// What a decoder hands on, in wire order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// One or more complete json lines, each ending in `\n`, valid UTF-8.
+    Lines(String),
+    /// One complete advanced-mode frame body (without its length prefix).
+    Bytes(Vec<u8>),
+    /// A message that could not be decoded; the stream goes on after it.
+    Error { code: Code, message: String },
+}
+
+/// Where decoded frames go; a closure or a `Vec<Frame>` in tests.
+pub trait FrameSink {
+    fn frame(&mut self, frame: Frame);
+}
+
+impl FrameSink for Vec<Frame> {
+    fn frame(&mut self, frame: Frame) {
+        self.push(frame);
+    }
+}
+
+/// The two decoders behind one interface, chosen by `NODE_CHANNEL_SERIALIZATION_MODE`.
+#[derive(Debug)]
+pub enum Decoder {
+    Json(LineDecoder),
+    Advanced(LengthDecoder),
+}
+
+impl Decoder {
+    pub fn new(advanced: bool, max: usize) -> Self {
+        if advanced {
+            Decoder::Advanced(LengthDecoder::new(max))
+        } else {
+            Decoder::Json(LineDecoder::new(max))
+        }
+    }
+
+    pub fn feed(&mut self, data: &[u8], sink: &mut impl FrameSink) {
+        match self {
+            Decoder::Json(d) => d.feed(data, sink),
+            Decoder::Advanced(d) => d.feed(data, sink),
+        }
+    }
+
+    /// End of stream: reports a message cut short, if any.
+    pub fn finish(&mut self, sink: &mut impl FrameSink) {
+        match self {
+            Decoder::Json(d) => d.finish(sink),
+            Decoder::Advanced(d) => d.finish(sink),
+        }
+    }
+}
+
+fn too_large(len: usize, max: usize) -> Frame {
+    Frame::Error {
+        code: Code::MessageTooLarge,
+        message: format!("IPC message of {len} bytes or more exceeds maxMessageSize ({max} bytes); it was dropped"),
+    }
+}
+
+/// Splits a byte stream into newline-terminated UTF-8 lines.
+#[derive(Debug)]
+pub struct LineDecoder {
+    max: usize,
+    /// The start of a line whose end has not arrived yet.
+    partial: Vec<u8>,
+    /// Dropping the rest of an oversized line until its newline.
+    skipping: bool,
+}
+
+impl LineDecoder {
+    pub fn new(max: usize) -> Self {
+        LineDecoder {
+            max,
+            partial: Vec::new(),
+            skipping: false,
+        }
+    }
+
+    pub fn feed(&mut self, mut data: &[u8], sink: &mut impl FrameSink) {
+        // Finish the line carried over from earlier reads first.
+        if self.skipping || !self.partial.is_empty() {
+            let Some(nl) = memchr(b'\n', data) else {
+                self.carry(data, sink);
+                return;
+            };
+            let (head, rest) = (&data[..nl], &data[nl + 1..]);
+            data = rest;
+            if self.skipping {
+                self.skipping = false;
+            } else if self.partial.len() + head.len() > self.max {
+                let len = self.partial.len() + head.len();
+                self.partial = Vec::new();
+                sink.frame(too_large(len, self.max));
+            } else {
+                let mut line = std::mem::take(&mut self.partial);
+                line.reserve_exact(head.len() + 1);
+                line.extend_from_slice(head);
+                line.push(b'\n');
+                emit_lines(line, self.max, sink);
+            }
+        }
+        // Then every complete line in this read, as one batch.
+        match memrchr(b'\n', data) {
+            Some(last) => {
+                emit_lines(data[..=last].to_vec(), self.max, sink);
+                self.carry(&data[last + 1..], sink);
+            }
+            None => self.carry(data, sink),
+        }
+    }
+
+    /// Keeps the unfinished tail of a line, unless that would pass `max`.
+    fn carry(&mut self, tail: &[u8], sink: &mut impl FrameSink) {
+        if self.skipping || tail.is_empty() {
+            return;
+        }
+        if self.partial.len() + tail.len() > self.max {
+            let len = self.partial.len() + tail.len();
+            self.partial = Vec::new();
+            self.skipping = true;
+            sink.frame(too_large(len, self.max));
+        } else {
+            self.partial.extend_from_slice(tail);
+        }
+    }
+
+    pub fn finish(&mut self, sink: &mut impl FrameSink) {
+        let cut = self.partial.len();
+        self.partial = Vec::new();
+        if cut > 0 && !self.skipping {
+            sink.frame(Frame::Error {
+                code: Code::TruncatedMessage,
+                message: format!("the channel closed {cut} bytes into a message that never ended"),
+            });
+        }
+        self.skipping = false;
+    }
+}
+
+/// Emits a run of complete lines as one `Lines` frame. Only when the run as a whole is bad (invalid UTF-8, or longer
+/// than `max`) is it split per line, so the good lines around a bad one still go through, in order.
+fn emit_lines(run: Vec<u8>, max: usize, sink: &mut impl FrameSink) {
+    if run.len() <= max {
+        match String::from_utf8(run) {
+            Ok(text) => return sink.frame(Frame::Lines(text)),
+            Err(e) => return split_bad_run(&e.into_bytes(), max, sink),
+        }
+    }
+    split_bad_run(&run, max, sink)
+}
+
+fn split_bad_run(run: &[u8], max: usize, sink: &mut impl FrameSink) {
+    let mut good = String::new();
+    for line in run.split_inclusive(|&b| b == b'\n') {
+        let body = line.len() - 1;
+        let problem = if body > max {
+            Some(too_large(body, max))
+        } else {
+            match std::str::from_utf8(line) {
+                Ok(text) => {
+                    good.push_str(text);
+                    None
+                }
+                Err(e) => Some(Frame::Error {
+                    code: Code::MalformedMessage,
+                    message: format!(
+                        "IPC message is not valid UTF-8 (bad byte at offset {})",
+                        e.valid_up_to()
+                    ),
+                }),
+            }
+        };
+        if let Some(err) = problem {
+            if !good.is_empty() {
+                sink.frame(Frame::Lines(std::mem::take(&mut good)));
+            }
+            sink.frame(err);
+        }
+    }
+    if !good.is_empty() {
+        sink.frame(Frame::Lines(good));
+    }
+}
+
+/// Splits a byte stream into frames of a 4-byte big-endian length and a body.
+#[derive(Debug)]
+pub struct LengthDecoder {
+    max: usize,
+    header: [u8; 4],
+    header_len: usize,
+    /// The body being filled and its expected length.
+    body: Option<(Vec<u8>, usize)>,
+    /// Bytes still to drop of an oversized frame.
+    skip: usize,
+}
+
+impl LengthDecoder {
+    pub fn new(max: usize) -> Self {
+        LengthDecoder {
+            max,
+            header: [0; 4],
+            header_len: 0,
+            body: None,
+            skip: 0,
+        }
+    }
+
+    pub fn feed(&mut self, mut data: &[u8], sink: &mut impl FrameSink) {
+        while !data.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(data.len());
+                self.skip -= n;
+                data = &data[n..];
+                continue;
+            }
+            if let Some((mut body, want)) = self.body.take() {
+                let n = (want - body.len()).min(data.len());
+                body.extend_from_slice(&data[..n]);
+                data = &data[n..];
+                if body.len() == want {
+                    sink.frame(Frame::Bytes(body));
+                } else {
+                    self.body = Some((body, want));
+                }
+                continue;
+            }
+            let n = (4 - self.header_len).min(data.len());
+            self.header[self.header_len..self.header_len + n].copy_from_slice(&data[..n]);
+            self.header_len += n;
+            data = &data[n..];
+            if self.header_len < 4 {
+                return;
+            }
+            self.header_len = 0;
+            let len = u32::from_be_bytes(self.header) as usize;
+            if len > self.max {
+                sink.frame(too_large(len, self.max));
+                self.skip = len;
+            } else if len <= data.len() {
+                sink.frame(Frame::Bytes(data[..len].to_vec()));
+                data = &data[len..];
+            } else {
+                // Reserve only what has arrived: a bogus prefix must not reserve `max` bytes up front.
+                let mut body = Vec::with_capacity(data.len().max(len.min(1 << 20)));
+                body.extend_from_slice(data);
+                data = &[];
+                self.body = Some((body, len));
+            }
+        }
+    }
+
+    pub fn finish(&mut self, sink: &mut impl FrameSink) {
+        let cut = self.header_len + self.body.take().map_or(0, |(b, _)| b.len() + 4);
+        let skipping = self.skip > 0;
+        self.header_len = 0;
+        self.skip = 0;
+        if cut > 0 && !skipping {
+            sink.frame(Frame::Error {
+                code: Code::TruncatedMessage,
+                message: format!("the channel closed {cut} bytes into a message that never ended"),
+            });
+        }
+    }
+}
+
+fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
+    hay.iter().position(|&b| b == needle)
+}
+
+fn memrchr(needle: u8, hay: &[u8]) -> Option<usize> {
+    hay.iter().rposition(|&b| b == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines_of(frames: &[Frame]) -> Vec<String> {
+        let mut out = Vec::new();
+        for f in frames {
+            if let Frame::Lines(s) = f {
+                out.extend(s.split_inclusive('\n').map(str::to_owned));
+            }
+        }
+        out
+    }
+
+    fn codes(frames: &[Frame]) -> Vec<Code> {
+        frames
+            .iter()
+            .filter_map(|f| match f {
+                Frame::Error { code, .. } => Some(*code),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn whole_lines_come_as_one_batch() {
+        let mut d = LineDecoder::new(1024);
+        let mut out = Vec::new();
+        d.feed(b"{\"a\":1}\n\"x\"\n", &mut out);
+        assert_eq!(out, vec![Frame::Lines("{\"a\":1}\n\"x\"\n".into())]);
+    }
+
+    #[test]
+    fn a_message_split_at_every_byte_reassembles() {
+        let wire = "{\"s\":\"h\u{e9}llo \u{1F600} \u{2028}\"}\n[1,2]\n\"\u{4e2d}\"\n".as_bytes();
+        for cut in 0..=wire.len() {
+            let mut d = LineDecoder::new(1024);
+            let mut out = Vec::new();
+            d.feed(&wire[..cut], &mut out);
+            d.feed(&wire[cut..], &mut out);
+            d.finish(&mut out);
+            assert_eq!(lines_of(&out).concat().as_bytes(), wire, "cut at {cut}");
+            assert!(codes(&out).is_empty(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn byte_by_byte_multibyte_utf8() {
+        let wire = "\"\u{1F600}\u{1F600}\"\n".as_bytes();
+        let mut d = LineDecoder::new(64);
+        let mut out = Vec::new();
+        for b in wire {
+            d.feed(std::slice::from_ref(b), &mut out);
+        }
+        assert_eq!(lines_of(&out), vec!["\"\u{1F600}\u{1F600}\"\n".to_string()]);
+    }
+
+    #[test]
+    fn invalid_utf8_line_is_reported_and_neighbours_survive() {
+        let mut d = LineDecoder::new(1024);
+        let mut out = Vec::new();
+        d.feed(b"1\n\"\xff\xfe\"\n2\n", &mut out);
+        assert_eq!(lines_of(&out), vec!["1\n", "2\n"]);
+        assert_eq!(codes(&out), vec![Code::MalformedMessage]);
+        assert!(
+            matches!(out[1], Frame::Error { .. }),
+            "error sits between the two lines"
+        );
+    }
+
+    #[test]
+    fn oversized_line_in_one_read_is_dropped_alone() {
+        let mut d = LineDecoder::new(8);
+        let mut out = Vec::new();
+        d.feed(b"1\n\"0123456789\"\n2\n", &mut out);
+        assert_eq!(lines_of(&out), vec!["1\n", "2\n"]);
+        assert_eq!(codes(&out), vec![Code::MessageTooLarge]);
+    }
+
+    #[test]
+    fn oversized_line_across_reads_is_skipped_to_its_newline() {
+        let mut d = LineDecoder::new(8);
+        let mut out = Vec::new();
+        d.feed(b"1\n\"01234", &mut out);
+        d.feed(b"56789", &mut out);
+        d.feed(b"abcdef", &mut out);
+        d.feed(b"\"\n2\n", &mut out);
+        d.finish(&mut out);
+        assert_eq!(lines_of(&out), vec!["1\n", "2\n"]);
+        assert_eq!(codes(&out), vec![Code::MessageTooLarge]);
+        assert!(d.partial.capacity() <= 16, "no oversized buffer is kept");
+    }
+
+    #[test]
+    fn eof_inside_a_line_is_truncation() {
+        let mut d = LineDecoder::new(64);
+        let mut out = Vec::new();
+        d.feed(b"1\n{\"a\":", &mut out);
+        d.finish(&mut out);
+        assert_eq!(lines_of(&out), vec!["1\n"]);
+        assert_eq!(codes(&out), vec![Code::TruncatedMessage]);
+    }
+
+    fn frame(body: &[u8]) -> Vec<u8> {
+        let mut v = (body.len() as u32).to_be_bytes().to_vec();
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[test]
+    fn length_frames_split_at_every_byte() {
+        let mut wire = frame(b"hello");
+        wire.extend(frame(b""));
+        wire.extend(frame(&[0xff; 300]));
+        for cut in 0..=wire.len() {
+            let mut d = LengthDecoder::new(1024);
+            let mut out = Vec::new();
+            d.feed(&wire[..cut], &mut out);
+            d.feed(&wire[cut..], &mut out);
+            d.finish(&mut out);
+            assert_eq!(
+                out,
+                vec![
+                    Frame::Bytes(b"hello".to_vec()),
+                    Frame::Bytes(vec![]),
+                    Frame::Bytes(vec![0xff; 300])
+                ],
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_length_prefix_is_skipped_without_reserving() {
+        let mut d = LengthDecoder::new(16);
+        let mut out = Vec::new();
+        let mut wire = frame(b"a");
+        wire.extend(frame(&[7; 40]));
+        wire.extend(frame(b"b"));
+        d.feed(&wire[..10], &mut out);
+        d.feed(&wire[10..], &mut out);
+        assert_eq!(codes(&out), vec![Code::MessageTooLarge]);
+        assert_eq!(out.first(), Some(&Frame::Bytes(b"a".to_vec())));
+        assert_eq!(out.last(), Some(&Frame::Bytes(b"b".to_vec())));
+    }
+
+    #[test]
+    fn bogus_huge_prefix_reserves_little() {
+        let mut d = LengthDecoder::new(usize::MAX);
+        let mut out = Vec::new();
+        d.feed(&[0xff, 0xff, 0xff, 0xf0, 1, 2, 3], &mut out);
+        let cap = d.body.as_ref().map(|(b, _)| b.capacity()).unwrap_or(0);
+        assert!(cap <= 1 << 20, "reserved {cap}");
+        d.finish(&mut out);
+        assert_eq!(codes(&out), vec![Code::TruncatedMessage]);
+    }
+
+    #[test]
+    fn truncated_length_frame_at_eof() {
+        let mut d = LengthDecoder::new(64);
+        let mut out = Vec::new();
+        d.feed(&[0, 0], &mut out);
+        d.finish(&mut out);
+        assert_eq!(codes(&out), vec![Code::TruncatedMessage]);
+    }
+}

@@ -1,0 +1,350 @@
+//! The napi surface: `NativeChild`, the native half of a forked ChildProcess. Everything below this file is plain
+//! Rust (see channel.rs, spawn.rs, process.rs), testable with `cargo test` alone.
+
+#![deny(clippy::all)]
+
+mod channel;
+mod delivery;
+mod error;
+mod frame;
+mod process;
+mod spawn;
+mod sys;
+
+use std::os::fd::{IntoRawFd, OwnedFd};
+use std::sync::Arc;
+
+use napi::bindgen_prelude::{Buffer, Either, Function, FunctionRef};
+use napi::{Env, Error, Result, Status};
+use napi_derive::napi;
+
+use crate::channel::{Channel, Event, EventSink, WriteProgress};
+use crate::delivery::{Delivery, KeepAlive};
+use crate::error::SysError;
+use crate::frame::{Decoder, Frame};
+use crate::process::Process;
+use crate::spawn::{SpawnOptions, Stdio};
+
+/// Default cap on one message: V8's longest string is just under 512 MiB, so nothing larger could be delivered.
+const DEFAULT_MAX_MESSAGE_SIZE: usize = 512 * 1024 * 1024;
+
+/// One entry of the stdio array, already normalised by index.js.
+#[napi(object)]
+pub struct StdioSlot {
+    /// 'pipe' | 'ipc' | 'ignore' | 'fd'
+    pub kind: String,
+    pub fd: Option<i32>,
+}
+
+/// What index.js hands over after Node's option juggling and validation.
+#[napi(object)]
+pub struct NativeSpawnOptions {
+    pub file: String,
+    /// The full argv, argv[0] included.
+    pub args: Vec<String>,
+    /// `KEY=value` pairs.
+    pub env: Vec<String>,
+    pub cwd: Option<String>,
+    pub stdio: Vec<StdioSlot>,
+    pub detached: Option<bool>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// 'json' | 'advanced'
+    pub serialization: Option<String>,
+    pub max_message_size: Option<f64>,
+}
+
+/// One event for index.js. `kind` says which fields are set:
+/// 'lines' text · 'bytes' bytes · 'error' code, message · 'readError' code, errno, syscall · 'eof' ·
+/// 'exit' exitCode, signal · 'written' seq, failed, queued (+ code, errno, syscall when writes failed).
+#[napi(object)]
+pub struct ChannelEvent {
+    pub kind: String,
+    pub text: Option<String>,
+    pub bytes: Option<Buffer>,
+    pub code: Option<String>,
+    pub message: Option<String>,
+    pub errno: Option<i32>,
+    pub syscall: Option<String>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub seq: Option<f64>,
+    pub failed: Option<f64>,
+    pub queued: Option<f64>,
+}
+
+impl ChannelEvent {
+    fn new(kind: &str) -> Self {
+        ChannelEvent {
+            kind: kind.into(),
+            text: None,
+            bytes: None,
+            code: None,
+            message: None,
+            errno: None,
+            syscall: None,
+            exit_code: None,
+            signal: None,
+            seq: None,
+            failed: None,
+            queued: None,
+        }
+    }
+
+    fn sys(kind: &str, err: SysError) -> Self {
+        ChannelEvent {
+            code: Some(err.code()),
+            errno: Some(err.uv_errno()),
+            syscall: Some(err.syscall.into()),
+            ..ChannelEvent::new(kind)
+        }
+    }
+
+    fn progress(p: WriteProgress) -> Self {
+        let base = match p.error {
+            Some(err) => ChannelEvent::sys("written", err),
+            None => ChannelEvent::new("written"),
+        };
+        ChannelEvent {
+            seq: Some(p.done as f64),
+            failed: Some(p.failed as f64),
+            queued: Some(p.queued_bytes as f64),
+            ..base
+        }
+    }
+}
+
+impl From<Event> for ChannelEvent {
+    fn from(event: Event) -> Self {
+        match event {
+            Event::Frame(Frame::Lines(text)) => ChannelEvent {
+                text: Some(text),
+                ..ChannelEvent::new("lines")
+            },
+            Event::Frame(Frame::Bytes(bytes)) => ChannelEvent {
+                bytes: Some(bytes.into()),
+                ..ChannelEvent::new("bytes")
+            },
+            Event::Frame(Frame::Error { code, message }) => ChannelEvent {
+                code: Some(code.as_str().into()),
+                message: Some(message),
+                ..ChannelEvent::new("error")
+            },
+            Event::ReadError(err) => ChannelEvent::sys("readError", err),
+            Event::Eof => ChannelEvent::new("eof"),
+            Event::Exit { code, signal } => ChannelEvent {
+                exit_code: code,
+                signal,
+                ..ChannelEvent::new("exit")
+            },
+        }
+    }
+}
+
+fn sys_error(err: SysError) -> Error {
+    Error::new(
+        Status::GenericFailure,
+        format!("{err} ({})", err.uv_errno()),
+    )
+}
+
+/// The native half of a forked child: its process, its channel and its stdio pipes.
+#[napi]
+pub struct NativeChild {
+    delivery: Arc<Delivery>,
+    channel: Option<Arc<Channel>>,
+    process: Option<Arc<Process>>,
+    spawn_error: Option<SysError>,
+    pipes: Vec<Option<OwnedFd>>,
+    wake_fn: FunctionRef<(), ()>,
+    process_ref: Option<KeepAlive>,
+    channel_ref: Option<KeepAlive>,
+}
+
+#[napi]
+impl NativeChild {
+    /// Spawns the child. `onWake` is called (with no arguments) whenever `poll()` has something.
+    #[napi(factory)]
+    pub fn spawn(
+        env: Env,
+        options: NativeSpawnOptions,
+        on_wake: Function<(), ()>,
+    ) -> Result<NativeChild> {
+        let stdio = options
+            .stdio
+            .iter()
+            .map(|s| match (s.kind.as_str(), s.fd) {
+                ("pipe", _) => Ok(Stdio::Pipe),
+                ("ipc", _) => Ok(Stdio::Ipc),
+                ("ignore", _) => Ok(Stdio::Ignore),
+                ("fd", Some(fd)) if fd >= 0 => Ok(Stdio::Fd(fd)),
+                (kind, _) => Err(Error::new(
+                    Status::InvalidArg,
+                    format!("bad stdio slot {kind:?}"),
+                )),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let opts = SpawnOptions {
+            file: options.file,
+            args: options.args,
+            env: options.env,
+            cwd: options.cwd,
+            stdio,
+            detached: options.detached.unwrap_or(false),
+            uid: options.uid,
+            gid: options.gid,
+        };
+        let advanced = options.serialization.as_deref() == Some("advanced");
+        let max = options
+            .max_message_size
+            .map_or(DEFAULT_MAX_MESSAGE_SIZE, |m| m as usize);
+
+        let wake = on_wake
+            .build_threadsafe_function::<()>()
+            .callee_handled::<false>()
+            .weak::<true>()
+            .build()?;
+        let wake_fn = on_wake.create_ref()?;
+        let delivery = Arc::new(Delivery::new(wake));
+        let sink: Arc<dyn EventSink> = delivery.clone();
+
+        let spawned = spawn::spawn(&opts).map_err(sys_error)?;
+        let process = match spawned.pid {
+            Some(pid) => Some(Process::watch(pid, sink.clone()).map_err(sys_error)?),
+            None => None,
+        };
+        let channel = match spawned.ipc {
+            Some(sock) => Some(
+                Channel::open(sock, Decoder::new(advanced, max), sink).map_err(|e| {
+                    if let Some(p) = &process {
+                        let _ = p.kill(nix::libc::SIGKILL);
+                    }
+                    sys_error(e)
+                })?,
+            ),
+            None => None,
+        };
+        let mut child = NativeChild {
+            delivery,
+            channel,
+            process,
+            spawn_error: spawned.error,
+            pipes: spawned.pipes,
+            wake_fn,
+            process_ref: None,
+            channel_ref: None,
+        };
+        child.ref_process(env)?;
+        child.ref_channel(env)?;
+        Ok(child)
+    }
+
+    #[napi(getter)]
+    pub fn pid(&self) -> Option<i32> {
+        self.process.as_ref().map(|p| p.pid())
+    }
+
+    /// libuv-style (negative) errno of a spawn that failed the way Node reports asynchronously.
+    #[napi(getter)]
+    pub fn spawn_errno(&self) -> Option<i32> {
+        self.spawn_error.map(|e| e.uv_errno())
+    }
+
+    #[napi(getter)]
+    pub fn channel_fd(&self) -> Option<i32> {
+        self.channel.as_ref().map(|c| c.raw_fd())
+    }
+
+    /// Hands our ends of the 'pipe' slots to JS, which wraps them in net.Sockets and owns them from then on.
+    #[napi]
+    pub fn take_stdio(&mut self) -> Vec<Option<i32>> {
+        self.pipes
+            .iter_mut()
+            .map(|p| p.take().map(IntoRawFd::into_raw_fd))
+            .collect()
+    }
+
+    /// Everything that happened since the last call, in order.
+    #[napi]
+    pub fn poll(&self) -> Vec<ChannelEvent> {
+        let mut out: Vec<ChannelEvent> = self
+            .delivery
+            .drain()
+            .into_iter()
+            .map(ChannelEvent::from)
+            .collect();
+        if let Some(p) = self.channel.as_ref().and_then(|c| c.take_progress()) {
+            out.push(ChannelEvent::progress(p));
+        }
+        out
+    }
+
+    /// Queues bytes for the child. Returns the bytes still queued (0: all written now), or -errno.
+    #[napi]
+    pub fn write(&self, data: Either<String, Buffer>) -> f64 {
+        let Some(channel) = &self.channel else {
+            return -(nix::libc::EPIPE as f64);
+        };
+        let bytes: &[u8] = match &data {
+            Either::A(s) => s.as_bytes(),
+            Either::B(b) => b,
+        };
+        match channel.write(bytes) {
+            Ok(w) => w.queued_bytes as f64,
+            Err(e) => e.uv_errno() as f64,
+        }
+    }
+
+    /// Closes the channel once queued writes are out (Node's disconnect()); the reader then reports 'eof'.
+    #[napi]
+    pub fn close_channel(&self) {
+        if let Some(c) = &self.channel {
+            c.close();
+        }
+    }
+
+    /// Sends a signal: 0 on success, else -errno (ESRCH once the child is gone).
+    #[napi]
+    pub fn kill(&self, signal: i32) -> i32 {
+        match &self.process {
+            Some(p) => p.kill(signal).map_or_else(|e| -(e as i32), |()| 0),
+            None => -nix::libc::ESRCH,
+        }
+    }
+
+    fn keep_alive(&self, env: &Env) -> Result<KeepAlive> {
+        self.wake_fn
+            .borrow_back(env)?
+            .build_threadsafe_function::<()>()
+            .callee_handled::<false>()
+            .build()
+    }
+
+    /// While the process is ref'd and alive, the event loop stays alive (Node's subprocess.ref()).
+    #[napi]
+    pub fn ref_process(&mut self, env: Env) -> Result<()> {
+        if self.process_ref.is_none() && self.process.is_some() {
+            self.process_ref = Some(self.keep_alive(&env)?);
+        }
+        Ok(())
+    }
+
+    #[napi]
+    pub fn unref_process(&mut self) {
+        self.process_ref = None;
+    }
+
+    /// While the channel is ref'd and open, the event loop stays alive (Node's subprocess.channel.ref()).
+    #[napi]
+    pub fn ref_channel(&mut self, env: Env) -> Result<()> {
+        if self.channel_ref.is_none() && self.channel.is_some() {
+            self.channel_ref = Some(self.keep_alive(&env)?);
+        }
+        Ok(())
+    }
+
+    #[napi]
+    pub fn unref_channel(&mut self) {
+        self.channel_ref = None;
+    }
+}
