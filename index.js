@@ -19,6 +19,7 @@ const EventEmitter = require('node:events');
 const net = require('node:net');
 const os = require('node:os');
 const util = require('node:util');
+const v8 = require('node:v8');
 const nodeChildProcess = require('node:child_process');
 const { fileURLToPath } = require('node:url');
 
@@ -182,13 +183,63 @@ function sanitizeKillSignal(killSignal) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// The wire codec for json mode (Node's lib/internal/child_process/serialization.js). Rust frames the lines; JS
-// turns values into text and back, since JSON.stringify/parse are V8-native and the fastest way to JS objects.
+// The wire codecs (Node's lib/internal/child_process/serialization.js). Rust frames the bytes; JS turns values into
+// bytes and back, since JSON and V8's serializer are native in V8 and the fastest way to JS objects.
 
 // Node's send() returns false once this much is queued behind the socket.
 const HIGH_WATER_MARK = 64 * 1024 * 2;
 // Sends made in one tick leave together; past this many bytes they leave at once, to bound the batch.
 const FLUSH_BYTES = 256 * 1024;
+
+const json = {
+  encode(message) {
+    return `${JSON.stringify(message)}\n`;
+  },
+  join(parts) {
+    return parts.length === 1 ? parts[0] : parts.join('');
+  },
+};
+
+// Node's ChildProcessSerializer: V8's format, with ArrayBufferViews as host objects (so a Buffer arrives as a
+// Buffer) and other native objects written as plain objects, as JSON would.
+const kArrayBufferViewTag = 0;
+const kNotArrayBufferViewTag = 1;
+
+class ChildProcessSerializer extends v8.DefaultSerializer {
+  _writeHostObject(object) {
+    if (ArrayBuffer.isView(object)) {
+      this.writeUint32(kArrayBufferViewTag);
+      return super._writeHostObject(object);
+    }
+    this.writeUint32(kNotArrayBufferViewTag);
+    this.writeValue({ ...object });
+  }
+}
+
+class ChildProcessDeserializer extends v8.DefaultDeserializer {
+  _readHostObject() {
+    const tag = this.readUint32();
+    if (tag === kArrayBufferViewTag) return super._readHostObject();
+    if (tag !== kNotArrayBufferViewTag) throw new Error(`unknown host object tag ${tag}`);
+    return this.readValue();
+  }
+}
+
+const advanced = {
+  // One frame: a 4-byte big-endian length, then the serializer's header and value.
+  encode(message) {
+    const ser = new ChildProcessSerializer();
+    ser.writeRawBytes(Buffer.allocUnsafe(4));
+    ser.writeHeader();
+    ser.writeValue(message);
+    const frame = ser.releaseBuffer();
+    frame.writeUInt32BE(frame.length - 4, 0);
+    return frame;
+  },
+  join(parts) {
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts);
+  },
+};
 
 const INTERNAL_PREFIX = 'NODE_';
 
@@ -266,7 +317,7 @@ class ChildProcess extends EventEmitter {
     this._native = null;
     this._exited = false;
     this._channelOpen = false;
-    this._serialization = 'json';
+    this._codec = json;
     // Outgoing: messages of this tick, as text, and the callbacks waiting for their write.
     this._outbox = [];
     this._outBytes = 0;
@@ -290,11 +341,7 @@ class ChildProcess extends EventEmitter {
     if (serialization !== 'json' && serialization !== 'advanced') {
       throw makeError('ERR_INVALID_ARG_VALUE', 'options.serialization', serialization, 'must be "json" or "advanced"');
     }
-    if (serialization === 'advanced') {
-      // TODO(#4): Node's V8 wire mode.
-      throw makeError('FORKLINE_UNSUPPORTED', "serialization: 'advanced' is not supported yet; use 'json'");
-    }
-    this._serialization = serialization;
+    this._codec = serialization === 'advanced' ? advanced : json;
     const envPairs = options.envPairs ? [...options.envPairs] : [];
     if (ipcIndex !== -1) {
       envPairs.push(`NODE_CHANNEL_FD=${ipcIndex}`, `NODE_CHANNEL_SERIALIZATION_MODE=${serialization}`);
@@ -428,10 +475,10 @@ class ChildProcess extends EventEmitter {
       // TODO(#3): NODE_HANDLE and fd passing.
       throw makeError('FORKLINE_UNSUPPORTED', 'sending handles is not supported yet');
     }
-    // Stringify now, as Node does: a circular structure throws in the caller's frame.
-    const line = `${JSON.stringify(message)}\n`;
-    this._outbox.push(line);
-    this._outBytes += line.length;
+    // Encode now, as Node does: a value that cannot be encoded throws in the caller's frame.
+    const encoded = this._codec.encode(message);
+    this._outbox.push(encoded);
+    this._outBytes += encoded.length;
     const seq = this._writeSeq + 1;
     if (typeof callback === 'function') this._callbacks.push({ seq, callback });
     else if (!options.swallowErrors && this._bareSeqs[this._bareSeqs.length - 1] !== seq) this._bareSeqs.push(seq);
@@ -456,7 +503,7 @@ class ChildProcess extends EventEmitter {
     this._flushScheduled = false;
     unflushed.delete(this);
     if (this._outbox.length === 0) return;
-    const data = this._outbox.length === 1 ? this._outbox[0] : this._outbox.join('');
+    const data = this._codec.join(this._outbox);
     this._outbox = [];
     this._outBytes = 0;
     const seq = this._writeSeq + 1;
@@ -512,6 +559,9 @@ class ChildProcess extends EventEmitter {
         case 'lines':
           this._parseLines(ev.text);
           break;
+        case 'frames':
+          this._parseFrames(ev.bytes);
+          break;
         case 'written':
           this._onWritten(ev);
           break;
@@ -548,6 +598,33 @@ class ChildProcess extends EventEmitter {
           new Signal(
             'error',
             makeError('FORKLINE_MALFORMED_MESSAGE', `IPC message is not valid JSON (${err.message}): ${shown}`),
+          ),
+        );
+        continue;
+      }
+      inbox.push(isInternal(message) ? new Signal('internal', message) : message);
+    }
+  }
+
+  // `run` holds whole frames (the core checked every length); each is deserialized on its own, so one bad frame
+  // costs only itself. Buffers in messages are views into `run`, as Node's DefaultDeserializer makes them.
+  _parseFrames(run) {
+    const inbox = this._inbox;
+    let at = 0;
+    while (at < run.length) {
+      const end = at + 4 + run.readUInt32BE(at);
+      const body = run.subarray(at + 4, end);
+      at = end;
+      let message;
+      try {
+        const des = new ChildProcessDeserializer(body);
+        des.readHeader();
+        message = des.readValue();
+      } catch (err) {
+        inbox.push(
+          new Signal(
+            'error',
+            makeError('FORKLINE_MALFORMED_MESSAGE', `IPC message is not valid V8 serializer data (${err.message})`),
           ),
         );
         continue;

@@ -13,8 +13,8 @@ use crate::error::Code;
 pub enum Frame {
     /// One or more complete json lines, each ending in `\n`, valid UTF-8.
     Lines(String),
-    /// One complete advanced-mode frame body (without its length prefix).
-    Bytes(Vec<u8>),
+    /// One or more complete advanced-mode frames, each a 4-byte big-endian length and its body.
+    Frames(Vec<u8>),
     /// A message that could not be decoded; the stream goes on after it.
     Error { code: Code, message: String },
 }
@@ -194,79 +194,103 @@ fn split_bad_run(run: &[u8], max: usize, sink: &mut impl FrameSink) {
     }
 }
 
-/// Splits a byte stream into frames of a 4-byte big-endian length and a body.
+/// Splits a byte stream into frames of a 4-byte big-endian length and a body. Complete frames that sit together
+/// in one read leave as one `Frames` run (prefixes kept), so JS walks many small messages per crossing.
 #[derive(Debug)]
 pub struct LengthDecoder {
     max: usize,
-    header: [u8; 4],
-    header_len: usize,
-    /// The body being filled and its expected length.
-    body: Option<(Vec<u8>, usize)>,
+    /// A frame not yet complete, from its first prefix byte on.
+    partial: Vec<u8>,
+    /// Its whole length, prefix included, once the prefix is known.
+    want: usize,
     /// Bytes still to drop of an oversized frame.
     skip: usize,
+}
+
+fn frame_len(prefix: &[u8]) -> usize {
+    u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize
 }
 
 impl LengthDecoder {
     pub fn new(max: usize) -> Self {
         LengthDecoder {
             max,
-            header: [0; 4],
-            header_len: 0,
-            body: None,
+            partial: Vec::new(),
+            want: 0,
             skip: 0,
         }
     }
 
     pub fn feed(&mut self, mut data: &[u8], sink: &mut impl FrameSink) {
-        while !data.is_empty() {
+        loop {
             if self.skip > 0 {
                 let n = self.skip.min(data.len());
                 self.skip -= n;
                 data = &data[n..];
-                continue;
             }
-            if let Some((mut body, want)) = self.body.take() {
-                let n = (want - body.len()).min(data.len());
-                body.extend_from_slice(&data[..n]);
-                data = &data[n..];
-                if body.len() == want {
-                    sink.frame(Frame::Bytes(body));
-                } else {
-                    self.body = Some((body, want));
+            if !self.partial.is_empty() {
+                if self.partial.len() < 4 {
+                    let n = (4 - self.partial.len()).min(data.len());
+                    self.partial.extend_from_slice(&data[..n]);
+                    data = &data[n..];
+                    if self.partial.len() < 4 {
+                        return;
+                    }
+                    let len = frame_len(&self.partial);
+                    if len > self.max {
+                        self.partial = Vec::new();
+                        self.skip = len;
+                        sink.frame(too_large(len, self.max));
+                        continue;
+                    }
+                    self.want = len + 4;
                 }
-                continue;
+                let n = (self.want - self.partial.len()).min(data.len());
+                self.partial.extend_from_slice(&data[..n]);
+                data = &data[n..];
+                if self.partial.len() < self.want {
+                    return;
+                }
+                sink.frame(Frame::Frames(std::mem::take(&mut self.partial)));
             }
-            let n = (4 - self.header_len).min(data.len());
-            self.header[self.header_len..self.header_len + n].copy_from_slice(&data[..n]);
-            self.header_len += n;
-            data = &data[n..];
-            if self.header_len < 4 {
+            if data.is_empty() {
                 return;
             }
-            self.header_len = 0;
-            let len = u32::from_be_bytes(self.header) as usize;
-            if len > self.max {
-                sink.frame(too_large(len, self.max));
-                self.skip = len;
-            } else if len <= data.len() {
-                sink.frame(Frame::Bytes(data[..len].to_vec()));
-                data = &data[len..];
-            } else {
-                // Reserve only what has arrived: a bogus prefix must not reserve `max` bytes up front.
-                let mut body = Vec::with_capacity(data.len().max(len.min(1 << 20)));
-                body.extend_from_slice(data);
-                data = &[];
-                self.body = Some((body, len));
+            // Aligned on a frame: take every complete frame in this read as one run.
+            let mut end = 0;
+            while data.len() - end >= 4 {
+                let len = frame_len(&data[end..]);
+                if len > self.max || data.len() - end - 4 < len {
+                    break;
+                }
+                end += 4 + len;
             }
+            if end > 0 {
+                sink.frame(Frame::Frames(data[..end].to_vec()));
+                data = &data[end..];
+                continue;
+            }
+            if data.len() >= 4 {
+                let len = frame_len(data);
+                if len > self.max {
+                    self.skip = len;
+                    data = &data[4..];
+                    sink.frame(too_large(len, self.max));
+                    continue;
+                }
+                self.want = len + 4;
+            }
+            // Reserve what has arrived, not what the prefix claims: a bogus prefix must not reserve `max` bytes.
+            self.partial = Vec::with_capacity(data.len().max(self.want.min(1 << 20)));
+            self.partial.extend_from_slice(data);
+            return;
         }
     }
 
     pub fn finish(&mut self, sink: &mut impl FrameSink) {
-        let cut = self.header_len + self.body.take().map_or(0, |(b, _)| b.len() + 4);
-        let skipping = self.skip > 0;
-        self.header_len = 0;
+        let cut = std::mem::take(&mut self.partial).len();
         self.skip = 0;
-        if cut > 0 && !skipping {
+        if cut > 0 {
             sink.frame(Frame::Error {
                 code: Code::TruncatedMessage,
                 message: format!("the channel closed {cut} bytes into a message that never ended"),
@@ -392,6 +416,23 @@ mod tests {
         v
     }
 
+    /// Splits runs back into frame bodies.
+    fn bodies(frames: &[Frame]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for f in frames {
+            if let Frame::Frames(run) = f {
+                let mut at = 0;
+                while at < run.len() {
+                    let len = frame_len(&run[at..]);
+                    out.push(run[at + 4..at + 4 + len].to_vec());
+                    at += 4 + len;
+                }
+                assert_eq!(at, run.len(), "a run holds whole frames only");
+            }
+        }
+        out
+    }
+
     #[test]
     fn length_frames_split_at_every_byte() {
         let mut wire = frame(b"hello");
@@ -403,30 +444,42 @@ mod tests {
             d.feed(&wire[..cut], &mut out);
             d.feed(&wire[cut..], &mut out);
             d.finish(&mut out);
+            assert!(codes(&out).is_empty(), "cut at {cut}");
             assert_eq!(
-                out,
-                vec![
-                    Frame::Bytes(b"hello".to_vec()),
-                    Frame::Bytes(vec![]),
-                    Frame::Bytes(vec![0xff; 300])
-                ],
+                bodies(&out),
+                vec![b"hello".to_vec(), vec![], vec![0xff; 300]],
                 "cut at {cut}"
             );
         }
     }
 
     #[test]
-    fn oversized_length_prefix_is_skipped_without_reserving() {
-        let mut d = LengthDecoder::new(16);
+    fn whole_frames_in_one_read_come_as_one_run() {
+        let mut wire = frame(b"a");
+        wire.extend(frame(b"bc"));
+        let mut d = LengthDecoder::new(64);
         let mut out = Vec::new();
+        d.feed(&wire, &mut out);
+        assert_eq!(out, vec![Frame::Frames(wire)]);
+    }
+
+    #[test]
+    fn oversized_length_prefix_is_skipped_without_reserving() {
         let mut wire = frame(b"a");
         wire.extend(frame(&[7; 40]));
         wire.extend(frame(b"b"));
-        d.feed(&wire[..10], &mut out);
-        d.feed(&wire[10..], &mut out);
-        assert_eq!(codes(&out), vec![Code::MessageTooLarge]);
-        assert_eq!(out.first(), Some(&Frame::Bytes(b"a".to_vec())));
-        assert_eq!(out.last(), Some(&Frame::Bytes(b"b".to_vec())));
+        for cut in 0..=wire.len() {
+            let mut d = LengthDecoder::new(16);
+            let mut out = Vec::new();
+            d.feed(&wire[..cut], &mut out);
+            d.feed(&wire[cut..], &mut out);
+            assert_eq!(codes(&out), vec![Code::MessageTooLarge], "cut at {cut}");
+            assert_eq!(
+                bodies(&out),
+                vec![b"a".to_vec(), b"b".to_vec()],
+                "cut at {cut}"
+            );
+        }
     }
 
     #[test]
@@ -434,8 +487,11 @@ mod tests {
         let mut d = LengthDecoder::new(usize::MAX);
         let mut out = Vec::new();
         d.feed(&[0xff, 0xff, 0xff, 0xf0, 1, 2, 3], &mut out);
-        let cap = d.body.as_ref().map(|(b, _)| b.capacity()).unwrap_or(0);
-        assert!(cap <= 1 << 20, "reserved {cap}");
+        assert!(
+            d.partial.capacity() <= 1 << 20,
+            "reserved {}",
+            d.partial.capacity()
+        );
         d.finish(&mut out);
         assert_eq!(codes(&out), vec![Code::TruncatedMessage]);
     }

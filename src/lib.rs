@@ -55,7 +55,7 @@ pub struct NativeSpawnOptions {
 }
 
 /// One event for index.js. `kind` says which fields are set:
-/// 'lines' text · 'bytes' bytes · 'error' code, message · 'readError' code, errno, syscall · 'eof' ·
+/// 'lines' text · 'frames' bytes (length-prefixed advanced frames) · 'error' code, message · 'readError' code, errno, syscall · 'eof' ·
 /// 'exit' exitCode, signal · 'written' seq, failed, queued (+ code, errno, syscall when writes failed).
 #[napi(object)]
 pub struct ChannelEvent {
@@ -121,9 +121,9 @@ impl From<Event> for ChannelEvent {
                 text: Some(text),
                 ..ChannelEvent::new("lines")
             },
-            Event::Frame(Frame::Bytes(bytes)) => ChannelEvent {
+            Event::Frame(Frame::Frames(bytes)) => ChannelEvent {
                 bytes: Some(bytes.into()),
-                ..ChannelEvent::new("bytes")
+                ..ChannelEvent::new("frames")
             },
             Event::Frame(Frame::Error { code, message }) => ChannelEvent {
                 code: Some(code.as_str().into()),
