@@ -685,7 +685,7 @@ class ChildProcess extends EventEmitter {
 
   _onEof() {
     this._channelOpen = false;
-    this._native.unrefChannel();
+    this._native.releaseChannel();
     if (this.connected) {
       this._flush();
       this.connected = false;

@@ -303,6 +303,14 @@ impl NativeChild {
         }
     }
 
+    /// Drops our hold on the channel after its EOF, so its socket closes now rather than at garbage collection
+    /// (the reader and writer threads hold it only until they end).
+    #[napi]
+    pub fn release_channel(&mut self) {
+        self.channel_ref = None;
+        self.channel = None;
+    }
+
     /// Sends a signal: 0 on success, else -errno (ESRCH once the child is gone).
     #[napi]
     pub fn kill(&self, signal: i32) -> i32 {

@@ -1,0 +1,144 @@
+'use strict';
+
+// serialization: 'advanced' against real node children, with node:child_process as the oracle.
+const test = require('node:test');
+const assert = require('node:assert');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const util = require('node:util');
+const nodeChildProcess = require('node:child_process');
+const forkline = require('..');
+const values = require('./fixtures/adv-values');
+
+const FIXTURES = path.join(__dirname, 'fixtures');
+const ECHO = path.join(FIXTURES, 'adv-echo.js');
+const IMPLS = [
+  ['node:child_process', nodeChildProcess],
+  ['forkline', forkline],
+];
+
+function forkAdvanced(t, impl, script, options = {}) {
+  const child = impl.fork(script, [], { serialization: 'advanced', ...options });
+  t.after(() => child.kill('SIGKILL'));
+  return child;
+}
+
+function collect(child, count) {
+  return new Promise((resolve, reject) => {
+    const got = [];
+    child.on('error', reject);
+    child.on('message', (m) => {
+      got.push(m);
+      if (got.length === count) resolve(got);
+    });
+  });
+}
+
+function assertSameValue(actual, expected, label) {
+  assert.ok(util.isDeepStrictEqual(actual, expected), `${label}: ${util.inspect(actual)} != ${util.inspect(expected)}`);
+  assert.strictEqual(Object.getPrototypeOf(actual), Object.getPrototypeOf(expected), `${label}: prototype`);
+}
+
+for (const [name, impl] of IMPLS) {
+  test(`${name}: every V8 value kind round-trips parent → child → parent`, { timeout: 20_000 }, async (t) => {
+    const child = forkAdvanced(t, impl, ECHO);
+    const sent = values();
+    const done = collect(child, sent.length);
+    for (const v of sent) child.send(v);
+    const got = await done;
+    got.forEach((v, i) => assertSameValue(v, sent[i], `value ${i}`));
+    const circular = got[6];
+    assert.strictEqual(circular.self, circular, 'circular reference kept');
+  });
+
+  test(`${name}: values made in the child arrive as themselves`, { timeout: 20_000 }, async (t) => {
+    const child = forkAdvanced(t, impl, ECHO);
+    const expected = values();
+    const done = collect(child, expected.length);
+    child.send('values');
+    const got = await done;
+    got.forEach((v, i) => assertSameValue(v, expected[i], `value ${i}`));
+  });
+}
+
+test('Buffers of 0 B, 1 MB and 64 MB both ways', { timeout: 60_000 }, async (t) => {
+  const child = forkAdvanced(t, forkline, ECHO);
+  for (const size of [0, 1 << 20, 64 << 20]) {
+    const buf = Buffer.alloc(size);
+    for (let i = 0; i < size; i += 4096) buf[i] = (i / 4096) & 0xff;
+    const echoed = collect(child, 1);
+    child.send(buf);
+    const [back] = await echoed;
+    assert.ok(Buffer.isBuffer(back), `${size}: a Buffer comes back`);
+    assert.ok(back.equals(buf), `${size}: same bytes`);
+    child.removeAllListeners('message');
+    const made = collect(child, 1);
+    child.send({ buffer: size });
+    const [fromChild] = await made;
+    assert.ok(Buffer.isBuffer(fromChild) && fromChild.equals(buf), `${size}: child-made Buffer`);
+    child.removeAllListeners('message');
+  }
+});
+
+test('the bytes on the wire are the same as node:child_process writes', { timeout: 20_000 }, async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'forkline-wire-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const messages = [{ a: 1, s: 'ü😀' }, [1, 2, 3], 'text', 42, Buffer.from('buf'), new Map([[1, 2]]), { cmd: 'X' }];
+  for (const serialization of ['advanced', 'json']) {
+    const captures = [];
+    for (const [name, impl] of IMPLS) {
+      const file = path.join(dir, `${serialization}-${name.replace(/\W/g, '_')}`);
+      const child = impl.fork(path.join(FIXTURES, 'capture.sh'), [file], {
+        execPath: '/bin/sh',
+        execArgv: [],
+        serialization,
+      });
+      t.after(() => child.kill('SIGKILL'));
+      // 'exit', not 'close': Node never emits 'close' after the parent's disconnect().
+      const exited = new Promise((resolve) => child.on('exit', resolve));
+      await new Promise((resolve) => child.on('spawn', resolve));
+      for (const m of messages) {
+        if (serialization === 'json' && (Buffer.isBuffer(m) || m instanceof Map)) continue;
+        child.send(m);
+      }
+      child.disconnect();
+      await exited;
+      captures.push(fs.readFileSync(file));
+    }
+    assert.ok(captures[0].length > 0, `${serialization}: something was captured`);
+    assert.deepStrictEqual(captures[1], captures[0], `${serialization}: identical bytes`);
+  }
+});
+
+test(
+  'bad frames: oversized, undecodable and truncated are errors; good frames around them arrive',
+  {
+    timeout: 20_000,
+  },
+  async (t) => {
+    const fdsBefore = fs.readdirSync('/proc/self/fd').length;
+    const child = forkAdvanced(t, forkline, path.join(FIXTURES, 'adv-raw.js'), { maxMessageSize: 1024 });
+    const seen = [];
+    child.on('message', (m) => seen.push(['message', m]));
+    child.on('error', (err) => seen.push(['error', err.code]));
+    await new Promise((resolve) => child.on('close', resolve));
+    assert.deepStrictEqual(seen, [
+      ['message', 'one'],
+      ['error', 'FORKLINE_MESSAGE_TOO_LARGE'],
+      ['error', 'FORKLINE_MALFORMED_MESSAGE'],
+      ['message', 'two'],
+      ['error', 'FORKLINE_TRUNCATED_MESSAGE'],
+    ]);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.strictEqual(fs.readdirSync('/proc/self/fd').length, fdsBefore, 'no fd leaked');
+  },
+);
+
+test('a value V8 cannot serialize throws in send(), as in Node', { timeout: 10_000 }, async (t) => {
+  for (const [name, impl] of IMPLS) {
+    const child = forkAdvanced(t, impl, ECHO);
+    assert.throws(() => child.send({ f() {} }), /could not be cloned/, name);
+    child.disconnect();
+  }
+});
