@@ -16,6 +16,8 @@ try {
 }
 
 const EventEmitter = require('node:events');
+const dgram = require('node:dgram');
+const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
 const util = require('node:util');
@@ -55,8 +57,10 @@ const ERRORS = {
   FORKLINE_MESSAGE_TOO_LARGE: [Error, (detail) => detail],
   FORKLINE_TRUNCATED_MESSAGE: [Error, (detail) => detail],
   FORKLINE_STRAY_FD: [Error, (detail) => detail],
+  FORKLINE_FD_LOST: [Error, (detail) => detail],
+  FORKLINE_BAD_HANDLE: [Error, (detail) => detail],
   FORKLINE_INTERNAL: [Error, (detail) => detail],
-  FORKLINE_UNSUPPORTED: [Error, (detail) => detail],
+  FORKLINE_HANDLE_NOT_RECEIVED: [Error, (detail) => detail],
 };
 
 function describe(value) {
@@ -225,6 +229,13 @@ class ChildProcessDeserializer extends v8.DefaultDeserializer {
   }
 }
 
+// Reads one value from a frame; `skip` is 4 when `frame` still starts with its length prefix.
+function decodeFrame(frame, skip) {
+  const des = new ChildProcessDeserializer(frame.subarray(skip));
+  des.readHeader();
+  return des.readValue();
+}
+
 const advanced = {
   // One frame: a 4-byte big-endian length, then the serializer's header and value.
   encode(message) {
@@ -260,6 +271,115 @@ class Signal {
     this.kind = kind;
     this.payload = payload;
   }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Handles (Node's handleConversion in lib/internal/child_process.js). The core sends an fd with its envelope and
+// keeps a duplicate until the peer's ACK; here a handle object gives up its fd, and a received fd becomes an object.
+
+function nop() {}
+
+let wraps;
+// Node's raw handle classes, for the 'Native' kinds.
+function handleWraps() {
+  if (!wraps) {
+    const { TCP, constants: tcp } = process.binding('tcp_wrap');
+    const { Pipe, constants: pipe } = process.binding('pipe_wrap');
+    const { UDP } = process.binding('udp_wrap');
+    wraps = { TCP, Pipe, UDP, tcpSocket: tcp.SOCKET, pipeSocket: pipe.SOCKET };
+  }
+  return wraps;
+}
+
+function dgramHandle(socket) {
+  const state = Object.getOwnPropertySymbols(socket).find((sym) => sym.description === 'state symbol');
+  return state && socket[state] ? socket[state].handle : undefined;
+}
+
+// Closes an fd that could not become a handle, so none leaks.
+function closeFd(fd) {
+  try {
+    fs.closeSync(fd);
+  } catch {
+    // Already closed by whatever failed.
+  }
+}
+
+function openWrap(handle, fd) {
+  const err = handle.open(fd);
+  if (err) throw errnoException(err, 'open');
+  return handle;
+}
+
+const HANDLE_TYPES = {
+  'net.Socket': {
+    fd: (socket) => (socket._handle ? socket._handle.fd : undefined),
+    envelope(envelope, socket, options) {
+      if (socket.server) {
+        envelope.key = socket.server._connectionKey;
+        // Act like the socket is detached.
+        if (!options.keepOpen) socket.server._connections--;
+      }
+    },
+    // The socket is handed over: detach it now; the core's duplicate keeps the connection open until the ACK.
+    postSend(socket, options) {
+      if (options.keepOpen) return;
+      const handle = socket._handle;
+      handle.onread = nop;
+      socket._handle = null;
+      socket.setTimeout(0);
+      const { freeParser, HTTPParser } = require('node:_http_common');
+      if (socket.parser && socket.parser instanceof HTTPParser) {
+        freeParser(socket.parser, null, socket);
+        if (socket._httpMessage) socket._httpMessage.detachSocket(socket);
+      }
+      handle.close();
+    },
+    got: (envelope, fd) => new net.Socket({ fd, readable: true, writable: true }),
+  },
+  'net.Server': {
+    fd: (server) => (server._handle ? server._handle.fd : undefined),
+    got(envelope, fd) {
+      const server = new net.Server();
+      server.listen({ fd });
+      return server;
+    },
+  },
+  'net.Native': {
+    fd: (handle) => handle.fd,
+    got(envelope, fd) {
+      const { TCP, Pipe, tcpSocket, pipeSocket } = handleWraps();
+      return openWrap(native.socketKind(fd) === 'pipe' ? new Pipe(pipeSocket) : new TCP(tcpSocket), fd);
+    },
+  },
+  'dgram.Socket': {
+    fd: (socket) => {
+      const handle = dgramHandle(socket);
+      return handle ? handle.fd : undefined;
+    },
+    envelope(envelope, socket) {
+      envelope.dgramType = socket.type;
+    },
+    got(envelope, fd) {
+      const socket = dgram.createSocket(envelope.dgramType);
+      socket.bind({ fd });
+      return socket;
+    },
+  },
+  'dgram.Native': {
+    fd: (handle) => handle.fd,
+    got: (envelope, fd) => openWrap(new (handleWraps().UDP)(), fd),
+  },
+};
+
+function handleType(handle) {
+  if (handle instanceof net.Socket) return 'net.Socket';
+  if (handle instanceof net.Server) return 'net.Server';
+  if (handle instanceof dgram.Socket) return 'dgram.Socket';
+  const { TCP, Pipe, UDP } = handleWraps();
+  if (handle instanceof TCP || handle instanceof Pipe) return 'net.Native';
+  if (handle instanceof UDP) return 'dgram.Native';
+  throw makeError('ERR_INVALID_HANDLE_TYPE');
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -472,8 +592,11 @@ class ChildProcess extends EventEmitter {
       throw makeError('ERR_INVALID_ARG_TYPE', 'message', 'one of type string, object, number, or boolean', message);
     }
     if (handle) {
-      // TODO(#3): NODE_HANDLE and fd passing.
-      throw makeError('FORKLINE_UNSUPPORTED', 'sending handles is not supported yet');
+      const type = handleType(handle);
+      const conversion = HANDLE_TYPES[type];
+      const fd = conversion.fd(handle);
+      // Node: a handle sent twice, or with nothing native left in it, goes as a plain message.
+      if (typeof fd === 'number' && fd >= 0) return this._sendHandle(message, handle, type, fd, options, callback);
     }
     // Encode now, as Node does: a value that cannot be encoded throws in the caller's frame.
     const encoded = this._codec.encode(message);
@@ -493,6 +616,30 @@ class ChildProcess extends EventEmitter {
       }
       process.nextTick(flushNT, this);
     }
+    const ok = this._queuedBytes < HIGH_WATER_MARK;
+    if (!ok) this._needDrain = true;
+    return ok;
+  }
+
+  _sendHandle(message, handle, type, fd, options, callback) {
+    const conversion = HANDLE_TYPES[type];
+    const envelope = { cmd: 'NODE_HANDLE', type, msg: message };
+    if (conversion.envelope) conversion.envelope(envelope, handle, options);
+    const encoded = this._codec.encode(envelope);
+    // Earlier sends go first; later ones wait in the core until the child acknowledges this handle.
+    this._flush();
+    const seq = this._writeSeq + 1;
+    if (typeof callback === 'function') this._callbacks.push({ seq, callback });
+    else if (!options.swallowErrors) this._bareSeqs.push(seq);
+    const result = this._native.writeHandle(encoded, fd);
+    if (result < 0) {
+      this._failWrites(seq, errnoException(result, 'write'));
+      return false;
+    }
+    this._writeSeq = seq;
+    this._queuedBytes = result;
+    if (result === 0) process.nextTick(completeWritesNT, this, seq);
+    if (conversion.postSend) conversion.postSend(handle, options);
     const ok = this._queuedBytes < HIGH_WATER_MARK;
     if (!ok) this._needDrain = true;
     return ok;
@@ -565,8 +712,16 @@ class ChildProcess extends EventEmitter {
         case 'written':
           this._onWritten(ev);
           break;
+        case 'handle':
+          this._inbox.push(new Signal('handle', ev));
+          break;
         case 'error':
-          this._inbox.push(new Signal('error', makeError(ev.code, ev.message)));
+          if (ev.code === 'FORKLINE_HANDLE_NOT_RECEIVED') {
+            // Node's own report when the peer NACKs a handle past MAX_HANDLE_RETRANSMISSIONS.
+            process.emitWarning(ev.message, 'SentHandleNotReceivedWarning');
+          } else {
+            this._inbox.push(new Signal('error', makeError(ev.code, ev.message)));
+          }
           break;
         case 'readError':
           this._inbox.push(new Signal('error', errnoException(ev.errno, ev.syscall)));
@@ -613,13 +768,11 @@ class ChildProcess extends EventEmitter {
     let at = 0;
     while (at < run.length) {
       const end = at + 4 + run.readUInt32BE(at);
-      const body = run.subarray(at + 4, end);
+      const body = run.subarray(at, end);
       at = end;
       let message;
       try {
-        const des = new ChildProcessDeserializer(body);
-        des.readHeader();
-        message = des.readValue();
+        message = decodeFrame(body, 4);
       } catch (err) {
         inbox.push(
           new Signal(
@@ -642,7 +795,7 @@ class ChildProcess extends EventEmitter {
       while (this._inboxAt < inbox.length) {
         const item = inbox[this._inboxAt++];
         if (item instanceof Signal) this._onSignal(item);
-        else this._emitMessage('message', item);
+        else this._emitMessage('message', item, undefined);
       }
       finished = true;
     } finally {
@@ -655,15 +808,48 @@ class ChildProcess extends EventEmitter {
     }
   }
 
-  _emitMessage(event, message) {
-    if (event === 'internalMessage' || this.listenerCount('message') > 0) this.emit(event, message, undefined);
-    else this._pendingMessages.push(message);
+  _emitMessage(event, message, handle) {
+    if (event === 'internalMessage' || this.listenerCount('message') > 0) this.emit(event, message, handle);
+    else this._pendingMessages.push([message, handle]);
+  }
+
+  // A NODE_HANDLE envelope and the fd the core paired with it (and already acknowledged). The fd becomes an object
+  // of the envelope's type, or is closed: it is never left behind.
+  _receiveHandle({ text, bytes, fd }) {
+    let envelope;
+    try {
+      envelope = text !== undefined ? JSON.parse(text) : decodeFrame(bytes, 4);
+    } catch (err) {
+      closeFd(fd);
+      this._channelFault(makeError('FORKLINE_MALFORMED_MESSAGE', `handle message is malformed (${err.message})`));
+      return;
+    }
+    const conversion = Object.hasOwn(HANDLE_TYPES, envelope.type) ? HANDLE_TYPES[envelope.type] : undefined;
+    if (!conversion) {
+      closeFd(fd);
+      this._channelFault(
+        makeError('FORKLINE_BAD_HANDLE', `a handle of unknown type ${util.inspect(envelope.type)} arrived; closed`),
+      );
+      return;
+    }
+    let handle;
+    try {
+      handle = conversion.got(envelope, fd);
+    } catch (err) {
+      closeFd(fd);
+      this._channelFault(err);
+      return;
+    }
+    this._emitMessage(isInternal(envelope.msg) ? 'internalMessage' : 'message', envelope.msg, handle);
   }
 
   _onSignal(item) {
     switch (item.kind) {
       case 'internal':
-        this._emitMessage('internalMessage', item.payload);
+        this._emitMessage('internalMessage', item.payload, undefined);
+        break;
+      case 'handle':
+        this._receiveHandle(item.payload);
         break;
       case 'error':
         this._channelFault(item.payload);
@@ -753,7 +939,7 @@ function flushPendingMessages(child) {
   if (child.listenerCount('message') === 0) return;
   const messages = child._pendingMessages;
   child._pendingMessages = [];
-  for (const message of messages) child.emit('message', message, undefined);
+  for (const [message, handle] of messages) child.emit('message', message, handle);
 }
 
 // If no one read a stdio stream, pull it through so it can end and 'close' can fire (Node's flushStdio).

@@ -1,11 +1,17 @@
-//! One end of a Node IPC channel: a socket, a decoder on a reader thread, and an ordered write queue.
+//! One end of a Node IPC channel: a socket, a decoder on a reader thread, an ordered write queue, and the
+//! NODE_HANDLE handshake (lib/internal/child_process.js) for the fds that travel on it.
 //!
 //! Symmetric by design: nothing here knows whether it is the parent's or the child's end, or about napi. Events go
 //! to an [`EventSink`]; the napi layer's sink wakes JS once per batch, a test's sink is a plain queue.
+//!
+//! Handles, as Node does them: an fd leaves with its envelope in one sendmsg; until the peer answers
+//! NODE_HANDLE_ACK every later write is held back, and a NODE_HANDLE_NACK sends envelope and fd again (at most
+//! three times). A received fd waits for the next NODE_HANDLE envelope; the pair goes to JS exactly once and the
+//! reader answers ACK, while an envelope without an fd is answered NACK and an fd without an envelope is closed.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
@@ -14,6 +20,7 @@ use nix::errno::Errno;
 
 use crate::error::{Code, SysError};
 use crate::frame::{Decoder, Frame, FrameSink};
+use crate::internal::{self, Handshake};
 use crate::sys;
 
 /// Read size per recvmsg. Deno's ReadBuffer starts at 64 KiB; a node child writes one message per syscall, so a
@@ -23,11 +30,16 @@ const READ_BUFFER: usize = 64 * 1024;
 /// Most iovecs the writer hands one sendmsg (Linux's UIO_MAXIOV is 1024).
 const MAX_IOV: usize = 256;
 
+/// Node's MAX_HANDLE_RETRANSMISSIONS: NACKs answered by sending the handle again before giving up.
+const MAX_HANDLE_RETRANSMISSIONS: u32 = 3;
+
 /// What a channel reports, in the order it happened.
 #[derive(Debug)]
 pub enum Event {
-    /// A decoded frame: json lines, an advanced frame, or a decode error.
+    /// A decoded frame: json lines, advanced frames, or a decode error.
     Frame(Frame),
+    /// A NODE_HANDLE envelope (one json line or one advanced frame) and the fd it carried.
+    Handle { envelope: Frame, fd: OwnedFd },
     /// A read failed; EOF follows.
     ReadError(SysError),
     /// The peer closed its end (or we shut ours down). Always the channel's last event.
@@ -59,17 +71,43 @@ pub struct WriteProgress {
 struct Chunk {
     data: Vec<u8>,
     sent: usize,
+    /// 0 for the channel's own messages (ACK/NACK, retransmissions), which complete no write of the owner's.
     seq: u64,
+    /// Sent as SCM_RIGHTS with the chunk's first byte.
+    fd: Option<Arc<OwnedFd>>,
+}
+
+impl Chunk {
+    fn new(data: Vec<u8>, seq: u64, fd: Option<Arc<OwnedFd>>) -> Self {
+        Chunk {
+            data,
+            sent: 0,
+            seq,
+            fd,
+        }
+    }
+}
+
+/// A handle on the wire whose ACK has not come yet: kept whole for a retransmission.
+#[derive(Debug)]
+struct Unacked {
+    envelope: Vec<u8>,
+    fd: Arc<OwnedFd>,
+    retransmissions: u32,
 }
 
 #[derive(Debug, Default)]
 struct WriteState {
+    /// Ready to go, in order.
     queue: VecDeque<Chunk>,
+    /// Written after a handle whose ACK has not come yet: they wait, in order.
+    held: VecDeque<Chunk>,
+    unacked: Option<Unacked>,
     queued_bytes: usize,
     /// The writer thread holds chunks outside the lock while it sends; direct writes must wait their turn.
     in_flight: bool,
     writer_started: bool,
-    /// close() was called: shut down once the queue is empty.
+    /// close() was called (or the peer is gone): shut down once nothing is left to send.
     closing: bool,
     next_seq: u64,
     progress: WriteProgress,
@@ -77,10 +115,60 @@ struct WriteState {
     reported: WriteProgress,
 }
 
+impl WriteState {
+    fn idle(&self) -> bool {
+        self.queue.is_empty() && self.held.is_empty() && self.unacked.is_none() && !self.in_flight
+    }
+
+    fn add_queued(&mut self, n: usize) {
+        self.queued_bytes += n;
+        self.progress.queued_bytes = self.queued_bytes;
+    }
+
+    /// After an ACK (or giving up): held writes go out, up to and including the next handle, which then waits.
+    fn release_held(&mut self) {
+        while let Some(chunk) = self.held.pop_front() {
+            let handle = chunk.fd.clone();
+            if let Some(fd) = handle.clone() {
+                self.unacked = Some(Unacked {
+                    envelope: chunk.data.clone(),
+                    fd,
+                    retransmissions: 0,
+                });
+            }
+            self.queue.push_back(chunk);
+            if handle.is_some() {
+                break;
+            }
+        }
+    }
+
+    /// The peer is gone: whatever waits will never arrive.
+    fn fail_all(&mut self, err: SysError) {
+        let last = self
+            .queue
+            .iter()
+            .chain(self.held.iter())
+            .map(|c| c.seq)
+            .max()
+            .unwrap_or(0);
+        self.queue.clear();
+        self.held.clear();
+        self.unacked = None;
+        self.queued_bytes = 0;
+        self.progress.queued_bytes = 0;
+        if self.progress.error.is_none() {
+            self.progress.error = Some(err);
+        }
+        self.progress.failed = self.progress.failed.max(last).max(self.progress.done);
+    }
+}
+
 /// One end of an IPC channel.
 pub struct Channel {
     sock: Arc<OwnedFd>,
     sink: Arc<dyn EventSink>,
+    advanced: bool,
     write: Mutex<WriteState>,
     wake_writer: Condvar,
 }
@@ -100,6 +188,10 @@ pub struct Written {
     pub queued_bytes: usize,
 }
 
+fn thread_error(e: std::io::Error) -> SysError {
+    SysError::new(Errno::from_raw(e.raw_os_error().unwrap_or(0)), "thread")
+}
+
 impl Channel {
     /// Takes ownership of `sock` and starts its reader thread.
     pub fn open(
@@ -107,9 +199,11 @@ impl Channel {
         decoder: Decoder,
         sink: Arc<dyn EventSink>,
     ) -> Result<Arc<Channel>, SysError> {
+        let advanced = matches!(decoder, Decoder::Advanced(_));
         let channel = Arc::new(Channel {
             sock: Arc::new(sock),
             sink,
+            advanced,
             write: Mutex::new(WriteState::default()),
             wake_writer: Condvar::new(),
         });
@@ -117,7 +211,7 @@ impl Channel {
         thread::Builder::new()
             .name("forkline-reader".into())
             .spawn(move || reader.read_loop(decoder))
-            .map_err(|e| SysError::new(Errno::from_raw(e.raw_os_error().unwrap_or(0)), "thread"))?;
+            .map_err(thread_error)?;
         Ok(channel)
     }
 
@@ -129,6 +223,26 @@ impl Channel {
     /// Queues `data` after every earlier write. Tries the socket at once, without blocking; what does not fit goes
     /// to the writer thread. Never blocks the caller on the peer.
     pub fn write(self: &Arc<Self>, data: &[u8]) -> Result<Written, SysError> {
+        self.submit(data, None)
+    }
+
+    /// Queues a NODE_HANDLE envelope with `fd` (which we duplicate and keep until the ACK).
+    pub fn write_handle(
+        self: &Arc<Self>,
+        envelope: &[u8],
+        fd: BorrowedFd<'_>,
+    ) -> Result<Written, SysError> {
+        let own = fd
+            .try_clone_to_owned()
+            .map_err(|e| SysError::new(Errno::from_raw(e.raw_os_error().unwrap_or(0)), "dup"))?;
+        self.submit(envelope, Some(Arc::new(own)))
+    }
+
+    fn submit(
+        self: &Arc<Self>,
+        data: &[u8],
+        fd: Option<Arc<OwnedFd>>,
+    ) -> Result<Written, SysError> {
         let mut st = self.state();
         if let Some(err) = st.progress.error {
             return Err(err);
@@ -136,77 +250,166 @@ impl Channel {
         if st.closing {
             return Err(SysError::new(Errno::EPIPE, "write"));
         }
-        // The seq is only taken by a write that is accepted, so JS can count the same writes.
+        // The seq is only taken by a write that is accepted, so the owner can count the same writes.
         let seq = st.next_seq + 1;
+        if st.unacked.is_some() || !st.held.is_empty() {
+            st.next_seq = seq;
+            st.held.push_back(Chunk::new(data.to_vec(), seq, fd));
+            st.add_queued(data.len());
+            return Ok(Written {
+                seq,
+                queued_bytes: st.queued_bytes,
+            });
+        }
+        if let Some(fd) = &fd {
+            st.unacked = Some(Unacked {
+                envelope: data.to_vec(),
+                fd: fd.clone(),
+                retransmissions: 0,
+            });
+        }
         let mut sent = 0;
         if st.queue.is_empty() && !st.in_flight {
-            while sent < data.len() {
-                match sys::send(
-                    self.sock.as_fd(),
-                    &[IoSlice::new(&data[sent..])],
-                    None,
-                    false,
-                ) {
-                    Ok(0) => break,
-                    Ok(n) => sent += n,
-                    Err(err) => {
-                        st.progress.error = Some(err);
-                        return Err(err);
-                    }
+            match self.send_now(data, fd.as_deref()) {
+                Ok(n) => sent = n,
+                Err(err) => {
+                    st.unacked = None;
+                    st.progress.error = Some(err);
+                    return Err(err);
                 }
             }
-            st.next_seq = seq;
             if sent == data.len() {
+                st.next_seq = seq;
                 st.progress.done = seq;
                 return Ok(Written {
                     seq,
-                    queued_bytes: 0,
+                    queued_bytes: st.queued_bytes,
                 });
             }
         }
         st.next_seq = seq;
-        st.queue.push_back(Chunk {
-            data: data[sent..].to_vec(),
-            sent: 0,
-            seq,
-        });
-        st.queued_bytes += data.len() - sent;
-        st.progress.queued_bytes = st.queued_bytes;
+        // If any byte went, the fd went with it.
+        let fd = if sent == 0 { fd } else { None };
+        st.queue
+            .push_back(Chunk::new(data[sent..].to_vec(), seq, fd));
+        st.add_queued(data.len() - sent);
         let queued_bytes = st.queued_bytes;
-        self.start_writer(&mut st)?;
-        self.wake_writer.notify_one();
+        self.kick_writer(&mut st)?;
         Ok(Written { seq, queued_bytes })
     }
 
-    fn start_writer(self: &Arc<Self>, st: &mut WriteState) -> Result<(), SysError> {
-        if st.writer_started {
-            return Ok(());
+    /// Writes without blocking until done or the socket is full; returns the bytes written.
+    fn send_now(&self, data: &[u8], fd: Option<&OwnedFd>) -> Result<usize, SysError> {
+        let mut sent = 0;
+        while sent < data.len() {
+            let with = if sent == 0 {
+                fd.map(|f| f.as_fd())
+            } else {
+                None
+            };
+            match sys::send(
+                self.sock.as_fd(),
+                &[IoSlice::new(&data[sent..])],
+                with,
+                false,
+            )? {
+                0 => break,
+                n => sent += n,
+            }
         }
-        let me = self.clone();
-        thread::Builder::new()
-            .name("forkline-writer".into())
-            .spawn(move || {
-                if catch_unwind(AssertUnwindSafe(|| me.write_loop())).is_err() {
-                    me.sink.push(Event::Frame(Frame::Error {
-                        code: Code::Internal,
-                        message: "forkline's writer thread failed; the channel is closed".into(),
-                    }));
-                    sys::shutdown(me.sock.as_fd());
+        Ok(sent)
+    }
+
+    /// The channel's own messages (ACK/NACK, retransmissions) go ahead of held and queued writes, but never into
+    /// the middle of one: the writer sends whole chunks.
+    fn send_control(self: &Arc<Self>, data: Vec<u8>, fd: Option<Arc<OwnedFd>>) {
+        let mut st = self.state();
+        if st.closing || st.progress.error.is_some() {
+            return;
+        }
+        let mut sent = 0;
+        if st.queue.is_empty() && !st.in_flight {
+            match self.send_now(&data, fd.as_deref()) {
+                Ok(n) if n == data.len() => return,
+                Ok(n) => sent = n,
+                Err(err) => {
+                    st.fail_all(err);
+                    drop(st);
+                    self.sink.poke();
+                    return;
                 }
-            })
-            .map_err(|e| SysError::new(Errno::from_raw(e.raw_os_error().unwrap_or(0)), "thread"))?;
-        st.writer_started = true;
+            }
+        }
+        let fd = if sent == 0 { fd } else { None };
+        st.add_queued(data.len() - sent);
+        st.queue.push_front(Chunk {
+            data,
+            sent,
+            seq: 0,
+            fd,
+        });
+        // A thread that cannot start leaves the bytes queued; the channel then ends at the peer's next write.
+        let _ = self.kick_writer(&mut st);
+    }
+
+    fn on_ack(self: &Arc<Self>) {
+        let mut st = self.state();
+        if st.unacked.take().is_none() {
+            return;
+        }
+        st.release_held();
+        let _ = self.kick_writer(&mut st);
+    }
+
+    /// Sends the unacknowledged handle again; false once it has been sent too often (it is then dropped).
+    fn on_nack(self: &Arc<Self>) -> bool {
+        let mut st = self.state();
+        let Some(unacked) = st.unacked.as_mut() else {
+            return true;
+        };
+        if unacked.retransmissions == MAX_HANDLE_RETRANSMISSIONS {
+            st.unacked = None;
+            st.release_held();
+            let _ = self.kick_writer(&mut st);
+            return false;
+        }
+        unacked.retransmissions += 1;
+        let (envelope, fd) = (unacked.envelope.clone(), unacked.fd.clone());
+        drop(st);
+        self.send_control(envelope, Some(fd));
+        true
+    }
+
+    fn kick_writer(self: &Arc<Self>, st: &mut WriteState) -> Result<(), SysError> {
+        if !st.writer_started {
+            let me = self.clone();
+            thread::Builder::new()
+                .name("forkline-writer".into())
+                .spawn(move || {
+                    if catch_unwind(AssertUnwindSafe(|| me.write_loop())).is_err() {
+                        me.sink.push(Event::Frame(Frame::Error {
+                            code: Code::Internal,
+                            message: "forkline's writer thread failed; the channel is closed"
+                                .into(),
+                        }));
+                        sys::shutdown(me.sock.as_fd());
+                    }
+                })
+                .map_err(thread_error)?;
+            st.writer_started = true;
+        }
+        self.wake_writer.notify_one();
         Ok(())
     }
 
     fn write_loop(&self) {
         let mut st = self.state();
         loop {
-            while st.queue.is_empty() && !st.closing {
+            while st.queue.is_empty() && !(st.closing && st.idle()) {
                 st = self.wake_writer.wait(st).unwrap_or_else(|p| p.into_inner());
             }
             if st.queue.is_empty() {
-                // closing, and everything queued before close() is on the wire.
+                // closing, and everything queued before close() is on the wire and acknowledged.
                 sys::shutdown(self.sock.as_fd());
                 return;
             }
@@ -219,24 +422,20 @@ impl Channel {
             st.in_flight = false;
             match result {
                 Ok(()) => {
-                    let bytes: usize = batch.iter().map(|c| c.data.len()).sum();
-                    st.queued_bytes -= bytes;
-                    st.progress.done = batch.last().map_or(st.progress.done, |c| c.seq);
+                    let total: usize = batch.iter().map(|c| c.data.len()).sum();
+                    st.queued_bytes = st.queued_bytes.saturating_sub(total);
+                    st.progress.queued_bytes = st.queued_bytes;
+                    let last = batch.iter().map(|c| c.seq).max().unwrap_or(0);
+                    st.progress.done = st.progress.done.max(last);
                 }
                 Err(err) => {
                     // The peer is gone: nothing queued will ever arrive. Fail it all, loudly.
-                    let last = st
-                        .queue
-                        .back()
-                        .or(batch.last())
-                        .map_or(st.progress.done, |c| c.seq);
-                    st.queue.clear();
-                    st.queued_bytes = 0;
-                    st.progress.error = Some(err);
-                    st.progress.failed = last;
+                    let last = batch.iter().map(|c| c.seq).max().unwrap_or(0);
+                    st.fail_all(err);
+                    st.progress.failed = st.progress.failed.max(last);
                 }
             }
-            st.progress.queued_bytes = st.queued_bytes;
+            drop(batch);
             drop(st);
             self.sink.poke();
             st = self.state();
@@ -249,12 +448,25 @@ impl Channel {
     fn send_all(&self, batch: &mut [Chunk]) -> Result<(), SysError> {
         let mut first = 0;
         while first < batch.len() {
-            let iov: Vec<IoSlice<'_>> = batch[first..]
-                .iter()
-                .take(MAX_IOV)
-                .map(|c| IoSlice::new(&c.data[c.sent..]))
-                .collect();
-            let mut n = sys::send(self.sock.as_fd(), &iov, None, true)?;
+            // One sendmsg per fd: an fd rides with its own chunk's first byte, never with an earlier chunk's.
+            let fd = batch[first].fd.clone().filter(|_| batch[first].sent == 0);
+            let mut iov = vec![IoSlice::new(&batch[first].data[batch[first].sent..])];
+            iov.extend(
+                batch[first + 1..]
+                    .iter()
+                    .take(MAX_IOV - 1)
+                    .take_while(|c| c.fd.is_none())
+                    .map(|c| IoSlice::new(&c.data[c.sent..])),
+            );
+            let mut n = sys::send(
+                self.sock.as_fd(),
+                &iov,
+                fd.as_deref().map(|f| f.as_fd()),
+                true,
+            )?;
+            if n > 0 {
+                batch[first].fd = None;
+            }
             while n > 0 {
                 let c = &mut batch[first];
                 let take = n.min(c.data.len() - c.sent);
@@ -278,42 +490,54 @@ impl Channel {
         Some(st.progress)
     }
 
-    /// Ends the channel once every write queued so far is on the wire; the reader then sees EOF.
-    pub fn close(&self) {
+    /// Ends the channel once every write queued so far is on the wire (and any handle acknowledged); the reader
+    /// then sees EOF.
+    pub fn close(self: &Arc<Self>) {
         let mut st = self.state();
         if st.closing {
             return;
         }
         st.closing = true;
-        if st.queue.is_empty() && !st.in_flight {
+        // With nothing left to send we shut down now; otherwise the writer does once it is done (or now, if no
+        // writer thread can be started).
+        if st.idle() || self.kick_writer(&mut st).is_err() {
             sys::shutdown(self.sock.as_fd());
-        } else {
-            self.wake_writer.notify_one();
         }
     }
 
-    fn read_loop(&self, mut decoder: Decoder) {
-        let (sock, sink) = (&*self.sock, &*self.sink);
+    pub fn raw_fd(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        self.sock.as_raw_fd()
+    }
+
+    fn read_loop(self: Arc<Self>, mut decoder: Decoder) {
+        let sink = &*self.sink;
+        let mut inbound = Inbound {
+            channel: &self,
+            pending_fd: None,
+        };
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let mut buf = vec![0u8; READ_BUFFER];
             loop {
-                match sys::recv(sock.as_fd(), &mut buf) {
+                match sys::recv(self.sock.as_fd(), &mut buf) {
                     Ok(got) => {
-                        if !got.fds.is_empty() || got.fds_truncated {
-                            // TODO(#3): NODE_HANDLE envelopes claim their fd here. Until then every fd is stray: closed.
+                        for fd in got.fds {
+                            if let Some(earlier) = inbound.pending_fd.replace(fd) {
+                                stray(sink, earlier, "a second file descriptor arrived before the first one's handle message");
+                            }
+                        }
+                        if got.fds_truncated {
                             sink.push(Event::Frame(Frame::Error {
-                                code: Code::StrayFd,
-                                message: format!(
-                                    "{} file descriptor(s) arrived with no handle message; closed",
-                                    got.fds.len()
-                                ),
+                                code: Code::FdLost,
+                                message: "a file descriptor sent by the peer was lost (MSG_CTRUNC: is this process out \
+                                          of file descriptors?); its handle message is answered NODE_HANDLE_NACK"
+                                    .into(),
                             }));
-                            drop(got.fds);
                         }
                         if got.n == 0 {
                             break;
                         }
-                        decoder.feed(&buf[..got.n], &mut Frames(sink));
+                        decoder.feed(&buf[..got.n], &mut inbound);
                     }
                     // A reset is how a crashed peer says goodbye: EOF, as Node treats it.
                     Err(err) if err.errno == Errno::ECONNRESET => break,
@@ -323,7 +547,14 @@ impl Channel {
                     }
                 }
             }
-            decoder.finish(&mut Frames(sink));
+            decoder.finish(&mut inbound);
+            if let Some(fd) = inbound.pending_fd.take() {
+                stray(
+                    sink,
+                    fd,
+                    "a file descriptor arrived with no handle message before the channel closed",
+                );
+            }
         }));
         if outcome.is_err() {
             sink.push(Event::Frame(Frame::Error {
@@ -331,24 +562,127 @@ impl Channel {
                 message: "forkline's reader thread failed; the channel is closed".into(),
             }));
         }
-        sys::shutdown(sock.as_fd());
-        // The peer is gone: let the writer fail what is queued and exit rather than wait forever.
-        self.state().closing = true;
+        sys::shutdown(self.sock.as_fd());
+        // The peer is gone: fail what waits, and let the writer exit rather than wait forever.
+        {
+            let mut st = self.state();
+            st.closing = true;
+            if !st.held.is_empty() || st.unacked.is_some() {
+                st.fail_all(SysError::new(Errno::EPIPE, "write"));
+            }
+        }
         self.wake_writer.notify_one();
+        sink.poke();
         sink.push(Event::Eof);
-    }
-
-    pub fn raw_fd(&self) -> i32 {
-        use std::os::fd::AsRawFd;
-        self.sock.as_raw_fd()
     }
 }
 
-struct Frames<'a>(&'a dyn EventSink);
+/// Closes an fd nobody claimed, and says so.
+fn stray(sink: &dyn EventSink, fd: OwnedFd, why: &str) {
+    drop(fd);
+    sink.push(Event::Frame(Frame::Error {
+        code: Code::StrayFd,
+        message: format!("{why}; it was closed"),
+    }));
+}
 
-impl FrameSink for Frames<'_> {
+/// The reader's view of decoded frames: pairs a received fd with its NODE_HANDLE envelope and answers the
+/// handshake; everything else passes through.
+struct Inbound<'a> {
+    channel: &'a Arc<Channel>,
+    pending_fd: Option<OwnedFd>,
+}
+
+impl Inbound<'_> {
+    fn push(&self, frame: Frame) {
+        self.channel.sink.push(Event::Frame(frame));
+    }
+
+    /// Acts on one handshake message; returns whether it is delivered on to JS (as Node emits it as
+    /// 'internalMessage'), or `None` when it was an envelope consumed here.
+    fn handshake(&mut self, kind: Handshake, envelope: Frame) -> Option<Frame> {
+        let advanced = self.channel.advanced;
+        match kind {
+            Handshake::Handle => match self.pending_fd.take() {
+                Some(fd) => {
+                    self.channel
+                        .send_control(internal::encode(Handshake::Ack, advanced), None);
+                    self.channel.sink.push(Event::Handle { envelope, fd });
+                    None
+                }
+                None => {
+                    // Node's answer to an envelope whose fd did not make it (e.g. MSG_CTRUNC): send it again.
+                    self.channel
+                        .send_control(internal::encode(Handshake::Nack, advanced), None);
+                    None
+                }
+            },
+            Handshake::Ack => {
+                self.channel.on_ack();
+                Some(envelope)
+            }
+            Handshake::Nack => {
+                if !self.channel.on_nack() {
+                    self.push(Frame::Error {
+                        code: Code::HandleNotReceived,
+                        message: "Handle did not reach the receiving process correctly".into(),
+                    });
+                }
+                Some(envelope)
+            }
+        }
+    }
+
+    fn lines(&mut self, text: String) {
+        let mut pass = String::new();
+        for line in text.split_inclusive('\n') {
+            let Some(kind) = internal::json_handshake(&line[..line.len() - 1]) else {
+                pass.push_str(line);
+                continue;
+            };
+            if kind == Handshake::Handle && !pass.is_empty() {
+                self.push(Frame::Lines(std::mem::take(&mut pass)));
+            }
+            if let Some(Frame::Lines(back)) = self.handshake(kind, Frame::Lines(line.to_owned())) {
+                pass.push_str(&back);
+            }
+        }
+        if !pass.is_empty() {
+            self.push(Frame::Lines(pass));
+        }
+    }
+
+    fn frames(&mut self, run: Vec<u8>) {
+        let mut pass = Vec::new();
+        let mut at = 0;
+        while at < run.len() {
+            let len = u32::from_be_bytes([run[at], run[at + 1], run[at + 2], run[at + 3]]) as usize;
+            let frame = &run[at..at + 4 + len];
+            at += 4 + len;
+            let Some(kind) = internal::v8_handshake(&frame[4..]) else {
+                pass.extend_from_slice(frame);
+                continue;
+            };
+            if kind == Handshake::Handle && !pass.is_empty() {
+                self.push(Frame::Frames(std::mem::take(&mut pass)));
+            }
+            if let Some(Frame::Frames(back)) = self.handshake(kind, Frame::Frames(frame.to_vec())) {
+                pass.extend_from_slice(&back);
+            }
+        }
+        if !pass.is_empty() {
+            self.push(Frame::Frames(pass));
+        }
+    }
+}
+
+impl FrameSink for Inbound<'_> {
     fn frame(&mut self, frame: Frame) {
-        self.0.push(Event::Frame(frame));
+        match frame {
+            Frame::Lines(text) if internal::may_be_handshake(text.as_bytes()) => self.lines(text),
+            Frame::Frames(run) if internal::may_be_handshake(&run) => self.frames(run),
+            other => self.push(other),
+        }
     }
 }
 
@@ -466,10 +800,12 @@ mod tests {
     }
 
     #[test]
-    fn stray_fd_is_reported_and_closed() {
+    fn stray_fd_is_reported_and_closed_at_eof() {
         let (_ch, peer, rx, _) = open(1024);
         let (x, _y) = sys::socketpair().unwrap();
         sys::send(peer.as_fd(), &[IoSlice::new(b"1\n")], Some(x.as_fd()), true).unwrap();
+        assert!(matches!(next(&rx), Event::Frame(Frame::Lines(s)) if s == "1\n"));
+        drop(peer);
         assert!(matches!(
             next(&rx),
             Event::Frame(Frame::Error {
@@ -477,6 +813,126 @@ mod tests {
                 ..
             })
         ));
-        assert!(matches!(next(&rx), Event::Frame(Frame::Lines(s)) if s == "1\n"));
+        assert!(matches!(next(&rx), Event::Eof));
+    }
+
+    fn read_line(peer: &mut UnixStream) -> String {
+        let mut line = Vec::new();
+        let mut b = [0u8; 1];
+        while peer.read(&mut b).unwrap() == 1 && b[0] != b'\n' {
+            line.push(b[0]);
+        }
+        String::from_utf8(line).unwrap()
+    }
+
+    const ENVELOPE: &str = "{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Socket\",\"msg\":1}\n";
+
+    #[test]
+    fn an_envelope_with_its_fd_becomes_one_handle_event_and_is_acked() {
+        let (_ch, mut peer, rx, _) = open(1024);
+        let (x, _y) = sys::socketpair().unwrap();
+        let wire = format!("\"before\"\n{ENVELOPE}\"after\"\n");
+        sys::send(
+            peer.as_fd(),
+            &[IoSlice::new(wire.as_bytes())],
+            Some(x.as_fd()),
+            true,
+        )
+        .unwrap();
+        assert!(matches!(next(&rx), Event::Frame(Frame::Lines(s)) if s == "\"before\"\n"));
+        assert!(
+            matches!(next(&rx), Event::Handle { envelope: Frame::Lines(s), .. } if s == ENVELOPE)
+        );
+        assert!(matches!(next(&rx), Event::Frame(Frame::Lines(s)) if s == "\"after\"\n"));
+        assert_eq!(read_line(&mut peer), "{\"cmd\":\"NODE_HANDLE_ACK\"}");
+    }
+
+    #[test]
+    fn an_envelope_without_its_fd_is_nacked_and_not_delivered() {
+        let (_ch, mut peer, rx, _) = open(1024);
+        peer.write_all(format!("{ENVELOPE}2\n").as_bytes()).unwrap();
+        assert_eq!(read_line(&mut peer), "{\"cmd\":\"NODE_HANDLE_NACK\"}");
+        assert!(matches!(next(&rx), Event::Frame(Frame::Lines(s)) if s == "2\n"));
+    }
+
+    /// Reads one chunk and the fds that came with it.
+    fn recv_with_fds(peer: &UnixStream) -> (String, usize) {
+        let mut buf = [0u8; 4096];
+        let got = sys::recv(peer.as_fd(), &mut buf).unwrap();
+        (
+            String::from_utf8_lossy(&buf[..got.n]).into_owned(),
+            got.fds.len(),
+        )
+    }
+
+    #[test]
+    fn writes_after_a_handle_wait_for_its_ack_and_a_nack_resends_it() {
+        let (ch, mut peer, rx, _) = open(1024);
+        let (x, _y) = sys::socketpair().unwrap();
+        ch.write_handle(ENVELOPE.as_bytes(), x.as_fd()).unwrap();
+        ch.write(b"\"queued\"\n").unwrap();
+        assert_eq!(recv_with_fds(&peer), (ENVELOPE.to_string(), 1));
+        // NACK: the envelope and its fd come again, and nothing else yet.
+        peer.write_all(b"{\"cmd\":\"NODE_HANDLE_NACK\"}\n").unwrap();
+        assert_eq!(recv_with_fds(&peer), (ENVELOPE.to_string(), 1));
+        peer.write_all(b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n").unwrap();
+        assert_eq!(read_line(&mut peer), "\"queued\"");
+        // Both handshake answers are also handed on (Node emits them as 'internalMessage').
+        assert!(matches!(next(&rx), Event::Frame(Frame::Lines(s)) if s.contains("NACK")));
+        assert!(matches!(next(&rx), Event::Frame(Frame::Lines(s)) if s.contains("ACK")));
+    }
+
+    #[test]
+    fn a_handle_nacked_too_often_is_dropped_with_an_error_and_the_queue_moves_on() {
+        let (ch, mut peer, rx, _) = open(1024);
+        let (x, _y) = sys::socketpair().unwrap();
+        ch.write_handle(ENVELOPE.as_bytes(), x.as_fd()).unwrap();
+        ch.write(b"\"queued\"\n").unwrap();
+        assert_eq!(recv_with_fds(&peer).1, 1);
+        for _ in 0..MAX_HANDLE_RETRANSMISSIONS {
+            peer.write_all(b"{\"cmd\":\"NODE_HANDLE_NACK\"}\n").unwrap();
+            assert_eq!(recv_with_fds(&peer), (ENVELOPE.to_string(), 1));
+        }
+        peer.write_all(b"{\"cmd\":\"NODE_HANDLE_NACK\"}\n").unwrap();
+        assert_eq!(read_line(&mut peer), "\"queued\"");
+        let mut saw_error = false;
+        while let Ok(ev) = rx.recv_timeout(Duration::from_millis(500)) {
+            saw_error |= matches!(
+                ev,
+                Event::Frame(Frame::Error {
+                    code: Code::HandleNotReceived,
+                    ..
+                })
+            );
+        }
+        assert!(saw_error);
+    }
+
+    #[test]
+    fn advanced_envelope_with_fd_is_acked_in_v8_format() {
+        let (ours, theirs) = sys::socketpair().unwrap();
+        let (tx, rx) = unbounded();
+        let (ptx, _prx) = unbounded();
+        let _ch =
+            Channel::open(ours, Decoder::new(true, 1024), Arc::new(TestSink(tx, ptx))).unwrap();
+        let peer = UnixStream::from(theirs);
+        let body: Vec<u8> = [0xff, 0x0f, b'o', b'"', 3]
+            .iter()
+            .copied()
+            .chain(*b"cmd")
+            .chain([b'"', 11])
+            .chain(*b"NODE_HANDLE")
+            .chain([b'{', 1])
+            .collect();
+        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        let (x, _y) = sys::socketpair().unwrap();
+        sys::send(peer.as_fd(), &[IoSlice::new(&frame)], Some(x.as_fd()), true).unwrap();
+        assert!(
+            matches!(next(&rx), Event::Handle { envelope: Frame::Frames(f), .. } if f == frame)
+        );
+        let mut buf = [0u8; 64];
+        let got = sys::recv(peer.as_fd(), &mut buf).unwrap();
+        assert_eq!(&buf[..got.n], &internal::encode(Handshake::Ack, true)[..]);
     }
 }

@@ -14,6 +14,10 @@ pub enum Code {
     TruncatedMessage,
     /// A file descriptor arrived with no NODE_HANDLE message to carry it.
     StrayFd,
+    /// The kernel dropped an fd sent to us (MSG_CTRUNC, e.g. at RLIMIT_NOFILE).
+    FdLost,
+    /// A handle we sent was refused (NACK) more often than Node's MAX_HANDLE_RETRANSMISSIONS.
+    HandleNotReceived,
     /// A bug in forkline, reported instead of crashing the parent.
     Internal,
 }
@@ -25,6 +29,8 @@ impl Code {
             Code::MessageTooLarge => "FORKLINE_MESSAGE_TOO_LARGE",
             Code::TruncatedMessage => "FORKLINE_TRUNCATED_MESSAGE",
             Code::StrayFd => "FORKLINE_STRAY_FD",
+            Code::FdLost => "FORKLINE_FD_LOST",
+            Code::HandleNotReceived => "FORKLINE_HANDLE_NOT_RECEIVED",
             Code::Internal => "FORKLINE_INTERNAL",
         }
     }

@@ -7,6 +7,7 @@ mod channel;
 mod delivery;
 mod error;
 mod frame;
+mod internal;
 mod process;
 mod spawn;
 mod sys;
@@ -56,7 +57,7 @@ pub struct NativeSpawnOptions {
 
 /// One event for index.js. `kind` says which fields are set:
 /// 'lines' text · 'frames' bytes (length-prefixed advanced frames) · 'error' code, message · 'readError' code, errno, syscall · 'eof' ·
-/// 'exit' exitCode, signal · 'written' seq, failed, queued (+ code, errno, syscall when writes failed).
+/// 'handle' text or bytes (one NODE_HANDLE envelope) and fd, which JS now owns · 'exit' exitCode, signal · 'written' seq, failed, queued (+ code, errno, syscall when writes failed).
 #[napi(object)]
 pub struct ChannelEvent {
     pub kind: String,
@@ -71,6 +72,8 @@ pub struct ChannelEvent {
     pub seq: Option<f64>,
     pub failed: Option<f64>,
     pub queued: Option<f64>,
+    /// A received fd, now owned by JS (kind 'handle').
+    pub fd: Option<i32>,
 }
 
 impl ChannelEvent {
@@ -88,6 +91,7 @@ impl ChannelEvent {
             seq: None,
             failed: None,
             queued: None,
+            fd: None,
         }
     }
 
@@ -130,6 +134,23 @@ impl From<Event> for ChannelEvent {
                 message: Some(message),
                 ..ChannelEvent::new("error")
             },
+            Event::Handle { envelope, fd } => {
+                let base = ChannelEvent {
+                    fd: Some(fd.into_raw_fd()),
+                    ..ChannelEvent::new("handle")
+                };
+                match envelope {
+                    Frame::Lines(text) => ChannelEvent {
+                        text: Some(text),
+                        ..base
+                    },
+                    Frame::Frames(bytes) => ChannelEvent {
+                        bytes: Some(bytes.into()),
+                        ..base
+                    },
+                    Frame::Error { .. } => base,
+                }
+            }
             Event::ReadError(err) => ChannelEvent::sys("readError", err),
             Event::Eof => ChannelEvent::new("eof"),
             Event::Exit { code, signal } => ChannelEvent {
@@ -146,6 +167,16 @@ fn sys_error(err: SysError) -> Error {
         Status::GenericFailure,
         format!("{err} ({})", err.uv_errno()),
     )
+}
+
+/// What kind of socket a received fd is ('tcp' | 'pipe' | 'udp' | 'other'), to rebuild Node's Native handles.
+#[napi]
+pub fn socket_kind(fd: i32) -> &'static str {
+    if fd < 0 {
+        return "other";
+    }
+    // SAFETY: borrowed for one getsockopt/getsockname; JS owns the fd and keeps it open across this call.
+    sys::socket_kind(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) })
 }
 
 /// The native half of a forked child: its process, its channel and its stdio pipes.
@@ -290,6 +321,28 @@ impl NativeChild {
             Either::B(b) => b,
         };
         match channel.write(bytes) {
+            Ok(w) => w.queued_bytes as f64,
+            Err(e) => e.uv_errno() as f64,
+        }
+    }
+
+    /// Sends a NODE_HANDLE envelope with `fd` (duplicated: the caller keeps its own). Later writes wait for the
+    /// peer's ACK. Returns like `write`.
+    #[napi]
+    pub fn write_handle(&self, envelope: Either<String, Buffer>, fd: i32) -> f64 {
+        let Some(channel) = &self.channel else {
+            return -(nix::libc::EPIPE as f64);
+        };
+        let bytes: &[u8] = match &envelope {
+            Either::A(s) => s.as_bytes(),
+            Either::B(b) => b,
+        };
+        if fd < 0 {
+            return -(nix::libc::EBADF as f64);
+        }
+        // SAFETY: borrowed only for the duration of this call, during which JS keeps the handle (and fd) open.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        match channel.write_handle(bytes, borrowed) {
             Ok(w) => w.queued_bytes as f64,
             Err(e) => e.uv_errno() as f64,
         }

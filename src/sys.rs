@@ -7,6 +7,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use nix::errno::Errno;
 use nix::sys::socket::{
     self, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
+    SockaddrLike,
 };
 
 use crate::error::SysError;
@@ -106,6 +107,20 @@ pub fn shutdown(sock: BorrowedFd<'_>) {
     let _ = socket::shutdown(sock.as_raw_fd(), socket::Shutdown::Both);
 }
 
+/// What kind of socket `fd` is, as Node's handle types see it: 'tcp', 'pipe' (unix stream), 'udp', or 'other'.
+pub fn socket_kind(fd: BorrowedFd<'_>) -> &'static str {
+    let ty = socket::getsockopt(&fd, socket::sockopt::SockType);
+    let family = socket::getsockname::<socket::SockaddrStorage>(fd.as_raw_fd())
+        .ok()
+        .and_then(|a| a.family());
+    match (ty, family) {
+        (Ok(SockType::Stream), Some(AddressFamily::Inet | AddressFamily::Inet6)) => "tcp",
+        (Ok(SockType::Stream), Some(AddressFamily::Unix)) => "pipe",
+        (Ok(SockType::Datagram), Some(AddressFamily::Inet | AddressFamily::Inet6)) => "udp",
+        _ => "other",
+    }
+}
+
 /// Asks for a larger send buffer; the kernel caps it at net.core.wmem_max, which is fine.
 pub fn set_send_buffer(sock: BorrowedFd<'_>, bytes: usize) {
     let _ = socket::setsockopt(&sock, socket::sockopt::SndBuf, &bytes);
@@ -151,6 +166,18 @@ mod tests {
             total += n;
             assert!(total < 64 << 20, "socket never filled");
         }
+    }
+
+    #[test]
+    fn socket_kinds() {
+        let (a, _b) = socketpair().unwrap();
+        assert_eq!(socket_kind(a.as_fd()), "pipe");
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        assert_eq!(socket_kind(tcp.as_fd()), "tcp");
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert_eq!(socket_kind(udp.as_fd()), "udp");
+        let file = std::fs::File::open("/dev/null").unwrap();
+        assert_eq!(socket_kind(file.as_fd()), "other");
     }
 
     #[test]
