@@ -1,0 +1,509 @@
+'use strict';
+
+// forkline vs node:child_process in one run: same child scripts (plain `node` children using the built-in
+// process.send / process.on('message')), same payloads, same machine. Prints machine info and a Markdown table.
+//
+//   node bench/bench.js             full run: 5 interleaved rounds per row, median shown
+//   node bench/bench.js --quick     smoke run: every N divided by 10, 1 round
+//   node bench/bench.js --json      also print the raw numbers (every round) as JSON after the table
+//   --rounds=K                      rounds per row (default 5, 1 with --quick)
+//   --only=ID[,ID...]               run only these scenarios (ids are listed by --list)
+//   --list                          list the scenario ids and exit
+//
+// To add a row: add an entry to SCENARIOS. A scenario forks one child per measurement, runs `run(session, params)`
+// and returns named numbers; each of its `rows` picks one number. The harness interleaves the implementations,
+// takes the median of the rounds, kills the child and reports errors, early exits and hangs as errors.
+// Progress goes to stderr so that stdout is only the report.
+
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const v8 = require('node:v8');
+const vm = require('node:vm');
+const nodeChildProcess = require('node:child_process');
+const forkline = require('..');
+
+// ---------------------------------------------------------------------------------------------------------------
+// Command line.
+
+const argv = process.argv.slice(2);
+const flag = (name) => argv.includes(`--${name}`);
+const option = (name) => {
+  const arg = argv.find((a) => a.startsWith(`--${name}=`));
+  return arg === undefined ? undefined : arg.slice(name.length + 3);
+};
+const QUICK = flag('quick');
+const JSON_OUT = flag('json');
+const ROUNDS = Number(option('rounds') ?? (QUICK ? 1 : 5));
+const SCALE = QUICK ? 0.1 : 1;
+const ONLY = option('only')?.split(',');
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error('--rounds must be a positive integer');
+
+// A collection between measurements keeps one measurement's garbage (16 MB strings) out of the next one.
+v8.setFlagsFromString('--expose-gc');
+const gc = vm.runInNewContext('gc');
+
+const now = process.hrtime.bigint;
+const seconds = (t0, t1) => Number(t1 - t0) / 1e9;
+
+const IMPLS = [
+  { name: 'node:child_process', fork: (...args) => nodeChildProcess.fork(...args) },
+  { name: 'forkline', fork: (...args) => forkline.fork(...args) },
+];
+
+// ---------------------------------------------------------------------------------------------------------------
+// Payloads: built once, shared by both implementations.
+
+const KB = 1024;
+const MB = 1024 * 1024;
+const SMALL = 'hello';
+const small = (i) => ({ i, s: SMALL });
+const strings = new Map();
+const payload = (size) => {
+  if (!strings.has(size)) strings.set(size, 'x'.repeat(size));
+  return strings.get(size);
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Scenarios. `params` are the full-run sizes (counts are divided by 10 under --quick); `run` gets a session on a
+// freshly forked, ready child and returns named numbers. The clock never includes the spawn.
+
+const fmtRate = (v) => Math.round(v).toLocaleString('en-US');
+const fmtMicros = (v) => v.toFixed(1);
+const fmtMBs = (v) => v.toFixed(1);
+
+function echoScenario(label, size, count) {
+  return {
+    id: `echo-${label.replace(' ', '').toLowerCase()}`,
+    child: 'echo-child.js',
+    params: { n: count, warm: Math.max(1, Math.round(count / 10)) },
+    rows: [{ name: `echo ${label} string, MB/s`, key: 'mbps', higherIsBetter: true, format: fmtMBs }],
+    timeoutSeconds: 60,
+    async run(session, { n, warm }) {
+      const s = payload(size);
+      // Warm-up, with a full check of what comes back (outside the clock).
+      await echo(session, s, 0, warm, true);
+      const t0 = now();
+      await echo(session, s, warm, warm + n, false);
+      const t1 = now();
+      return { mbps: (n * size) / MB / seconds(t0, t1), seconds: seconds(t0, t1) };
+    },
+  };
+}
+
+// Sends { i, s } for i in [from, to), one at a time, each after the previous echo came back.
+function echo(session, s, from, to, fullCheck) {
+  return new Promise((resolve, reject) => {
+    let i = from;
+    session.onMessage = (msg) => {
+      if (msg.i !== i || msg.s.length !== s.length || (fullCheck && msg.s !== s)) {
+        reject(new Error(`echo ${i}: got back i=${msg.i}, ${msg.s.length} chars, expected i=${i}, ${s.length}`));
+        return;
+      }
+      if (++i === to) resolve();
+      else session.child.send({ i, s });
+    };
+    session.child.send({ i, s });
+  });
+}
+
+const SCENARIOS = [
+  {
+    id: 'p2c',
+    child: 'sink-child.js',
+    params: { n: 400_000, warm: 20_000 },
+    childArgs: ({ n, warm }) => [String(warm), String(warm + n)],
+    rows: [{ name: 'parent → child, msgs/s', key: 'rate', higherIsBetter: true, format: fmtRate }],
+    timeoutSeconds: 60,
+    async run(session, { n, warm }) {
+      const { child } = session;
+      for (let k = 0; k < warm; k++) child.send(small(k));
+      expectReport(await session.next(), warm);
+      const t0 = now();
+      for (let k = warm; k < warm + n; k++) child.send(small(k));
+      expectReport(await session.next(), warm + n);
+      const t1 = now();
+      return { rate: n / seconds(t0, t1), seconds: seconds(t0, t1) };
+    },
+  },
+  {
+    id: 'c2p',
+    child: 'source-child.js',
+    params: { n: 200_000, warm: 20_000 },
+    rows: [{ name: 'child → parent, msgs/s', key: 'rate', higherIsBetter: true, format: fmtRate }],
+    timeoutSeconds: 60,
+    run(session, { n, warm }) {
+      return new Promise((resolve, reject) => {
+        let got = 0;
+        let target = warm;
+        let t0;
+        session.onMessage = (msg) => {
+          if (msg.i !== got) {
+            reject(new Error(`message ${got} out of order: got i=${msg.i}`));
+            return;
+          }
+          if (++got !== target) return;
+          if (target === warm) {
+            target = warm + n;
+            t0 = now();
+            session.child.send({ go: n });
+          } else {
+            const t1 = now();
+            resolve({ rate: n / seconds(t0, t1), seconds: seconds(t0, t1) });
+          }
+        };
+        session.child.send({ go: warm });
+      });
+    },
+  },
+  {
+    id: 'rtt',
+    child: 'echo-child.js',
+    params: { n: 10_000, warm: 2_000 },
+    rows: [
+      { name: 'round trip p50, µs', key: 'p50', higherIsBetter: false, format: fmtMicros },
+      { name: 'round trip p99, µs', key: 'p99', higherIsBetter: false, format: fmtMicros },
+    ],
+    timeoutSeconds: 60,
+    run(session, { n, warm }) {
+      return new Promise((resolve, reject) => {
+        const micros = new Float64Array(n);
+        const total = warm + n;
+        let i = 0;
+        let t0;
+        session.onMessage = (msg) => {
+          const t1 = now();
+          if (msg.i !== i) {
+            reject(new Error(`round trip ${i}: got back i=${msg.i}`));
+            return;
+          }
+          if (i >= warm) micros[i - warm] = Number(t1 - t0) / 1e3;
+          if (++i === total) {
+            micros.sort();
+            resolve({ p50: percentile(micros, 0.5), p99: percentile(micros, 0.99), mean: mean(micros) });
+            return;
+          }
+          t0 = now();
+          session.child.send(small(i));
+        };
+        t0 = now();
+        session.child.send(small(i));
+      });
+    },
+  },
+  echoScenario('1 KB', KB, 10_000),
+  echoScenario('64 KB', 64 * KB, 1_000),
+  echoScenario('1 MB', MB, 40),
+  echoScenario('16 MB', 16 * MB, 3),
+];
+
+function expectReport(report, got) {
+  if (report.got !== got || report.outOfOrder !== 0) {
+    throw new Error(`child reported ${JSON.stringify(report)}, expected { got: ${got}, outOfOrder: 0 }`);
+  }
+}
+
+// Nearest-rank percentile of sorted values.
+function percentile(sorted, p) {
+  return sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)];
+}
+
+function mean(values) {
+  let sum = 0;
+  for (const v of values) sum += v;
+  return sum / values.length;
+}
+
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Sessions: one forked child, a message queue for control replies, and every way it can fail.
+
+const live = new Set();
+
+function killAll() {
+  for (const child of live) {
+    try {
+      child.kill('SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+}
+process.on('exit', killAll);
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    killAll();
+    process.exit(130);
+  });
+}
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer after ${ms / 1000} s (hang?)`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+function openSession(impl, script, args) {
+  const child = impl.fork(path.join(__dirname, script), args);
+  live.add(child);
+  const session = {
+    child,
+    // A hot-path handler set by a scenario; when null, messages queue for next().
+    onMessage: null,
+    queue: [],
+    waiter: null,
+    next() {
+      if (this.queue.length) return Promise.resolve(this.queue.shift());
+      return new Promise((resolve) => (this.waiter = resolve));
+    },
+    exited: null,
+    failed: null,
+    closing: false,
+  };
+  let fail;
+  session.failed = new Promise((_, reject) => (fail = reject));
+  session.failed.catch(() => {});
+  session.exited = new Promise((resolve) => {
+    child.once('exit', (code, signal) => {
+      live.delete(child);
+      if (!session.closing) fail(new Error(`child exited early (code ${code}, signal ${signal})`));
+      resolve({ code, signal });
+    });
+  });
+  child.on('error', (err) => fail(new Error(`'error' event: ${err.code ?? ''} ${err.message}`, { cause: err })));
+  child.on('message', (msg) => {
+    if (session.onMessage) session.onMessage(msg);
+    else if (session.waiter) {
+      const waiter = session.waiter;
+      session.waiter = null;
+      waiter(msg);
+    } else session.queue.push(msg);
+  });
+  return session;
+}
+
+// Disconnects and waits for the child to exit on its own; a child still there after 5 s is killed and reported.
+async function closeSession(session, notes) {
+  session.closing = true;
+  const { child } = session;
+  if (child.exitCode === null && child.signalCode === null) {
+    if (child.connected) child.disconnect();
+    const exited = await withTimeout(session.exited, 5000, 'exit after disconnect()').catch(() => null);
+    if (exited === null) {
+      notes.push('child still running 5 s after disconnect(); killed');
+      child.kill('SIGKILL');
+      await withTimeout(session.exited, 5000, 'exit after SIGKILL').catch(() => notes.push('no exit after SIGKILL'));
+    }
+  }
+}
+
+// One measurement: fork, wait for ready, run, close. Returns { values } or { error }.
+async function measure(scenario, impl, params) {
+  gc();
+  const notes = [];
+  const childArgs = scenario.childArgs ? scenario.childArgs(params) : [];
+  const session = openSession(impl, scenario.child, childArgs);
+  const limit = scenario.timeoutSeconds * (QUICK ? 0.5 : 1) * 1000;
+  try {
+    const ready = await withTimeout(Promise.race([session.next(), session.failed]), limit, 'ready');
+    if (!ready || ready.ready !== true) throw new Error(`expected { ready: true } first, got ${JSON.stringify(ready)}`);
+    const values = await withTimeout(Promise.race([scenario.run(session, params), session.failed]), limit, scenario.id);
+    return { values, notes };
+  } catch (err) {
+    return { error: err.message, notes };
+  } finally {
+    session.onMessage = null;
+    await closeSession(session, notes);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Main.
+
+function scaledParams(params) {
+  const scaled = {};
+  for (const [key, value] of Object.entries(params)) scaled[key] = Math.max(1, Math.round(value * SCALE));
+  return scaled;
+}
+
+function machineInfo() {
+  const cpus = os.cpus();
+  const git = (...args) => {
+    try {
+      const options = { cwd: path.join(__dirname, '..'), stdio: ['ignore', 'pipe', 'ignore'] };
+      return nodeChildProcess.execFileSync('git', args, options).toString().trim();
+    } catch {
+      return null; // Not a git checkout.
+    }
+  };
+  let commit = git('rev-parse', '--short', 'HEAD');
+  if (commit && git('status', '--porcelain', '--', 'src', 'index.js', 'Cargo.toml')) commit += '+uncommitted';
+  let addonBuilt = null;
+  try {
+    addonBuilt = fs.statSync(path.join(__dirname, '..', 'forkline.node')).mtime.toISOString();
+  } catch {
+    // Loaded from elsewhere.
+  }
+  return {
+    node: process.version,
+    v8: process.versions.v8,
+    cpus: cpus.length,
+    availableParallelism: os.availableParallelism ? os.availableParallelism() : cpus.length,
+    cpuModel: cpus[0] ? cpus[0].model : 'unknown',
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    memoryGiB: Number((os.totalmem() / 1024 ** 3).toFixed(1)),
+    loadAverage: os.loadavg().map((v) => Number(v.toFixed(2))),
+    forkline: require('../package.json').version,
+    commit,
+    addonBuilt,
+  };
+}
+
+async function main() {
+  if (flag('list')) {
+    for (const s of SCENARIOS) console.log(`${s.id}\t${s.rows.map((r) => r.name).join('; ')}`);
+    return 0;
+  }
+  const scenarios = ONLY ? SCENARIOS.filter((s) => ONLY.includes(s.id)) : SCENARIOS;
+  if (ONLY && scenarios.length !== ONLY.length) throw new Error(`unknown scenario in --only (see --list)`);
+
+  const started = now();
+  const machine = machineInfo();
+  const results = [];
+  for (const scenario of scenarios) {
+    const params = scaledParams(scenario.params);
+    const runs = Object.fromEntries(IMPLS.map((impl) => [impl.name, []]));
+    for (let round = 0; round < ROUNDS; round++) {
+      // Interleave, and alternate who goes first.
+      const order = round % 2 === 0 ? IMPLS : [...IMPLS].reverse();
+      for (const impl of order) {
+        const result = await measure(scenario, impl, params);
+        runs[impl.name].push(result);
+        const shown = result.error
+          ? `ERROR ${result.error}`
+          : scenario.rows.map((row) => `${row.format(result.values[row.key])} ${row.name.split(', ')[1]}`).join(', ');
+        const notes = result.notes.length ? ` [${result.notes.join('; ')}]` : '';
+        const took = result.values && result.values.seconds ? ` (${result.values.seconds.toFixed(2)} s)` : '';
+        process.stderr.write(
+          `[${scenario.id}] round ${round + 1}/${ROUNDS} ${impl.name.padEnd(18)} ${shown}${took}${notes}\n`,
+        );
+      }
+    }
+    results.push({ scenario, params, runs });
+  }
+  const wall = seconds(started, now());
+
+  // The table.
+  const lines = [];
+  lines.push(`# forkline vs node:child_process`);
+  lines.push('');
+  lines.push(
+    `node ${machine.node} (V8 ${machine.v8}) · ${machine.cpus} CPUs (${machine.cpuModel}) · ${machine.os} · ` +
+      `${machine.memoryGiB} GiB · load ${machine.loadAverage.join(' ')} at start · forkline ${machine.forkline}` +
+      (machine.commit ? ` (${machine.commit})` : '') +
+      (machine.addonBuilt ? ` · forkline.node built ${machine.addonBuilt}` : ''),
+  );
+  lines.push('');
+  lines.push(`Median of ${ROUNDS} interleaved round${ROUNDS === 1 ? '' : 's'} per row${QUICK ? ' (--quick)' : ''}.`);
+  lines.push('');
+  lines.push('| row | node:child_process | forkline | forkline/node |');
+  lines.push('|---|---:|---:|---:|');
+  const rows = [];
+  let failures = 0;
+  for (const { scenario, params, runs } of results) {
+    for (const row of scenario.rows) {
+      const [node, fl] = IMPLS.map((impl) => {
+        const ok = runs[impl.name].filter((r) => !r.error).map((r) => r.values[row.key]);
+        const errors = runs[impl.name].length - ok.length;
+        return { median: ok.length ? median(ok) : null, values: ok, errors };
+      });
+      failures += node.errors + fl.errors;
+      const ratio =
+        node.median === null || fl.median === null
+          ? null
+          : row.higherIsBetter
+            ? fl.median / node.median
+            : node.median / fl.median;
+      const cell = (side) => {
+        const value = side.median === null ? 'error' : row.format(side.median);
+        return side.errors ? `${value} (${side.errors}/${ROUNDS} failed)` : value;
+      };
+      lines.push(`| ${row.name} | ${cell(node)} | ${cell(fl)} | ${ratio === null ? '–' : `${ratio.toFixed(2)}x`} |`);
+      rows.push({
+        row: row.name,
+        scenario: scenario.id,
+        params,
+        higherIsBetter: row.higherIsBetter,
+        'node:child_process': node,
+        forkline: fl,
+        ratio,
+      });
+    }
+  }
+  lines.push('');
+  lines.push(
+    'forkline/node > 1 means forkline is better on every row: for the latency rows (µs, lower is better) the ' +
+      'ratio is node/forkline.',
+  );
+  lines.push(
+    'Echo rows: the parent sends `{ i, s }` with `s` a string of that many ASCII chars (KB = 1024, MB = 1,048,576 ' +
+      'bytes), waits for the echo, sends the next; MB/s counts the payload one way (the echo doubles the traffic).',
+  );
+  const sizes = results.map(({ scenario, params }) => `${scenario.id} n=${params.n} warm-up=${params.warm}`);
+  lines.push(`Per measurement (a fresh child each, clock started once it is ready): ${sizes.join(', ')}.`);
+  lines.push(`Total wall time ${wall.toFixed(1)} s.`);
+
+  const errors = [];
+  for (const { scenario, runs } of results) {
+    for (const impl of IMPLS) {
+      runs[impl.name].forEach((r, i) => {
+        if (r.error) errors.push(`${scenario.id} round ${i + 1} ${impl.name}: ${r.error}`);
+        for (const note of r.notes) errors.push(`${scenario.id} round ${i + 1} ${impl.name}: ${note}`);
+      });
+    }
+  }
+  if (errors.length) {
+    lines.push('');
+    lines.push('Problems:');
+    for (const e of errors) lines.push(`- ${e}`);
+  }
+  console.log(lines.join('\n'));
+
+  if (JSON_OUT) {
+    const raw = {
+      machine,
+      rounds: ROUNDS,
+      quick: QUICK,
+      wallSeconds: wall,
+      rows,
+      runs: results.map(({ scenario, params, runs }) => ({ scenario: scenario.id, params, runs })),
+    };
+    console.log(`\n\`\`\`json\n${JSON.stringify(raw, null, 2)}\n\`\`\``);
+  }
+  return failures ? 1 : 0;
+}
+
+main().then(
+  (code) => {
+    killAll();
+    process.exitCode = code;
+    // Every child is gone and nothing of ours is pending: the process should end by itself. If a handle keeps it
+    // alive, say so and leave anyway.
+    setTimeout(() => {
+      process.stderr.write('bench: the event loop was still alive 5 s after the end; exiting\n');
+      process.exit(code || 2);
+    }, 5000).unref();
+  },
+  (err) => {
+    console.error(err);
+    killAll();
+    process.exit(1);
+  },
+);
