@@ -281,6 +281,10 @@ impl Channel {
             if sent == data.len() {
                 st.next_seq = seq;
                 st.progress.done = seq;
+                // The caller learns of this one from our return value; don't wake it again to say so.
+                if st.reported.done == seq - 1 {
+                    st.reported.done = seq;
+                }
                 return Ok(Written {
                     seq,
                     queued_bytes: st.queued_bytes,

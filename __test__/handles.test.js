@@ -1,0 +1,429 @@
+'use strict';
+
+// Handle passing (NODE_HANDLE + SCM_RIGHTS) between a forkline parent and real node children, both directions,
+// with node:child_process as the oracle; faults come from a raw Python peer on the channel.
+const test = require('node:test');
+const assert = require('node:assert');
+const dgram = require('node:dgram');
+const fs = require('node:fs');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+const nodeChildProcess = require('node:child_process');
+const forkline = require('..');
+
+const FIXTURES = path.join(__dirname, 'fixtures');
+const CHILD = path.join(FIXTURES, 'handle-child.js');
+const IMPLS = [
+  ['node:child_process', nodeChildProcess],
+  ['forkline', forkline],
+];
+
+function spawnChild(t, impl, script = CHILD, args = [], options = {}) {
+  const child = impl.fork(script, args, options);
+  t.after(() => child.kill('SIGKILL'));
+  return child;
+}
+
+function nextMessage(child) {
+  return new Promise((resolve, reject) => {
+    child.once('message', (msg, handle) => resolve([msg, handle]));
+    child.once('error', reject);
+  });
+}
+
+function once(emitter, event) {
+  return new Promise((resolve) => emitter.once(event, (...args) => resolve(args)));
+}
+
+// Connects, sends `text` if given, and resolves with everything the server says before it closes.
+function ask(target, text) {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(target);
+    let data = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk) => (data += chunk));
+    socket.on('end', () => resolve(data));
+    socket.on('error', reject);
+    if (text) socket.write(text);
+  });
+}
+
+function fdCount() {
+  return fs.readdirSync('/proc/self/fd').length;
+}
+
+// A leak shows as more fds than before; fewer is fine (earlier tests' sockets may finish closing meanwhile).
+async function assertNoFdLeak(before) {
+  for (let i = 0; i < 50 && fdCount() > before; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.ok(fdCount() <= before, `no fd leaked (${fdCount()} open, ${before} before)`);
+}
+
+for (const [name, impl] of IMPLS) {
+  test(
+    `${name}: a listening net.Server shared with two children, which both accept on its port`,
+    {
+      timeout: 30_000,
+    },
+    async (t) => {
+      const server = net.createServer().listen(0, '127.0.0.1');
+      await once(server, 'listening');
+      const { port } = server.address();
+      const children = [spawnChild(t, impl), spawnChild(t, impl)];
+      for (const child of children) {
+        const got = nextMessage(child);
+        child.send({ do: 'serve' }, server);
+        assert.deepStrictEqual((await got)[0], { got: 'server', type: 'Server' });
+      }
+      server.close(); // the parent stops accepting; the children keep the shared socket
+      const pids = new Set(children.map((c) => String(c.pid)));
+      for (let i = 0; i < 10; i++) {
+        const answer = await ask({ port, host: '127.0.0.1' });
+        assert.ok(pids.has(answer.trim().split(' ').pop()), `served by a child: ${answer}`);
+      }
+    },
+  );
+
+  test(
+    `${name}: the parent accepts a TCP connection and hands the socket to a child, which answers`,
+    {
+      timeout: 30_000,
+    },
+    async (t) => {
+      const child = spawnChild(t, impl);
+      const server = net.createServer((socket) => {
+        socket.once('data', (text) => child.send({ do: 'answer', text: String(text) }, socket));
+      });
+      t.after(() => server.close());
+      server.listen(0, '127.0.0.1');
+      await once(server, 'listening');
+      const got = nextMessage(child);
+      const answer = await ask({ port: server.address().port, host: '127.0.0.1' }, 'hi');
+      assert.strictEqual(answer, `answered by ${child.pid}: hi\n`);
+      assert.deepStrictEqual((await got)[0], { got: 'socket', type: 'Socket' });
+    },
+  );
+}
+
+test(
+  'Unix-domain: a net.Server on a path and an accepted unix socket both work in the child',
+  {
+    timeout: 30_000,
+  },
+  async (t) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'forkline-uds-'));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const child = spawnChild(t, forkline);
+    // Parent and child now share the listening socket and both accept; closing the parent's copy would unlink the
+    // path (libuv does, as in Node), so the parent keeps answering and we ask until the child has answered.
+    const listening = net.createServer((socket) => socket.end('parent\n'));
+    listening.listen(path.join(dir, 'served.sock'));
+    await once(listening, 'listening');
+    let got = nextMessage(child);
+    child.send({ do: 'serve' }, listening);
+    await got;
+    const answers = new Set();
+    for (let i = 0; i < 200 && !answers.has(`served by ${child.pid}\n`); i++) {
+      answers.add(await ask(path.join(dir, 'served.sock')));
+    }
+    listening.close();
+    assert.ok(answers.has(`served by ${child.pid}\n`), [...answers].join());
+
+    const handing = net.createServer((socket) => child.send({ do: 'answer', text: 'uds' }, socket));
+    t.after(() => handing.close());
+    handing.listen(path.join(dir, 'handed.sock'));
+    await once(handing, 'listening');
+    got = nextMessage(child);
+    assert.strictEqual(await ask(path.join(dir, 'handed.sock')), `answered by ${child.pid}: uds\n`);
+    assert.deepStrictEqual((await got)[0], { got: 'socket', type: 'Socket' });
+  },
+);
+
+for (const family of ['udp4', 'udp6']) {
+  test(`dgram.Socket (${family}) sent to the child receives the datagrams`, { timeout: 30_000 }, async (t) => {
+    const host = family === 'udp6' ? '::1' : '127.0.0.1';
+    const child = spawnChild(t, forkline);
+    const socket = dgram.createSocket(family);
+    socket.bind(0, host);
+    await once(socket, 'listening');
+    const { port } = socket.address();
+    let got = nextMessage(child);
+    child.send({ do: 'udp' }, socket);
+    assert.deepStrictEqual((await got)[0], { got: 'dgram', type: 'Socket' });
+    socket.close();
+    got = nextMessage(child);
+    const sender = dgram.createSocket(family);
+    t.after(() => sender.close());
+    sender.send('ping', port, host);
+    assert.deepStrictEqual((await got)[0], { got: 'datagram', data: 'ping', type: family });
+  });
+}
+
+test('the Native kinds: a raw TCP handle and a raw UDP handle arrive as handles', { timeout: 30_000 }, async (t) => {
+  for (const [name, impl] of IMPLS) {
+    const child = spawnChild(t, impl);
+    const server = net.createServer().listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    let got = nextMessage(child);
+    child.send({ do: 'native' }, server._handle);
+    assert.deepStrictEqual((await got)[0], { got: 'native', type: 'TCP', fd: 'number' }, name);
+    server.close();
+    const udp = dgram.createSocket('udp4');
+    udp.bind(0, '127.0.0.1');
+    await once(udp, 'listening');
+    const state = Object.getOwnPropertySymbols(udp).find((s) => s.description === 'state symbol');
+    got = nextMessage(child);
+    child.send({ do: 'native' }, udp[state].handle);
+    assert.deepStrictEqual((await got)[0], { got: 'native', type: 'UDP', fd: 'number' }, name);
+    udp.close();
+  }
+});
+
+test(
+  'child → parent: a node child sends a net.Server, a net.Socket and dgram sockets to forkline',
+  {
+    timeout: 30_000,
+  },
+  async (t) => {
+    const child = spawnChild(t, forkline);
+    child.send({ do: 'give-server' });
+    const [{ port }, server] = await nextMessage(child);
+    assert.ok(server instanceof net.Server, 'a net.Server arrives');
+    server.on('connection', (socket) => socket.end('parent answers\n'));
+    assert.strictEqual(await ask({ port, host: '127.0.0.1' }), 'parent answers\n');
+    server.close();
+
+    child.send({ do: 'give-socket' });
+    const [{ port: socketPort }] = await nextMessage(child);
+    const client = net.connect(socketPort, '127.0.0.1');
+    t.after(() => client.destroy());
+    const [msg, socket] = await nextMessage(child);
+    assert.deepStrictEqual(msg, { gave: 'socket' });
+    assert.ok(socket instanceof net.Socket, 'a net.Socket arrives');
+    socket.end('over the passed socket');
+    let heard = '';
+    client.setEncoding('utf8');
+    client.on('data', (d) => (heard += d));
+    await once(client, 'end');
+    assert.strictEqual(heard, 'over the passed socket');
+
+    for (const family of ['udp4', 'udp6']) {
+      child.send({ do: 'give-udp', family });
+      const [{ port: udpPort }, udp] = await nextMessage(child);
+      assert.ok(udp instanceof dgram.Socket, `a dgram.Socket (${family}) arrives`);
+      const heardDatagram = once(udp, 'message');
+      const sender = dgram.createSocket(family);
+      sender.send('to the parent', udpPort, family === 'udp6' ? '::1' : '127.0.0.1');
+      assert.strictEqual(String((await heardDatagram)[0]), 'to the parent');
+      sender.close();
+      udp.close();
+    }
+  },
+);
+
+test(
+  'messages sent after a handle wait for its ACK and arrive after it, in order; callbacks fire',
+  {
+    timeout: 30_000,
+  },
+  async (t) => {
+    for (const [name, impl] of IMPLS) {
+      const child = spawnChild(t, impl);
+      const server = net.createServer().listen(0, '127.0.0.1');
+      await once(server, 'listening');
+      const seen = [];
+      const all = new Promise((resolve) => {
+        child.on('message', (msg) => {
+          seen.push(msg);
+          if (seen.length === 52) resolve();
+        });
+      });
+      const callbacks = [];
+      child.send({ n: -1 }, (err) => callbacks.push(err));
+      child.send({ do: 'serve' }, server, (err) => callbacks.push(err));
+      for (let n = 0; n < 50; n++) child.send(n, (err) => callbacks.push(err));
+      await all;
+      server.close();
+      assert.deepStrictEqual(seen[0], { echo: { n: -1 }, handle: null }, name);
+      assert.deepStrictEqual(seen[1], { got: 'server', type: 'Server' }, name);
+      assert.deepStrictEqual(
+        seen.slice(2).map((m) => m.echo),
+        [...Array(50).keys()],
+        name,
+      );
+      assert.strictEqual(callbacks.length, 52, name);
+      assert.ok(
+        callbacks.every((err) => err === null),
+        name,
+      );
+    }
+  },
+);
+
+test('keepOpen leaves the sender its socket; without it the socket is handed over', { timeout: 30_000 }, async (t) => {
+  const child = spawnChild(t, forkline);
+  const accepted = [];
+  const server = net.createServer((socket) => accepted.push(socket));
+  t.after(() => server.close());
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const client = net.connect(server.address().port, '127.0.0.1');
+  t.after(() => client.destroy());
+  await once(client, 'connect');
+  while (accepted.length === 0) await new Promise((r) => setTimeout(r, 5));
+  const [socket] = accepted;
+  const got = nextMessage(child);
+  child.send({ do: 'echo' }, socket, { keepOpen: true });
+  await got;
+  assert.ok(socket._handle, 'keepOpen: the parent still has its handle');
+  socket.write('still mine');
+  client.setEncoding('utf8');
+  assert.strictEqual(String((await once(client, 'data'))[0]), 'still mine');
+  child.send({ do: 'answer', text: 'handed' }, socket);
+  assert.strictEqual(socket._handle, null, 'without keepOpen the socket is detached at once');
+  let rest = '';
+  client.on('data', (d) => (rest += d));
+  await once(client, 'end');
+  assert.strictEqual(rest, `answered by ${child.pid}: handed\n`);
+});
+
+test('an unsupported handle throws ERR_INVALID_HANDLE_TYPE, as in Node', { timeout: 10_000 }, async (t) => {
+  for (const [name, impl] of IMPLS) {
+    const child = spawnChild(t, impl);
+    assert.throws(() => child.send('x', { not: 'a handle' }), { code: 'ERR_INVALID_HANDLE_TYPE' }, name);
+    assert.throws(() => child.send('x', fs.createReadStream(__filename)), { code: 'ERR_INVALID_HANDLE_TYPE' }, name);
+    child.kill();
+  }
+});
+
+test('advanced serialization: the envelope travels in V8 format, both directions', { timeout: 30_000 }, async (t) => {
+  const child = spawnChild(t, forkline, CHILD, [], { serialization: 'advanced' });
+  const server = net.createServer().listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address();
+  const got = nextMessage(child);
+  child.send({ do: 'serve' }, server);
+  assert.deepStrictEqual((await got)[0], { got: 'server', type: 'Server' });
+  server.close();
+  assert.strictEqual(await ask({ port, host: '127.0.0.1' }), `served by ${child.pid}\n`);
+  child.send({ do: 'give-server' });
+  const [{ port: back }, returned] = await nextMessage(child);
+  assert.ok(returned instanceof net.Server);
+  returned.on('connection', (s) => s.end('advanced parent\n'));
+  assert.strictEqual(await ask({ port: back, host: '127.0.0.1' }), 'advanced parent\n');
+  returned.close();
+});
+
+// ---- faults, from a raw peer that speaks the wire protocol by hand ----
+
+function rawPeer(t, mode) {
+  const child = forkline.fork(path.join(FIXTURES, 'handle-raw.py'), [mode], {
+    execPath: 'python3',
+    execArgv: [],
+    silent: true,
+  });
+  t.after(() => child.kill('SIGKILL'));
+  let stdout = '';
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (d) => (stdout += d));
+  const seen = [];
+  child.on('message', (m) => seen.push(['message', m]));
+  child.on('error', (err) => seen.push(['error', err.code]));
+  const closed = once(child, 'close');
+  return { child, seen, closed, stdout: () => stdout };
+}
+
+test(
+  'an envelope whose fd never came is answered NODE_HANDLE_NACK and not delivered',
+  {
+    timeout: 20_000,
+  },
+  async (t) => {
+    const before = fdCount();
+    const peer = rawPeer(t, 'no-fd');
+    await peer.closed;
+    assert.deepStrictEqual(peer.seen, [['message', 'after']]);
+    assert.strictEqual(peer.stdout(), '{"cmd":"NODE_HANDLE_NACK"}\n');
+    await assertNoFdLeak(before);
+  },
+);
+
+test('an fd with no envelope is closed and reported; the messages around it arrive', { timeout: 20_000 }, async (t) => {
+  const before = fdCount();
+  const peer = rawPeer(t, 'stray-fd');
+  await peer.closed;
+  assert.deepStrictEqual(peer.seen, [
+    ['message', 'with a stray fd'],
+    ['message', 'after'],
+    ['error', 'FORKLINE_STRAY_FD'],
+  ]);
+  await assertNoFdLeak(before);
+});
+
+test('a bogus handle type: acknowledged on the wire, reported, its fd closed', { timeout: 20_000 }, async (t) => {
+  const before = fdCount();
+  const peer = rawPeer(t, 'bogus-type');
+  await peer.closed;
+  assert.deepStrictEqual(peer.seen, [
+    ['error', 'FORKLINE_BAD_HANDLE'],
+    ['message', 'after'],
+  ]);
+  assert.strictEqual(peer.stdout(), '{"cmd":"NODE_HANDLE_ACK"}\n');
+  await assertNoFdLeak(before);
+});
+
+test(
+  'a peer that dies between envelope and ACK: later sends fail with EPIPE, no fd kept',
+  {
+    timeout: 20_000,
+  },
+  async (t) => {
+    const server = net.createServer().listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    t.after(() => server.close());
+    const before = fdCount();
+    const peer = rawPeer(t, 'die-before-ack');
+    await new Promise((resolve) => peer.child.once('message', resolve));
+    const results = [];
+    peer.child.send('with the server', server, (err) => results.push(err && err.code));
+    peer.child.send('held behind it', (err) => results.push(err && err.code));
+    await peer.closed;
+    assert.deepStrictEqual(results, [null, 'EPIPE']);
+    assert.match(peer.stdout(), /"type":"net\.Server"/);
+    await assertNoFdLeak(before);
+  },
+);
+
+test(
+  'EMFILE in the receiving child: the fd is lost, NACKed, retried, given up with a warning; later messages arrive',
+  {
+    timeout: 30_000,
+  },
+  async (t) => {
+    const child = spawnChild(t, forkline, path.join(FIXTURES, 'fd-hog.js'));
+    assert.strictEqual((await nextMessage(child))[0], 'hogged');
+    const server = net.createServer().listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    t.after(() => server.close());
+    const warning = new Promise((resolve) => {
+      const onWarning = (w) => {
+        if (w.name !== 'SentHandleNotReceivedWarning') return;
+        process.off('warning', onWarning);
+        resolve(w);
+      };
+      process.on('warning', onWarning);
+    });
+    const echoes = [];
+    const done = new Promise((resolve) => {
+      child.on('message', (msg) => {
+        echoes.push(msg.echo);
+        if (msg.echo === 'release') resolve();
+      });
+    });
+    child.send('handle', server);
+    child.send('release');
+    assert.strictEqual((await warning).message, 'Handle did not reach the receiving process correctly');
+    await done;
+    assert.deepStrictEqual(echoes, ['release']);
+  },
+);
