@@ -37,21 +37,30 @@ const ERRORS = {
     (name) => `Forked processes must have an IPC channel, missing value 'ipc' in ${name}`,
   ],
   ERR_MISSING_ARGS: [TypeError, (name) => `The "${name}" argument must be specified`],
-  ERR_INVALID_ARG_TYPE: [
-    TypeError,
-    (name, expected, actual) => `The "${name}" argument must be ${expected}. Received ${describe(actual)}`,
-  ],
+  ERR_INVALID_ARG_TYPE: [TypeError, invalidArgTypeMessage],
   ERR_INVALID_ARG_VALUE: [
     TypeError,
-    (name, value, reason = 'is invalid') => `The argument '${name}' ${reason}. Received ${util.inspect(value)}`,
+    (name, value, reason = 'is invalid') => {
+      let shown = util.inspect(value);
+      if (shown.length > 128) shown = `${shown.slice(0, 128)}...`;
+      return `The ${name.includes('.') ? 'property' : 'argument'} '${name}' ${reason}. Received ${shown}`;
+    },
+  ],
+  ERR_INVALID_SYNC_FORK_INPUT: [
+    TypeError,
+    (value) => `Asynchronous forks do not support Buffer, TypedArray, DataView or string input: ${value}`,
   ],
   ERR_OUT_OF_RANGE: [
     RangeError,
-    (name, range, value) => `The value of "${name}" is out of range. It must be ${range}. Received ${value}`,
+    (name, range, value) => {
+      let received;
+      if (Number.isInteger(value) && Math.abs(value) > 2 ** 32) received = addNumericalSeparator(String(value));
+      else received = util.inspect(value);
+      return `The value of "${name}" is out of range. It must be ${range}. Received ${received}`;
+    },
   ],
   ERR_UNKNOWN_SIGNAL: [TypeError, (sig) => `Unknown signal: ${sig}`],
   ERR_INVALID_HANDLE_TYPE: [TypeError, () => 'This handle type cannot be sent'],
-  ERR_CHILD_PROCESS_STDIO_MAXBUFFER: [RangeError, (name) => `${name} maxBuffer length exceeded`],
   // forkline's own: faults on the wire, reported as 'error' events instead of crashing the parent.
   FORKLINE_MALFORMED_MESSAGE: [Error, (detail) => detail],
   FORKLINE_MESSAGE_TOO_LARGE: [Error, (detail) => detail],
@@ -63,6 +72,52 @@ const ERRORS = {
   FORKLINE_HANDLE_NOT_RECEIVED: [Error, (detail) => detail],
 };
 
+// Node's ERR_INVALID_ARG_TYPE wording (lib/internal/errors.js): expected types, then classes, then anything else.
+const K_TYPES = ['string', 'function', 'number', 'object', 'Function', 'Object', 'boolean', 'bigint', 'symbol'];
+const CLASS_NAME = /^([A-Z][a-z0-9]*)+$/;
+
+function listOf(items, prefix) {
+  if (items.length > 2) return `${prefix}${items.slice(0, -1).join(', ')}, or ${items[items.length - 1]}`;
+  return `${prefix}${items.join(' or ')}`;
+}
+
+function invalidArgTypeMessage(name, expected, actual) {
+  if (!Array.isArray(expected)) expected = [expected];
+  let msg = name.endsWith(' argument')
+    ? `The ${name} `
+    : `The "${name}" ${name.includes('.') ? 'property' : 'argument'} `;
+  msg += 'must be ';
+  const types = [];
+  const instances = [];
+  const other = [];
+  for (const value of expected) {
+    if (K_TYPES.includes(value)) types.push(value.toLowerCase());
+    else if (CLASS_NAME.test(value)) instances.push(value);
+    else other.push(value);
+  }
+  if (instances.length > 0 && types.includes('object')) {
+    types.splice(types.indexOf('object'), 1);
+    instances.push('Object');
+  }
+  const parts = [];
+  if (types.length > 0) parts.push(types.length > 1 ? listOf(types, 'one of type ') : `of type ${types[0]}`);
+  if (instances.length > 0) parts.push(listOf(instances, 'an instance of '));
+  if (other.length > 0) {
+    if (other.length > 1) parts.push(listOf(other, 'one of '));
+    else parts.push(`${other[0].toLowerCase() !== other[0] ? 'an ' : ''}${other[0]}`);
+  }
+  return `${msg}${parts.join(' or ')}. Received ${describe(actual)}`;
+}
+
+function addNumericalSeparator(digits) {
+  let res = '';
+  let i = digits.length;
+  const start = digits[0] === '-' ? 1 : 0;
+  for (; i >= start + 4; i -= 3) res = `_${digits.slice(i - 3, i)}${res}`;
+  return `${digits.slice(0, i)}${res}`;
+}
+
+// Node's determineSpecificType.
 function describe(value) {
   if (value == null) return String(value);
   if (typeof value === 'function') return `function ${value.name}`;
@@ -113,28 +168,25 @@ class AbortError extends Error {
 // Validation (Node's lib/internal/validators.js, the parts fork() uses).
 
 function validateString(value, name) {
-  if (typeof value !== 'string') throw makeError('ERR_INVALID_ARG_TYPE', name, 'of type string', value);
+  if (typeof value !== 'string') throw makeError('ERR_INVALID_ARG_TYPE', name, 'string', value);
 }
 
 function validateObject(value, name) {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw makeError('ERR_INVALID_ARG_TYPE', name, 'of type object', value);
+    throw makeError('ERR_INVALID_ARG_TYPE', name, 'Object', value);
   }
 }
 
 function validateArray(value, name) {
-  if (!Array.isArray(value)) throw makeError('ERR_INVALID_ARG_TYPE', name, 'an instance of Array', value);
+  if (!Array.isArray(value)) throw makeError('ERR_INVALID_ARG_TYPE', name, 'Array', value);
 }
 
 function validateBoolean(value, name) {
-  if (typeof value !== 'boolean') throw makeError('ERR_INVALID_ARG_TYPE', name, 'of type boolean', value);
+  if (typeof value !== 'boolean') throw makeError('ERR_INVALID_ARG_TYPE', name, 'boolean', value);
 }
 
-function validateInt32(value, name) {
-  if (typeof value !== 'number') throw makeError('ERR_INVALID_ARG_TYPE', name, 'of type number', value);
-  if (!Number.isInteger(value) || value < -2147483648 || value > 2147483647) {
-    throw makeError('ERR_OUT_OF_RANGE', name, '>= -2147483648 && <= 2147483647', value);
-  }
+function isInt32(value) {
+  return value === (value | 0);
 }
 
 function validateTimeout(timeout) {
@@ -145,7 +197,7 @@ function validateTimeout(timeout) {
 
 function validateAbortSignal(signal, name) {
   if (signal !== undefined && (signal === null || typeof signal !== 'object' || !('aborted' in signal))) {
-    throw makeError('ERR_INVALID_ARG_TYPE', name, 'an instance of AbortSignal', signal);
+    throw makeError('ERR_INVALID_ARG_TYPE', name, 'AbortSignal', signal);
   }
 }
 
@@ -155,11 +207,17 @@ function validateNullCheck(value, name) {
   }
 }
 
+// Node's getValidatedPath: a string, Buffer/Uint8Array or file: URL, without null bytes.
 function toPath(value, name) {
   const path = value instanceof URL ? fileURLToPath(value) : value;
-  validateString(path, name);
-  validateNullCheck(path, name);
-  return path;
+  if (typeof path !== 'string' && !(path instanceof Uint8Array)) {
+    throw makeError('ERR_INVALID_ARG_TYPE', name, ['string', 'Buffer', 'URL'], value);
+  }
+  const text = typeof path === 'string' ? path : Buffer.from(path).toString();
+  if (text.includes('\u0000')) {
+    throw makeError('ERR_INVALID_ARG_VALUE', name, path, 'must be a string, Uint8Array, or URL without null bytes');
+  }
+  return text;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -181,7 +239,7 @@ function convertToValidSignal(signal) {
 function sanitizeKillSignal(killSignal) {
   if (typeof killSignal === 'string' || typeof killSignal === 'number') return convertToValidSignal(killSignal);
   if (killSignal != null) {
-    throw makeError('ERR_INVALID_ARG_TYPE', 'options.killSignal', 'of type string or number', killSignal);
+    throw makeError('ERR_INVALID_ARG_TYPE', 'options.killSignal', ['string', 'number'], killSignal);
   }
   return SIGNALS.SIGTERM;
 }
@@ -459,7 +517,12 @@ class ChildProcess extends EventEmitter {
     const { slots, ipcIndex } = normalizeStdio(options.stdio === undefined ? 'pipe' : options.stdio);
     const serialization = options.serialization || 'json';
     if (serialization !== 'json' && serialization !== 'advanced') {
-      throw makeError('ERR_INVALID_ARG_VALUE', 'options.serialization', serialization, 'must be "json" or "advanced"');
+      throw makeError(
+        'ERR_INVALID_ARG_VALUE',
+        'options.serialization',
+        options.serialization,
+        "must be one of: undefined, 'json', 'advanced'",
+      );
     }
     this._codec = serialization === 'advanced' ? advanced : json;
     const envPairs = options.envPairs ? [...options.envPairs] : [];
@@ -589,7 +652,7 @@ class ChildProcess extends EventEmitter {
     if (message === undefined) throw makeError('ERR_MISSING_ARGS', 'message');
     const type = typeof message;
     if (type !== 'string' && type !== 'object' && type !== 'number' && type !== 'boolean') {
-      throw makeError('ERR_INVALID_ARG_TYPE', 'message', 'one of type string, object, number, or boolean', message);
+      throw makeError('ERR_INVALID_ARG_TYPE', 'message', ['string', 'object', 'number', 'boolean'], message);
     }
     if (handle) {
       const type = handleType(handle);
@@ -703,17 +766,19 @@ class ChildProcess extends EventEmitter {
     for (let i = 0; i < events.length; i++) {
       const ev = events[i];
       switch (ev.kind) {
+        // Node stops reading at disconnect(): what arrives after it is not delivered.
         case 'lines':
-          this._parseLines(ev.text);
+          if (this.connected) this._parseLines(ev.text);
           break;
         case 'frames':
-          this._parseFrames(ev.bytes);
+          if (this.connected) this._parseFrames(ev.bytes);
           break;
         case 'written':
           this._onWritten(ev);
           break;
         case 'handle':
-          this._inbox.push(new Signal('handle', ev));
+          if (this.connected) this._inbox.push(new Signal('handle', ev));
+          else closeFd(ev.fd);
           break;
         case 'error':
           if (ev.code === 'FORKLINE_HANDLE_NOT_RECEIVED') {
@@ -872,12 +937,16 @@ class ChildProcess extends EventEmitter {
   _onEof() {
     this._channelOpen = false;
     this._native.releaseChannel();
+    this.channel = null;
     if (this.connected) {
       this._flush();
       this.connected = false;
-      process.nextTick(() => this.emit('disconnect'));
+      // Node emits this on a later tick of the EOF's own callback; we are at the top of ours already, and emitting
+      // now keeps it ahead of an 'exit' read in the same batch. A child that never ran has no exit to precede,
+      // and there Node's order is 'close', then 'disconnect'.
+      if (this.pid === undefined) process.nextTick(() => this.emit('disconnect'));
+      else this.emit('disconnect');
     }
-    this.channel = null;
     maybeClose(this);
   }
 
@@ -981,6 +1050,10 @@ function normalizeStdio(stdio) {
       const fd = typeof value.fd === 'number' ? value.fd : value._handle && value._handle.fd;
       if (typeof fd === 'number' && fd >= 0) return { kind: 'fd', fd };
     }
+    // Node's wording for these, though fork() is no synchronous fork.
+    if (typeof value === 'string' || ArrayBuffer.isView(value)) {
+      throw makeError('ERR_INVALID_SYNC_FORK_INPUT', util.inspect(value));
+    }
     throw makeError('ERR_INVALID_ARG_VALUE', 'stdio', value);
   });
   return { slots, ipcIndex };
@@ -1031,8 +1104,8 @@ function fork(modulePath, args, options) {
       execArgv.splice(index - 1, 2);
     }
   }
-  for (const arg of execArgv) validateNullCheck(arg, 'options.execArgv');
-  args = [...execArgv, modulePath, ...args];
+  for (let i = 0; i < execArgv.length; i++) validateNullCheck(execArgv[i], `options.execArgv[${i}]`);
+  args = [...(Array.isArray(execArgv) ? execArgv : [execArgv]), modulePath, ...args];
 
   if (typeof options.stdio === 'string') {
     options.stdio = stdioStringToArray(options.stdio, 'ipc');
@@ -1100,8 +1173,12 @@ function normalizeSpawnArguments(file, args, options) {
   let cwd;
   if (options.cwd != null) cwd = toPath(options.cwd, 'options.cwd');
   if (options.detached != null) validateBoolean(options.detached, 'options.detached');
-  if (options.uid != null) validateInt32(options.uid, 'options.uid');
-  if (options.gid != null) validateInt32(options.gid, 'options.gid');
+  if (options.uid != null && !isInt32(options.uid)) {
+    throw makeError('ERR_INVALID_ARG_TYPE', 'options.uid', 'int32', options.uid);
+  }
+  if (options.gid != null && !isInt32(options.gid)) {
+    throw makeError('ERR_INVALID_ARG_TYPE', 'options.gid', 'int32', options.gid);
+  }
   if (options.argv0 != null) {
     validateString(options.argv0, 'options.argv0');
     validateNullCheck(options.argv0, 'options.argv0');
@@ -1112,7 +1189,7 @@ function normalizeSpawnArguments(file, args, options) {
       throw makeError('ERR_OUT_OF_RANGE', 'options.maxMessageSize', 'a positive integer', max);
     }
   }
-  for (const arg of args) validateNullCheck(arg, 'args');
+  args.forEach((arg, i) => validateNullCheck(arg, `args[${i}]`));
 
   const env = options.env || process.env;
   const envPairs = [];
@@ -1127,7 +1204,8 @@ function normalizeSpawnArguments(file, args, options) {
   }
   return {
     file,
-    args: [typeof options.argv0 === 'string' ? options.argv0 : file, ...args],
+    // The native side takes strings; Node's spawn turns each argument into one too.
+    args: [typeof options.argv0 === 'string' ? options.argv0 : file, ...args].map(String),
     envPairs,
     cwd,
     stdio: options.stdio,

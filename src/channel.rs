@@ -42,20 +42,20 @@ pub enum Event {
     Handle { envelope: Frame, fd: OwnedFd },
     /// A read failed; EOF follows.
     ReadError(SysError),
-    /// The peer closed its end (or we shut ours down). Always the channel's last event.
+    /// The peer closed its end (or we shut ours down). The channel's last event but for write progress.
     Eof,
     /// The child exited (pushed by the reaper onto the same queue, so it follows the messages read before it).
     Exit {
         code: Option<i32>,
         signal: Option<i32>,
     },
+    /// Queued writes went out (or failed). On the same queue as the rest, so it outlives the channel's own end.
+    Progress(WriteProgress),
 }
 
 /// Where a channel's events go. `push` may block: that is the backpressure that stops the reader reading.
 pub trait EventSink: Send + Sync + 'static {
     fn push(&self, event: Event);
-    /// Writes made progress; nothing to queue, but the owner may want to know (send callbacks, 'drain').
-    fn poke(&self);
 }
 
 /// How far the writer got: every write with `seq <= done` is on the wire; those up to `failed` never will be.
@@ -171,6 +171,9 @@ pub struct Channel {
     advanced: bool,
     write: Mutex<WriteState>,
     wake_writer: Condvar,
+    /// Set once the reader has reported EOF.
+    ended: Mutex<bool>,
+    ended_cv: Condvar,
 }
 
 impl std::fmt::Debug for Channel {
@@ -206,6 +209,8 @@ impl Channel {
             advanced,
             write: Mutex::new(WriteState::default()),
             wake_writer: Condvar::new(),
+            ended: Mutex::new(false),
+            ended_cv: Condvar::new(),
         });
         let reader = channel.clone();
         thread::Builder::new()
@@ -339,7 +344,7 @@ impl Channel {
                 Err(err) => {
                     st.fail_all(err);
                     drop(st);
-                    self.sink.poke();
+                    self.report_progress();
                     return;
                 }
             }
@@ -441,7 +446,7 @@ impl Channel {
             }
             drop(batch);
             drop(st);
-            self.sink.poke();
+            self.report_progress();
             st = self.state();
             if st.progress.error.is_some() {
                 return;
@@ -484,14 +489,17 @@ impl Channel {
         Ok(())
     }
 
-    /// Write progress, if it changed since the last call.
-    pub fn take_progress(&self) -> Option<WriteProgress> {
-        let mut st = self.state();
-        if st.progress == st.reported {
-            return None;
-        }
-        st.reported = st.progress;
-        Some(st.progress)
+    /// Tells the owner how far the writes got, if that changed since it last heard.
+    fn report_progress(&self) {
+        let progress = {
+            let mut st = self.state();
+            if st.progress == st.reported {
+                return;
+            }
+            st.reported = st.progress;
+            st.progress
+        };
+        self.sink.push(Event::Progress(progress));
     }
 
     /// Ends the channel once every write queued so far is on the wire (and any handle acknowledged); the reader
@@ -576,8 +584,20 @@ impl Channel {
             }
         }
         self.wake_writer.notify_one();
-        sink.poke();
+        self.report_progress();
         sink.push(Event::Eof);
+        *self.ended.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.ended_cv.notify_all();
+    }
+
+    /// Waits until the reader has reported EOF, for at most `timeout`; true if it has.
+    pub fn wait_ended(&self, timeout: std::time::Duration) -> bool {
+        let ended = self.ended.lock().unwrap_or_else(|p| p.into_inner());
+        let (ended, _) = self
+            .ended_cv
+            .wait_timeout_while(ended, timeout, |ended| !*ended)
+            .unwrap_or_else(|p| p.into_inner());
+        *ended
     }
 }
 
@@ -701,10 +721,10 @@ mod tests {
     struct TestSink(Sender<Event>, Sender<()>);
     impl EventSink for TestSink {
         fn push(&self, event: Event) {
+            if matches!(event, Event::Progress(_)) {
+                let _ = self.1.send(());
+            }
             let _ = self.0.send(event);
-        }
-        fn poke(&self) {
-            let _ = self.1.send(());
         }
     }
 
@@ -717,8 +737,14 @@ mod tests {
         (ch, UnixStream::from(theirs), rx, prx)
     }
 
+    /// The next event other than write progress.
     fn next(rx: &Receiver<Event>) -> Event {
-        rx.recv_timeout(Duration::from_secs(5)).expect("event")
+        loop {
+            match rx.recv_timeout(Duration::from_secs(5)).expect("event") {
+                Event::Progress(_) => continue,
+                other => return other,
+            }
+        }
     }
 
     #[test]
@@ -748,7 +774,7 @@ mod tests {
 
     #[test]
     fn writes_keep_order_when_the_socket_is_full() {
-        let (ch, mut peer, _rx, pokes) = open(1024);
+        let (ch, mut peer, rx, _) = open(1024);
         let big = vec![b'x'; 300_000];
         let mut last = None;
         for i in 0..20u8 {
@@ -765,13 +791,11 @@ mod tests {
         for i in 0..20 {
             assert_eq!(got[i * big.len()], i as u8);
         }
-        pokes.recv_timeout(Duration::from_secs(5)).unwrap();
         let p = loop {
-            let p = ch.take_progress().unwrap_or_default();
-            if p.done == 20 {
-                break p;
+            match rx.recv_timeout(Duration::from_secs(5)).expect("progress") {
+                Event::Progress(p) if p.done == 20 => break p,
+                _ => {}
             }
-            pokes.recv_timeout(Duration::from_secs(5)).unwrap();
         };
         assert_eq!(p.queued_bytes, 0);
     }

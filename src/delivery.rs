@@ -66,8 +66,4 @@ impl EventSink for Delivery {
         let _ = self.tx.send(event);
         self.wake();
     }
-
-    fn poke(&self) {
-        self.wake();
-    }
 }

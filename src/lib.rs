@@ -29,6 +29,9 @@ use crate::spawn::{SpawnOptions, Stdio};
 /// Default cap on one message: V8's longest string is just under 512 MiB, so nothing larger could be delivered.
 const DEFAULT_MAX_MESSAGE_SIZE: usize = 512 * 1024 * 1024;
 
+/// How long a child's exit waits for its channel's EOF to be reported first.
+const EXIT_AFTER_EOF_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// One entry of the stdio array, already normalised by index.js.
 #[napi(object)]
 pub struct StdioSlot {
@@ -158,15 +161,14 @@ impl From<Event> for ChannelEvent {
                 signal,
                 ..ChannelEvent::new("exit")
             },
+            Event::Progress(p) => ChannelEvent::progress(p),
         }
     }
 }
 
+/// A system error for JS to rebuild as Node's ErrnoException: the message is just its code (e.g. `E2BIG`).
 fn sys_error(err: SysError) -> Error {
-    Error::new(
-        Status::GenericFailure,
-        format!("{err} ({})", err.uv_errno()),
-    )
+    Error::new(Status::GenericFailure, err.code())
 }
 
 /// What kind of socket a received fd is ('tcp' | 'pipe' | 'udp' | 'other'), to rebuild Node's Native handles.
@@ -240,19 +242,34 @@ impl NativeChild {
         let sink: Arc<dyn EventSink> = delivery.clone();
 
         let spawned = spawn::spawn(&opts).map_err(sys_error)?;
-        let process = match spawned.pid {
-            Some(pid) => Some(Process::watch(pid, sink.clone()).map_err(sys_error)?),
+        let channel = match spawned.ipc {
+            Some(sock) => match Channel::open(sock, Decoder::new(advanced, max), sink.clone()) {
+                Ok(channel) => Some(channel),
+                Err(e) => {
+                    if let Some(pid) = spawned.pid {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::SIGKILL,
+                        );
+                        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                    }
+                    return Err(sys_error(e));
+                }
+            },
             None => None,
         };
-        let channel = match spawned.ipc {
-            Some(sock) => Some(
-                Channel::open(sock, Decoder::new(advanced, max), sink).map_err(|e| {
-                    if let Some(p) = &process {
-                        let _ = p.kill(nix::libc::SIGKILL);
+        let process = match spawned.pid {
+            Some(pid) => {
+                // The child is gone, so its end of the channel is closed and EOF is moments away, unless a
+                // grandchild kept a copy: wait for it a little, not forever.
+                let ended = channel.as_ref().map(Arc::downgrade);
+                let before_exit = move || {
+                    if let Some(channel) = ended.and_then(|weak| weak.upgrade()) {
+                        channel.wait_ended(EXIT_AFTER_EOF_WAIT);
                     }
-                    sys_error(e)
-                })?,
-            ),
+                };
+                Some(Process::watch(pid, sink, before_exit).map_err(sys_error)?)
+            }
             None => None,
         };
         let mut child = NativeChild {
@@ -298,16 +315,11 @@ impl NativeChild {
     /// Everything that happened since the last call, in order.
     #[napi]
     pub fn poll(&self) -> Vec<ChannelEvent> {
-        let mut out: Vec<ChannelEvent> = self
-            .delivery
+        self.delivery
             .drain()
             .into_iter()
             .map(ChannelEvent::from)
-            .collect();
-        if let Some(p) = self.channel.as_ref().and_then(|c| c.take_progress()) {
-            out.push(ChannelEvent::progress(p));
-        }
-        out
+            .collect()
     }
 
     /// Queues bytes for the child. Returns the bytes still queued (0: all written now), or -errno.

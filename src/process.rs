@@ -22,8 +22,13 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts watching `pid`; its exit arrives on `sink` as `Event::Exit`.
-    pub fn watch(pid: i32, sink: Arc<dyn EventSink>) -> Result<Arc<Process>, SysError> {
+    /// Starts watching `pid`; its exit arrives on `sink` as `Event::Exit`, after `before_exit` has run (the owner
+    /// uses it to let the channel's EOF go first, as Node reports 'disconnect' before 'exit').
+    pub fn watch(
+        pid: i32,
+        sink: Arc<dyn EventSink>,
+        before_exit: impl FnOnce() + Send + 'static,
+    ) -> Result<Arc<Process>, SysError> {
         let process = Arc::new(Process {
             pid: Pid::from_raw(pid),
             reaped: Mutex::new(false),
@@ -33,6 +38,7 @@ impl Process {
             .name("forkline-reaper".into())
             .spawn(move || {
                 let (code, signal) = me.wait();
+                before_exit();
                 sink.push(Event::Exit { code, signal });
             })
             .map_err(|e| SysError::new(Errno::from_raw(e.raw_os_error().unwrap_or(0)), "thread"))?;
@@ -100,7 +106,6 @@ mod tests {
         fn push(&self, event: Event) {
             let _ = self.0.send(event);
         }
-        fn poke(&self) {}
     }
 
     #[test]
@@ -113,7 +118,7 @@ mod tests {
         })
         .unwrap();
         let (tx, rx) = unbounded();
-        let p = Process::watch(out.pid.unwrap(), Arc::new(Sink(tx))).unwrap();
+        let p = Process::watch(out.pid.unwrap(), Arc::new(Sink(tx)), || ()).unwrap();
         p.kill(Signal::SIGTERM as i32).unwrap();
         match rx.recv_timeout(Duration::from_secs(5)).unwrap() {
             Event::Exit { code, signal } => {
