@@ -495,6 +495,7 @@ class ChildProcess extends EventEmitter {
     this._native = null;
     this._exited = false;
     this._channelOpen = false;
+    this._disconnectCalled = false;
     this._codec = json;
     // Outgoing: messages of this tick, as text, and the callbacks waiting for their write.
     this._outbox = [];
@@ -752,9 +753,11 @@ class ChildProcess extends EventEmitter {
       this.emit('error', makeError('ERR_IPC_DISCONNECTED'));
       return;
     }
-    // What was sent before disconnect() still goes out; the core closes the socket once it has.
+    // What was sent before disconnect() still goes out; the core closes the socket once it has. Nothing more is
+    // received from here on, not even what was already read (Node's docs; Node itself emits the rest of a chunk).
     this._flush();
     this.connected = false;
+    this._disconnectCalled = true;
     this._native.closeChannel();
     process.nextTick(() => this.emit('disconnect'));
   }
@@ -860,7 +863,7 @@ class ChildProcess extends EventEmitter {
       while (this._inboxAt < inbox.length) {
         const item = inbox[this._inboxAt++];
         if (item instanceof Signal) this._onSignal(item);
-        else this._emitMessage('message', item, undefined);
+        else if (this.connected || !this._disconnectCalled) this._emitMessage('message', item, undefined);
       }
       finished = true;
     } finally {
@@ -911,10 +914,11 @@ class ChildProcess extends EventEmitter {
   _onSignal(item) {
     switch (item.kind) {
       case 'internal':
-        this._emitMessage('internalMessage', item.payload, undefined);
+        if (this.connected || !this._disconnectCalled) this._emitMessage('internalMessage', item.payload, undefined);
         break;
       case 'handle':
-        this._receiveHandle(item.payload);
+        if (this.connected || !this._disconnectCalled) this._receiveHandle(item.payload);
+        else closeFd(item.payload.fd);
         break;
       case 'error':
         this._channelFault(item.payload);

@@ -1,0 +1,229 @@
+'use strict';
+
+// Shared helpers for forkline's Node tests: real children, no mocks. Node's own fork() is the oracle, so most
+// helpers take the fork function to use and tests run one scenario through both.
+
+const assert = require('node:assert');
+const fs = require('node:fs');
+const path = require('node:path');
+const os = require('node:os');
+
+const nodeFork = require('node:child_process').fork;
+const forklineFork = require('..').fork;
+
+const FIXTURES = path.join(__dirname, 'fixtures');
+const fixture = (name) => path.join(FIXTURES, name);
+
+// The two implementations of fork(), by name; tests loop over these to compare.
+const IMPLS = { node: nodeFork, forkline: forklineFork };
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// A callback that must be called exactly `times` times before the test ends (checked in t.after).
+function mustCall(t, fn = () => {}, times = 1) {
+  let calls = 0;
+  const where = new Error('mustCall created here').stack.split('\n')[2]?.trim();
+  t.after(() => {
+    assert.strictEqual(calls, times, `mustCall: expected ${times} call(s), got ${calls} (${where})`);
+  });
+  return function wrapped(...args) {
+    calls++;
+    return fn.apply(this, args);
+  };
+}
+
+// A callback that must never be called.
+function mustNotCall(msg = 'mustNotCall was called') {
+  return (...args) => {
+    assert.fail(`${msg}: ${args.map((a) => (a instanceof Error ? a.stack : JSON.stringify(a))).join(', ')}`);
+  };
+}
+
+// The 'close' arguments of children that have closed (so that waiting for it after the fact does not hang).
+const closed = new WeakMap();
+
+// Forks with `forkFn` and makes sure the child is dead when the test ends.
+function spawnChild(t, forkFn, modulePath, args, options) {
+  const child = forkFn(modulePath, args, options);
+  child.on('close', (...args) => closed.set(child, args));
+  t.after(() => killQuietly(child.pid));
+  return child;
+}
+
+function killQuietly(pid, signal = 'SIGKILL') {
+  if (typeof pid !== 'number') return;
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+// Resolves with the arguments of the next `event` (rejects on 'error' unless event is 'error').
+function once(emitter, event) {
+  return new Promise((resolve, reject) => {
+    const onEvent = (...args) => {
+      emitter.removeListener('error', onError);
+      resolve(args);
+    };
+    const onError = (err) => {
+      emitter.removeListener(event, onEvent);
+      reject(err);
+    };
+    emitter.once(event, onEvent);
+    if (event !== 'error') emitter.once('error', onError);
+  });
+}
+
+// Records the ChildProcess events in order, with their arguments (errors as their code).
+const EVENTS = ['spawn', 'message', 'internalMessage', 'disconnect', 'exit', 'close', 'error'];
+function recordEvents(child, events = EVENTS) {
+  const log = [];
+  for (const name of events) {
+    child.on(name, (...args) => {
+      if (name === 'message' || name === 'internalMessage') log.push([name, args[0]]);
+      else if (name === 'error') log.push([name, args[0] && args[0].code]);
+      else log.push([name, ...args]);
+    });
+  }
+  return log;
+}
+
+// Resolves when the child (from spawnChild) has emitted 'close', or, if `noClose` (Node after child.disconnect()), 'exit' plus a
+// short settle wait to show that nothing else follows.
+async function untilDone(child, { noClose = false } = {}) {
+  if (noClose) {
+    if (child.exitCode === null && child.signalCode === null) {
+      await new Promise((resolve) => child.once('exit', resolve));
+    }
+    await sleep(200);
+    return;
+  }
+  await whenClosed(child);
+}
+
+// Resolves with the (code, signal) of the child's 'close' (from spawnChild), even if it was emitted already.
+function whenClosed(child) {
+  if (closed.has(child)) return Promise.resolve(closed.get(child));
+  return new Promise((resolve) => child.once('close', (...args) => resolve(args)));
+}
+
+// Forks `modulePath` with `forkFn`, records its events, calls `act(child, firstMessage)` on the first message, and
+// resolves once it is done (see untilDone) plus a short settle wait, so events that trail 'close' are seen too.
+async function runScenario(t, forkFn, modulePath, args, options, { act, noClose = false } = {}) {
+  const child = spawnChild(t, forkFn, modulePath, args, options);
+  const log = recordEvents(child);
+  if (act) child.once('message', (message) => act(child, message));
+  await untilDone(child, { noClose });
+  await sleep(50);
+  return { child, log };
+}
+
+// Number of open fds in this process.
+function fdCount() {
+  return fs.readdirSync('/proc/self/fd').length;
+}
+
+function fdList() {
+  const out = [];
+  for (const fd of fs.readdirSync('/proc/self/fd')) {
+    try {
+      out.push(`${fd} -> ${fs.readlinkSync(`/proc/self/fd/${fd}`)}`);
+    } catch {
+      // the readdir handle itself
+    }
+  }
+  return out;
+}
+
+// Waits (up to `settleMs`) for the fd count to come back to `before`, then asserts it did.
+async function assertNoFdLeak(before, settleMs = 2000) {
+  const deadline = Date.now() + settleMs;
+  let now = fdCount();
+  while (now > before && Date.now() < deadline) {
+    await sleep(25);
+    now = fdCount();
+  }
+  assert.ok(now <= before, `fd leak: ${before} fds before, ${now} after:\n${fdList().join('\n')}`);
+}
+
+// The state letter of /proc/<pid>/stat, or null when the process is gone.
+function procState(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+  } catch {
+    return null;
+  }
+}
+
+// Asserts the (exited) child is neither running nor a zombie: /proc/<pid> is gone, allowing a short settle wait.
+async function assertReaped(pid, settleMs = 1000) {
+  assert.strictEqual(typeof pid, 'number');
+  const deadline = Date.now() + settleMs;
+  let state = procState(pid);
+  while (state !== null && Date.now() < deadline) {
+    await sleep(25);
+    state = procState(pid);
+  }
+  assert.ok(state === null || state !== 'Z', `child ${pid} is a zombie`);
+  assert.strictEqual(state, null, `child ${pid} still exists (state ${state})`);
+}
+
+function isAlive(pid) {
+  const state = procState(pid);
+  return state !== null && state !== 'Z';
+}
+
+// Waits until `predicate()` is true, polling; fails after `ms`.
+async function waitUntil(predicate, ms = 5000, what = 'condition') {
+  const deadline = Date.now() + ms;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+// A scratch directory removed when the test ends.
+function tmpDir(t) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'forkline-test-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+// Replaces the test runner's 'uncaughtException' handlers with `handler` until the test ends, so that a throw
+// from an event listener can be observed instead of failing the test.
+function captureUncaught(t, handler) {
+  const saved = process.listeners('uncaughtException');
+  process.removeAllListeners('uncaughtException');
+  process.on('uncaughtException', handler);
+  t.after(() => {
+    process.removeListener('uncaughtException', handler);
+    for (const listener of saved) process.on('uncaughtException', listener);
+  });
+}
+
+module.exports = {
+  IMPLS,
+  nodeFork,
+  forklineFork,
+  fixture,
+  sleep,
+  mustCall,
+  mustNotCall,
+  spawnChild,
+  killQuietly,
+  once,
+  recordEvents,
+  untilDone,
+  whenClosed,
+  runScenario,
+  fdCount,
+  assertNoFdLeak,
+  procState,
+  assertReaped,
+  isAlive,
+  waitUntil,
+  tmpDir,
+  captureUncaught,
+};
