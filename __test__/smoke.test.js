@@ -24,3 +24,29 @@ test('a plain node child echoes a message and exits with its code', { timeout: 2
   assert.deepStrictEqual(events, ['spawn', 'disconnect']);
   assert.strictEqual(child.connected, false);
 });
+
+test('a burst is read off the JS thread, then quiet round trips still flow', { timeout: 30_000 }, async (t) => {
+  const child = fork(path.join(__dirname, 'fixtures', 'burst.js'));
+  t.after(() => child.kill('SIGKILL'));
+  for (let round = 0; round < 3; round++) {
+    let expected = 0;
+    await new Promise((resolve, reject) => {
+      const onMessage = (msg) => {
+        if (msg.i !== expected) reject(new Error(`message ${msg.i} arrived where ${expected} was due`));
+        if (++expected === 50_000) {
+          child.off('message', onMessage);
+          resolve();
+        }
+      };
+      child.on('message', onMessage);
+      child.send({ burst: 50_000 });
+    });
+    for (let i = 0; i < 200; i++) {
+      const reply = await new Promise((resolve) => {
+        child.once('message', resolve);
+        child.send({ ping: i });
+      });
+      assert.deepStrictEqual(reply, { ping: i });
+    }
+  }
+});

@@ -51,12 +51,43 @@ pub enum Event {
     },
     /// Queued writes went out (or failed). On the same queue as the rest, so it outlives the channel's own end.
     Progress(WriteProgress),
+    /// A reader thread started with `spawn_reader(true)` found the socket idle and stopped; reading is the
+    /// owner's again (see `read_ready`).
+    ReaderIdle,
 }
 
-/// Where a channel's events go. `push` may block: that is the backpressure that stops the reader reading.
+/// Where a channel's events go.
 pub trait EventSink: Send + Sync + 'static {
     fn push(&self, event: Event);
+    /// Called by a reader thread before each read: may block until the owner has caught up, which is the
+    /// backpressure that stops the reader reading (the kernel then pushes back on the peer).
+    fn reserve(&self) {}
 }
+
+/// Which way a round of reading went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// Nothing more is ready (or the last read did not fill the buffer).
+    Idle,
+    /// Every read filled the buffer: more is probably waiting.
+    Busy,
+    /// The stream ended and EOF has been reported.
+    Ended,
+}
+
+/// The read side's state: one reader at a time, on whichever thread reads.
+struct ReadState {
+    decoder: Decoder,
+    /// An fd waiting for its NODE_HANDLE envelope.
+    pending_fd: Option<OwnedFd>,
+    buf: Vec<u8>,
+    ended: bool,
+}
+
+/// How long a reader thread started for a burst keeps waiting for more before handing reading back.
+const READER_IDLE_MS: i32 = 2;
+/// Reads a reader thread makes between checks for room in the owner's queue.
+const READS_PER_TURN: usize = 16;
 
 /// How far the writer got: every write with `seq <= done` is on the wire; those up to `failed` never will be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -171,6 +202,7 @@ pub struct Channel {
     advanced: bool,
     write: Mutex<WriteState>,
     wake_writer: Condvar,
+    reader: Mutex<ReadState>,
     /// Set once the reader has reported EOF.
     ended: Mutex<bool>,
     ended_cv: Condvar,
@@ -196,28 +228,61 @@ fn thread_error(e: std::io::Error) -> SysError {
 }
 
 impl Channel {
-    /// Takes ownership of `sock` and starts its reader thread.
+    /// Takes ownership of `sock` and starts a reader thread that reads until EOF.
+    // Unused by the napi parent, which polls on the JS thread; the core's plain entry point (tests, #7's runtime).
+    #[allow(dead_code)]
     pub fn open(
         sock: OwnedFd,
         decoder: Decoder,
         sink: Arc<dyn EventSink>,
     ) -> Result<Arc<Channel>, SysError> {
+        let channel = Channel::new(sock, decoder, sink);
+        channel.spawn_reader(false)?;
+        Ok(channel)
+    }
+
+    /// Takes ownership of `sock`; nothing reads until the owner calls `read_ready` or `spawn_reader`.
+    pub fn new(sock: OwnedFd, decoder: Decoder, sink: Arc<dyn EventSink>) -> Arc<Channel> {
         let advanced = matches!(decoder, Decoder::Advanced(_));
-        let channel = Arc::new(Channel {
+        Arc::new(Channel {
             sock: Arc::new(sock),
             sink,
             advanced,
             write: Mutex::new(WriteState::default()),
             wake_writer: Condvar::new(),
+            reader: Mutex::new(ReadState {
+                decoder,
+                pending_fd: None,
+                buf: vec![0u8; READ_BUFFER],
+                ended: false,
+            }),
             ended: Mutex::new(false),
             ended_cv: Condvar::new(),
-        });
-        let reader = channel.clone();
+        })
+    }
+
+    /// Reads on a thread of its own: until EOF, or with `until_idle` only until the socket has been quiet for a
+    /// moment, when it reports `Event::ReaderIdle` and ends.
+    pub fn spawn_reader(self: &Arc<Self>, until_idle: bool) -> Result<(), SysError> {
+        let me = self.clone();
         thread::Builder::new()
             .name("forkline-reader".into())
-            .spawn(move || reader.read_loop(decoder))
+            .spawn(move || loop {
+                me.sink.reserve();
+                match me.read_ready(READS_PER_TURN) {
+                    ReadOutcome::Ended => return,
+                    ReadOutcome::Busy => {}
+                    ReadOutcome::Idle => {
+                        let wait = if until_idle { READER_IDLE_MS } else { -1 };
+                        if !sys::wait_readable(me.sock.as_fd(), wait) {
+                            me.sink.push(Event::ReaderIdle);
+                            return;
+                        }
+                    }
+                }
+            })
             .map_err(thread_error)?;
-        Ok(channel)
+        Ok(())
     }
 
     fn state(&self) -> MutexGuard<'_, WriteState> {
@@ -522,58 +587,104 @@ impl Channel {
         self.sock.as_raw_fd()
     }
 
-    fn read_loop(self: Arc<Self>, mut decoder: Decoder) {
+    /// Reads what is ready, without blocking, at most `max_reads` times; decoded messages go to the sink.
+    pub fn read_ready(self: &Arc<Self>, max_reads: usize) -> ReadOutcome {
+        let mut rs = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        if rs.ended {
+            return ReadOutcome::Ended;
+        }
+        match catch_unwind(AssertUnwindSafe(|| self.read_some(&mut rs, max_reads))) {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                self.sink.push(Event::Frame(Frame::Error {
+                    code: Code::Internal,
+                    message: "forkline's reader failed; the channel is closed".into(),
+                }));
+                self.end_stream(&mut rs);
+                ReadOutcome::Ended
+            }
+        }
+    }
+
+    fn read_some(self: &Arc<Self>, rs: &mut ReadState, max_reads: usize) -> ReadOutcome {
         let sink = &*self.sink;
-        let mut inbound = Inbound {
-            channel: &self,
-            pending_fd: None,
-        };
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let mut buf = vec![0u8; READ_BUFFER];
-            loop {
-                match sys::recv(self.sock.as_fd(), &mut buf) {
-                    Ok(got) => {
-                        for fd in got.fds {
-                            if let Some(earlier) = inbound.pending_fd.replace(fd) {
-                                stray(sink, earlier, "a second file descriptor arrived before the first one's handle message");
-                            }
-                        }
-                        if got.fds_truncated {
-                            sink.push(Event::Frame(Frame::Error {
-                                code: Code::FdLost,
-                                message: "a file descriptor sent by the peer was lost (MSG_CTRUNC: is this process out \
-                                          of file descriptors?); its handle message is answered NODE_HANDLE_NACK"
-                                    .into(),
-                            }));
-                        }
-                        if got.n == 0 {
-                            break;
-                        }
-                        decoder.feed(&buf[..got.n], &mut inbound);
-                    }
-                    // A reset is how a crashed peer says goodbye: EOF, as Node treats it.
-                    Err(err) if err.errno == Errno::ECONNRESET => break,
-                    Err(err) => {
-                        sink.push(Event::ReadError(err));
-                        break;
-                    }
+        for _ in 0..max_reads {
+            let got = match sys::recv(self.sock.as_fd(), &mut rs.buf) {
+                Ok(got) => got,
+                Err(err) if err.errno == Errno::EAGAIN => return ReadOutcome::Idle,
+                // A reset is how a crashed peer says goodbye: EOF, as Node treats it.
+                Err(err) if err.errno == Errno::ECONNRESET => {
+                    self.end_stream(rs);
+                    return ReadOutcome::Ended;
+                }
+                Err(err) => {
+                    sink.push(Event::ReadError(err));
+                    self.end_stream(rs);
+                    return ReadOutcome::Ended;
+                }
+            };
+            for fd in got.fds {
+                if let Some(earlier) = rs.pending_fd.replace(fd) {
+                    stray(
+                        sink,
+                        earlier,
+                        "a second file descriptor arrived before the first one's handle message",
+                    );
                 }
             }
-            decoder.finish(&mut inbound);
-            if let Some(fd) = inbound.pending_fd.take() {
-                stray(
-                    sink,
-                    fd,
-                    "a file descriptor arrived with no handle message before the channel closed",
-                );
+            if got.fds_truncated {
+                sink.push(Event::Frame(Frame::Error {
+                    code: Code::FdLost,
+                    message: "a file descriptor sent by the peer was lost (MSG_CTRUNC: is this process out of file \
+                              descriptors?); its handle message is answered NODE_HANDLE_NACK"
+                        .into(),
+                }));
             }
-        }));
-        if outcome.is_err() {
-            sink.push(Event::Frame(Frame::Error {
-                code: Code::Internal,
-                message: "forkline's reader thread failed; the channel is closed".into(),
-            }));
+            if got.n == 0 {
+                self.end_stream(rs);
+                return ReadOutcome::Ended;
+            }
+            let ReadState {
+                decoder,
+                pending_fd,
+                buf,
+                ..
+            } = rs;
+            decoder.feed(
+                &buf[..got.n],
+                &mut Inbound {
+                    channel: self,
+                    pending_fd,
+                },
+            );
+            if got.n < buf.len() {
+                return ReadOutcome::Idle;
+            }
         }
+        ReadOutcome::Busy
+    }
+
+    /// The stream is over: report what was cut short, close what nobody claimed, fail what waits, say EOF.
+    fn end_stream(self: &Arc<Self>, rs: &mut ReadState) {
+        let sink = &*self.sink;
+        rs.ended = true;
+        let ReadState {
+            decoder,
+            pending_fd,
+            ..
+        } = rs;
+        decoder.finish(&mut Inbound {
+            channel: self,
+            pending_fd,
+        });
+        if let Some(fd) = rs.pending_fd.take() {
+            stray(
+                sink,
+                fd,
+                "a file descriptor arrived with no handle message before the channel closed",
+            );
+        }
+        rs.buf = Vec::new();
         sys::shutdown(self.sock.as_fd());
         // The peer is gone: fail what waits, and let the writer exit rather than wait forever.
         {
@@ -614,7 +725,7 @@ fn stray(sink: &dyn EventSink, fd: OwnedFd, why: &str) {
 /// handshake; everything else passes through.
 struct Inbound<'a> {
     channel: &'a Arc<Channel>,
-    pending_fd: Option<OwnedFd>,
+    pending_fd: &'a mut Option<OwnedFd>,
 }
 
 impl Inbound<'_> {
@@ -886,6 +997,7 @@ mod tests {
     /// Reads one chunk and the fds that came with it.
     fn recv_with_fds(peer: &UnixStream) -> (String, usize) {
         let mut buf = [0u8; 4096];
+        assert!(sys::wait_readable(peer.as_fd(), 5000));
         let got = sys::recv(peer.as_fd(), &mut buf).unwrap();
         (
             String::from_utf8_lossy(&buf[..got.n]).into_owned(),
@@ -960,7 +1072,46 @@ mod tests {
             matches!(next(&rx), Event::Handle { envelope: Frame::Frames(f), .. } if f == frame)
         );
         let mut buf = [0u8; 64];
+        assert!(sys::wait_readable(peer.as_fd(), 5000));
         let got = sys::recv(peer.as_fd(), &mut buf).unwrap();
         assert_eq!(&buf[..got.n], &internal::encode(Handshake::Ack, true)[..]);
+    }
+
+    #[test]
+    fn a_burst_reader_hands_reading_back_when_idle() {
+        let (ours, theirs) = sys::socketpair().unwrap();
+        let (tx, rx) = unbounded();
+        let (ptx, _prx) = unbounded();
+        let ch = Channel::new(ours, Decoder::new(false, 1024), Arc::new(TestSink(tx, ptx)));
+        let mut peer = UnixStream::from(theirs);
+        assert_eq!(ch.read_ready(1), ReadOutcome::Idle, "nothing to read yet");
+        let burst = "1\n".repeat(100_000);
+        peer.write_all(burst.as_bytes()).unwrap();
+        assert_eq!(
+            ch.read_ready(1),
+            ReadOutcome::Busy,
+            "a full buffer means more is waiting"
+        );
+        ch.spawn_reader(true).unwrap();
+        let mut lines = 0;
+        loop {
+            match next(&rx) {
+                Event::Frame(Frame::Lines(s)) => lines += s.len() / 2,
+                Event::ReaderIdle => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(
+            lines, 100_000,
+            "the thread read the rest of the burst, then went idle"
+        );
+        peer.write_all(b"2\n").unwrap();
+        assert!(sys::wait_readable(ch.sock.as_fd(), 5000));
+        assert_eq!(ch.read_ready(1), ReadOutcome::Idle);
+        assert!(matches!(next(&rx), Event::Frame(Frame::Lines(s)) if s == "2\n"));
+        drop(peer);
+        assert!(sys::wait_readable(ch.sock.as_fd(), 5000));
+        assert_eq!(ch.read_ready(1), ReadOutcome::Ended);
+        assert!(matches!(next(&rx), Event::Eof));
     }
 }

@@ -1,18 +1,23 @@
-//! Events from the reader, writer and reaper threads to JS: a bounded queue and one coalesced wake-up per batch.
+//! Events from the channel, its reader thread, the writer and the reaper to JS: a queue and one coalesced
+//! wake-up per batch.
 //!
-//! A thread pushes its event, then calls the JS wake function only if the wake flag flips false → true. JS clears the
-//! flag and drains the queue in one call (`poll`), so a burst of messages costs one boundary crossing, not one each.
-//! When the queue is full, `push` blocks: the reader stops reading and the kernel pushes back on the peer.
+//! Whoever pushes an event calls the JS wake function only if the wake flag flips false → true. JS clears the flag
+//! and drains the queue in one call (`drain`, via `poll`), so a burst of messages costs one boundary crossing, not
+//! one each. A reader thread waits for room (`reserve`) before each read once the queue holds enough: it stops
+//! reading and the kernel pushes back on the peer. Reads on the JS thread never wait (they would wait for
+//! themselves).
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::{unbounded, Receiver, Sender};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 
 use crate::channel::{Event, EventSink};
 
-/// Events waiting for JS. With ≤ 64 KiB of lines per event this bounds memory at a few MiB per channel.
+/// Events a reader thread may run ahead of JS. With ≤ 64 KiB of lines per event this bounds memory at a few MiB
+/// per channel.
 const QUEUE_CAPACITY: usize = 64;
 
 /// Most events handed to JS per `poll`; the rest get a fresh wake-up, so timers and I/O run in between.
@@ -29,16 +34,21 @@ pub struct Delivery {
     rx: Receiver<Event>,
     woken: AtomicBool,
     wake: Wake,
+    /// Signalled when JS drains, for a reader thread waiting in `reserve`.
+    room: Mutex<()>,
+    room_cv: Condvar,
 }
 
 impl Delivery {
     pub fn new(wake: Wake) -> Self {
-        let (tx, rx) = bounded(QUEUE_CAPACITY);
+        let (tx, rx) = unbounded();
         Delivery {
             tx,
             rx,
             woken: AtomicBool::new(false),
             wake,
+            room: Mutex::new(()),
+            room_cv: Condvar::new(),
         }
     }
 
@@ -56,6 +66,8 @@ impl Delivery {
         if !self.rx.is_empty() {
             self.wake();
         }
+        let _room = self.room.lock().unwrap_or_else(|p| p.into_inner());
+        self.room_cv.notify_all();
         batch
     }
 }
@@ -65,5 +77,12 @@ impl EventSink for Delivery {
         // Cannot fail: we hold the receiver ourselves.
         let _ = self.tx.send(event);
         self.wake();
+    }
+
+    fn reserve(&self) {
+        let mut room = self.room.lock().unwrap_or_else(|p| p.into_inner());
+        while self.rx.len() >= QUEUE_CAPACITY {
+            room = self.room_cv.wait(room).unwrap_or_else(|p| p.into_inner());
+        }
     }
 }

@@ -11,6 +11,7 @@ mod internal;
 mod process;
 mod spawn;
 mod sys;
+mod uv;
 
 use std::os::fd::{IntoRawFd, OwnedFd};
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use napi::bindgen_prelude::{Buffer, Either, Function, FunctionRef};
 use napi::{Env, Error, Result, Status};
 use napi_derive::napi;
 
-use crate::channel::{Channel, Event, EventSink, WriteProgress};
+use crate::channel::{Channel, Event, EventSink, ReadOutcome, WriteProgress};
 use crate::delivery::{Delivery, KeepAlive};
 use crate::error::SysError;
 use crate::frame::{Decoder, Frame};
@@ -162,6 +163,8 @@ impl From<Event> for ChannelEvent {
                 ..ChannelEvent::new("exit")
             },
             Event::Progress(p) => ChannelEvent::progress(p),
+            // Handled in `poll`; never reaches JS.
+            Event::ReaderIdle => ChannelEvent::new("idle"),
         }
     }
 }
@@ -181,6 +184,36 @@ pub fn socket_kind(fd: i32) -> &'static str {
     sys::socket_kind(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) })
 }
 
+/// Reads the channel on the JS thread while traffic is light: one wake-up per message, as Node's own channel has.
+/// A read that fills the whole buffer hands the channel to a reader thread, which reads off the JS thread in big
+/// batches until the socket goes quiet and then hands it back. Without libuv at hand a reader thread does it all.
+fn start_reading(
+    env: &Env,
+    channel: &Arc<Channel>,
+) -> std::result::Result<Option<uv::Poll>, SysError> {
+    let ch = channel.clone();
+    let on_readable = Box::new(move || match ch.read_ready(1) {
+        ReadOutcome::Idle => true,
+        ReadOutcome::Ended => false,
+        // Keep polling on the JS thread only if no thread could be started.
+        ReadOutcome::Busy => ch.spawn_reader(true).is_err(),
+    });
+    let poller = env
+        .get_uv_event_loop()
+        .ok()
+        .and_then(|uv_loop| uv::Poll::new(uv_loop.cast(), channel.raw_fd(), on_readable));
+    match poller {
+        Some(poller) => {
+            poller.start();
+            Ok(Some(poller))
+        }
+        None => {
+            channel.spawn_reader(false)?;
+            Ok(None)
+        }
+    }
+}
+
 /// The native half of a forked child: its process, its channel and its stdio pipes.
 #[napi]
 pub struct NativeChild {
@@ -192,6 +225,8 @@ pub struct NativeChild {
     wake_fn: FunctionRef<(), ()>,
     process_ref: Option<KeepAlive>,
     channel_ref: Option<KeepAlive>,
+    /// Watches the channel on the JS thread while no reader thread has it.
+    poller: Option<uv::Poll>,
 }
 
 #[napi]
@@ -242,16 +277,17 @@ impl NativeChild {
         let sink: Arc<dyn EventSink> = delivery.clone();
 
         let spawned = spawn::spawn(&opts).map_err(sys_error)?;
-        let channel = match spawned.ipc {
-            Some(sock) => match Channel::open(sock, Decoder::new(advanced, max), sink.clone()) {
-                Ok(channel) => Some(channel),
+        let channel = spawned
+            .ipc
+            .map(|sock| Channel::new(sock, Decoder::new(advanced, max), sink.clone()));
+        let poller = match &channel {
+            Some(channel) => match start_reading(&env, channel) {
+                Ok(poller) => poller,
                 Err(e) => {
                     if let Some(pid) = spawned.pid {
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(pid),
-                            nix::sys::signal::SIGKILL,
-                        );
-                        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                        let pid = nix::unistd::Pid::from_raw(pid);
+                        let _ = nix::sys::signal::kill(pid, nix::sys::signal::SIGKILL);
+                        let _ = nix::sys::wait::waitpid(pid, None);
                     }
                     return Err(sys_error(e));
                 }
@@ -281,6 +317,7 @@ impl NativeChild {
             wake_fn,
             process_ref: None,
             channel_ref: None,
+            poller,
         };
         child.ref_process(env)?;
         child.ref_channel(env)?;
@@ -315,11 +352,19 @@ impl NativeChild {
     /// Everything that happened since the last call, in order.
     #[napi]
     pub fn poll(&self) -> Vec<ChannelEvent> {
-        self.delivery
-            .drain()
-            .into_iter()
-            .map(ChannelEvent::from)
-            .collect()
+        let mut out = Vec::new();
+        for event in self.delivery.drain() {
+            match event {
+                // A burst is over: the JS thread reads again, in order after everything the thread read.
+                Event::ReaderIdle => {
+                    if let Some(poller) = &self.poller {
+                        poller.start();
+                    }
+                }
+                other => out.push(ChannelEvent::from(other)),
+            }
+        }
+        out
     }
 
     /// Queues bytes for the child. Returns the bytes still queued (0: all written now), or -errno.
@@ -372,6 +417,7 @@ impl NativeChild {
     /// (the reader and writer threads hold it only until they end).
     #[napi]
     pub fn release_channel(&mut self) {
+        self.poller = None;
         self.channel_ref = None;
         self.channel = None;
     }

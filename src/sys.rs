@@ -10,6 +10,8 @@ use nix::sys::socket::{
     SockaddrLike,
 };
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
 use crate::error::SysError;
 
 /// Most fds one recvmsg accepts; Node sends one per message, so more than one is already a protocol fault.
@@ -35,7 +37,8 @@ pub struct Received {
     pub fds_truncated: bool,
 }
 
-/// Blocking recvmsg; fds arrive close-on-exec and owned.
+/// One recvmsg that never blocks (the socket may be O_NONBLOCK for libuv's poll, or not): EAGAIN means nothing is
+/// ready; use `wait_readable` to block. fds arrive close-on-exec and owned.
 pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Received, SysError> {
     let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS_PER_READ]);
     let mut iov = [IoSliceMut::new(buf)];
@@ -44,7 +47,7 @@ pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Received, SysError> {
             fd.as_raw_fd(),
             &mut iov,
             Some(&mut cmsg),
-            MsgFlags::MSG_CMSG_CLOEXEC,
+            MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
         ) {
             Ok(msg) => {
                 let mut fds = Vec::new();
@@ -95,7 +98,35 @@ pub fn send(
             Ok(n) => return Ok(n),
             Err(Errno::EINTR) => continue,
             Err(Errno::EAGAIN) if !wait => return Ok(0),
+            // The socket is O_NONBLOCK once libuv polls it: wait for room ourselves.
+            Err(Errno::EAGAIN) => {
+                wait_for(sock, PollFlags::POLLOUT, -1);
+            }
             Err(e) => return Err(SysError::new(e, "write")),
+        }
+    }
+}
+
+/// Blocks until `sock` has something to read (or is closed), for at most `timeout_ms` (-1: no limit). False on
+/// timeout.
+pub fn wait_readable(sock: BorrowedFd<'_>, timeout_ms: i32) -> bool {
+    wait_for(sock, PollFlags::POLLIN, timeout_ms)
+}
+
+fn wait_for(sock: BorrowedFd<'_>, events: PollFlags, timeout_ms: i32) -> bool {
+    let timeout = if timeout_ms < 0 {
+        PollTimeout::NONE
+    } else {
+        PollTimeout::try_from(timeout_ms).unwrap_or(PollTimeout::MAX)
+    };
+    loop {
+        let mut fds = [PollFd::new(sock, events)];
+        match poll(&mut fds, timeout) {
+            Ok(0) => return false,
+            // Readable, writable, hung up or failed: in every case the next syscall has something to say.
+            Ok(_) => return true,
+            Err(Errno::EINTR) => continue,
+            Err(_) => return true,
         }
     }
 }
@@ -188,11 +219,20 @@ mod tests {
             let a = a.clone();
             std::thread::spawn(move || {
                 let mut buf = [0u8; 8];
+                wait_readable(a.as_fd(), -1);
                 recv(a.as_fd(), &mut buf).unwrap().n
             })
         };
         std::thread::sleep(std::time::Duration::from_millis(20));
         shutdown(a.as_fd());
         assert_eq!(reader.join().unwrap(), 0);
+        let (c, _d) = socketpair().unwrap();
+        assert!(!wait_readable(c.as_fd(), 10), "nothing to read: times out");
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            recv(c.as_fd(), &mut buf).unwrap_err().errno,
+            Errno::EAGAIN,
+            "recv never blocks"
+        );
     }
 }

@@ -1,0 +1,143 @@
+//! A libuv poll handle on Node's own event loop, so the JS thread can read the channel the moment it is readable:
+//! one wake-up, as Node's own channel has, instead of a reader thread waking the JS thread.
+//!
+//! libuv's functions are looked up in the running process at run time (Node exports them for addons), the way
+//! napi-rs looks up napi's own: the crate then links without libuv, and `cargo test` runs without Node.
+
+use std::ffi::{c_int, c_void, CStr};
+use std::os::fd::RawFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::OnceLock;
+
+use nix::libc;
+
+/// libuv's `uv_handle_type` value for poll handles and `uv_poll_event` for readability (uv.h).
+const UV_POLL: c_int = 8;
+const UV_READABLE: c_int = 1;
+
+type PollCb = unsafe extern "C" fn(handle: *mut c_void, status: c_int, events: c_int);
+type CloseCb = unsafe extern "C" fn(handle: *mut c_void);
+
+// The C signatures of the libuv functions we use (uv.h).
+type HandleSizeFn = unsafe extern "C" fn(c_int) -> usize;
+type PollInitFn = unsafe extern "C" fn(*mut c_void, *mut c_void, c_int) -> c_int;
+type PollStartFn = unsafe extern "C" fn(*mut c_void, c_int, PollCb) -> c_int;
+type HandleFn = unsafe extern "C" fn(*mut c_void) -> c_int;
+type UnrefFn = unsafe extern "C" fn(*mut c_void);
+type CloseFn = unsafe extern "C" fn(*mut c_void, CloseCb);
+
+struct Api {
+    handle_size: HandleSizeFn,
+    poll_init: PollInitFn,
+    poll_start: PollStartFn,
+    poll_stop: HandleFn,
+    unref: UnrefFn,
+    close: CloseFn,
+}
+
+fn symbol(name: &CStr) -> Option<*mut c_void> {
+    // SAFETY: dlsym with RTLD_DEFAULT only reads the process's symbol tables; `name` is NUL-terminated.
+    let ptr = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+    (!ptr.is_null()).then_some(ptr)
+}
+
+fn api() -> Option<&'static Api> {
+    static API: OnceLock<Option<Api>> = OnceLock::new();
+    API.get_or_init(|| {
+        // SAFETY: each symbol is libuv's function of that name, whose C signature (uv.h) its type alias repeats.
+        unsafe {
+            Some(Api {
+                handle_size: std::mem::transmute::<*mut c_void, HandleSizeFn>(symbol(
+                    c"uv_handle_size",
+                )?),
+                poll_init: std::mem::transmute::<*mut c_void, PollInitFn>(symbol(c"uv_poll_init")?),
+                poll_start: std::mem::transmute::<*mut c_void, PollStartFn>(symbol(
+                    c"uv_poll_start",
+                )?),
+                poll_stop: std::mem::transmute::<*mut c_void, HandleFn>(symbol(c"uv_poll_stop")?),
+                unref: std::mem::transmute::<*mut c_void, UnrefFn>(symbol(c"uv_unref")?),
+                close: std::mem::transmute::<*mut c_void, CloseFn>(symbol(c"uv_close")?),
+            })
+        }
+    })
+    .as_ref()
+}
+
+/// What runs on the JS thread when the fd is readable; returning false stops polling.
+type OnReadable = Box<dyn FnMut() -> bool>;
+
+/// A poll handle watching one fd for readability. Not `Send`: it lives and dies on the JS thread.
+pub struct Poll {
+    handle: *mut c_void,
+}
+
+impl std::fmt::Debug for Poll {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Poll").finish_non_exhaustive()
+    }
+}
+
+impl Poll {
+    /// A stopped poll handle on `uv_loop` for `fd` (libuv makes the fd non-blocking). It never keeps the loop
+    /// alive by itself. None when this process has no libuv to offer.
+    pub fn new(uv_loop: *mut c_void, fd: RawFd, on_readable: OnReadable) -> Option<Poll> {
+        let api = api()?;
+        // SAFETY: uv_handle_size is a pure function; calloc'd memory is zeroed, as libuv expects of a fresh handle.
+        let handle = unsafe { libc::calloc(1, (api.handle_size)(UV_POLL)) };
+        if handle.is_null() {
+            return None;
+        }
+        // SAFETY: `handle` is a zeroed uv_poll_t-sized block on the JS thread's loop; on failure it was never
+        // registered with the loop, so freeing it is all there is to undo.
+        if unsafe { (api.poll_init)(uv_loop, handle, fd) } != 0 {
+            // SAFETY: allocated by calloc above and not registered anywhere.
+            unsafe { libc::free(handle) };
+            return None;
+        }
+        let data: *mut OnReadable = Box::into_raw(Box::new(on_readable));
+        // SAFETY: every uv handle begins with `void *data`, libuv's field for the user's pointer.
+        unsafe {
+            *(handle as *mut *mut OnReadable) = data;
+            (api.unref)(handle);
+        }
+        Some(Poll { handle })
+    }
+
+    pub fn start(&self) {
+        if let Some(api) = api() {
+            // SAFETY: `handle` is an initialised poll handle, used on the loop's own thread.
+            unsafe { (api.poll_start)(self.handle, UV_READABLE, on_poll) };
+        }
+    }
+}
+
+unsafe extern "C" fn on_poll(handle: *mut c_void, _status: c_int, _events: c_int) {
+    // SAFETY: `data` was set in Poll::new and stays valid until the close callback frees it; libuv calls this
+    // only between start and close, on the loop's thread.
+    let callback = unsafe { &mut **(handle as *mut *mut OnReadable) };
+    // An error status is left to the read itself to find and report. A panic must not unwind into libuv.
+    let keep = catch_unwind(AssertUnwindSafe(callback)).unwrap_or(false);
+    if !keep {
+        if let Some(api) = api() {
+            // SAFETY: stopping an active poll handle from its own callback is allowed by libuv.
+            unsafe { (api.poll_stop)(handle) };
+        }
+    }
+}
+
+unsafe extern "C" fn on_close(handle: *mut c_void) {
+    // SAFETY: libuv is done with the handle; `data` is the Box leaked in Poll::new and `handle` came from calloc.
+    unsafe {
+        drop(Box::from_raw(*(handle as *mut *mut OnReadable)));
+        libc::free(handle);
+    }
+}
+
+impl Drop for Poll {
+    fn drop(&mut self) {
+        if let Some(api) = api() {
+            // SAFETY: closing stops the handle; its memory and callback are freed in `on_close`, after libuv is done.
+            unsafe { (api.close)(self.handle, on_close) };
+        }
+    }
+}
