@@ -34,6 +34,8 @@ pub struct Delivery {
     rx: Receiver<Event>,
     woken: AtomicBool,
     wake: Wake,
+    /// Set while the JS thread itself reads: it calls JS right after, so pushes need not wake it.
+    quiet: AtomicBool,
     /// Signalled when JS drains, for a reader thread waiting in `reserve`.
     room: Mutex<()>,
     room_cv: Condvar,
@@ -47,9 +49,15 @@ impl Delivery {
             rx,
             woken: AtomicBool::new(false),
             wake,
+            quiet: AtomicBool::new(false),
             room: Mutex::new(()),
             room_cv: Condvar::new(),
         }
+    }
+
+    /// Wakes JS through the thread-safe function, for events pushed quietly.
+    pub fn push_wake(&self) {
+        self.wake();
     }
 
     fn wake(&self) {
@@ -57,6 +65,14 @@ impl Delivery {
             // Closing (the JS environment is going away) is the only failure, and then nobody is listening.
             let _ = self.wake.call((), ThreadsafeFunctionCallMode::NonBlocking);
         }
+    }
+
+    /// Runs `read` (on the JS thread) without waking JS for what it pushes; true if events are waiting after it.
+    pub fn quietly(&self, read: impl FnOnce()) -> bool {
+        self.quiet.store(true, Ordering::Release);
+        read();
+        self.quiet.store(false, Ordering::Release);
+        !self.rx.is_empty()
     }
 
     /// Takes up to `MAX_BATCH` events; if more are waiting, asks for another wake-up.
@@ -76,7 +92,9 @@ impl EventSink for Delivery {
     fn push(&self, event: Event) {
         // Cannot fail: we hold the receiver ourselves.
         let _ = self.tx.send(event);
-        self.wake();
+        if !self.quiet.load(Ordering::Acquire) {
+            self.wake();
+        }
     }
 
     fn reserve(&self) {

@@ -8,6 +8,7 @@ mod delivery;
 mod error;
 mod frame;
 mod internal;
+mod js_call;
 mod process;
 mod spawn;
 mod sys;
@@ -190,13 +191,27 @@ pub fn socket_kind(fd: i32) -> &'static str {
 fn start_reading(
     env: &Env,
     channel: &Arc<Channel>,
+    delivery: &Arc<Delivery>,
+    on_wake: &Function<(), ()>,
 ) -> std::result::Result<Option<uv::Poll>, SysError> {
-    let ch = channel.clone();
-    let on_readable = Box::new(move || match ch.read_ready(1) {
-        ReadOutcome::Idle => true,
-        ReadOutcome::Ended => false,
-        // Keep polling on the JS thread only if no thread could be started.
-        ReadOutcome::Busy => ch.spawn_reader(true).is_err(),
+    let direct = js_call::DirectCall::new(env, on_wake).ok();
+    let (ch, delivery) = (channel.clone(), delivery.clone());
+    let on_readable = Box::new(move || {
+        let mut outcome = ReadOutcome::Idle;
+        let pending = delivery.quietly(|| outcome = ch.read_ready(1));
+        let keep = match outcome {
+            ReadOutcome::Idle => true,
+            ReadOutcome::Ended => false,
+            // Keep polling on the JS thread only if no thread could be started.
+            ReadOutcome::Busy => ch.read_burst().is_err(),
+        };
+        if pending {
+            match &direct {
+                Some(direct) => direct.call(),
+                None => delivery.push_wake(),
+            }
+        }
+        keep
     });
     let poller = env
         .get_uv_event_loop()
@@ -208,7 +223,7 @@ fn start_reading(
             Ok(Some(poller))
         }
         None => {
-            channel.spawn_reader(false)?;
+            channel.spawn_reader()?;
             Ok(None)
         }
     }
@@ -281,7 +296,7 @@ impl NativeChild {
             .ipc
             .map(|sock| Channel::new(sock, Decoder::new(advanced, max), sink.clone()));
         let poller = match &channel {
-            Some(channel) => match start_reading(&env, channel) {
+            Some(channel) => match start_reading(&env, channel, &delivery, &on_wake) {
                 Ok(poller) => poller,
                 Err(e) => {
                     if let Some(pid) = spawned.pid {

@@ -23,6 +23,7 @@ type HandleSizeFn = unsafe extern "C" fn(c_int) -> usize;
 type PollInitFn = unsafe extern "C" fn(*mut c_void, *mut c_void, c_int) -> c_int;
 type PollStartFn = unsafe extern "C" fn(*mut c_void, c_int, PollCb) -> c_int;
 type HandleFn = unsafe extern "C" fn(*mut c_void) -> c_int;
+type IsClosingFn = unsafe extern "C" fn(*const c_void) -> c_int;
 type UnrefFn = unsafe extern "C" fn(*mut c_void);
 type CloseFn = unsafe extern "C" fn(*mut c_void, CloseCb);
 
@@ -31,6 +32,7 @@ struct Api {
     poll_init: PollInitFn,
     poll_start: PollStartFn,
     poll_stop: HandleFn,
+    is_closing: IsClosingFn,
     unref: UnrefFn,
     close: CloseFn,
 }
@@ -55,6 +57,9 @@ fn api() -> Option<&'static Api> {
                     c"uv_poll_start",
                 )?),
                 poll_stop: std::mem::transmute::<*mut c_void, HandleFn>(symbol(c"uv_poll_stop")?),
+                is_closing: std::mem::transmute::<*mut c_void, IsClosingFn>(symbol(
+                    c"uv_is_closing",
+                )?),
                 unref: std::mem::transmute::<*mut c_void, UnrefFn>(symbol(c"uv_unref")?),
                 close: std::mem::transmute::<*mut c_void, CloseFn>(symbol(c"uv_close")?),
             })
@@ -119,8 +124,13 @@ unsafe extern "C" fn on_poll(handle: *mut c_void, _status: c_int, _events: c_int
     let keep = catch_unwind(AssertUnwindSafe(callback)).unwrap_or(false);
     if !keep {
         if let Some(api) = api() {
-            // SAFETY: stopping an active poll handle from its own callback is allowed by libuv.
-            unsafe { (api.poll_stop)(handle) };
+            // SAFETY: stopping a poll handle from its own callback is allowed by libuv, unless the callback (via JS)
+            // closed it meanwhile: closing stops it already, and uv_poll_stop asserts on a closing handle.
+            unsafe {
+                if (api.is_closing)(handle) == 0 {
+                    (api.poll_stop)(handle);
+                }
+            }
         }
     }
 }
