@@ -17,8 +17,9 @@ mod uv;
 use std::os::fd::{IntoRawFd, OwnedFd};
 use std::sync::Arc;
 
+use napi::bindgen_prelude::ToNapiValue;
 use napi::bindgen_prelude::{Buffer, Either, Function, FunctionRef};
-use napi::{Env, Error, Result, Status};
+use napi::{sys as napi_sys, Env, Error, Result, Status};
 use napi_derive::napi;
 
 use crate::channel::{Channel, Event, EventSink, ReadOutcome, WriteProgress};
@@ -60,13 +61,42 @@ pub struct NativeSpawnOptions {
     pub max_message_size: Option<f64>,
 }
 
+/// Text for JS. Json lines are nearly always ASCII, and then V8 takes them as Latin-1 with a plain copy instead of
+/// decoding UTF-8 (the core has already validated the text).
+pub struct Text(String);
+
+impl ToNapiValue for Text {
+    unsafe fn to_napi_value(env: napi_sys::napi_env, val: Self) -> Result<napi_sys::napi_value> {
+        let text = val.0;
+        if !text.is_ascii() {
+            // SAFETY: forwarded with the caller's guarantees (a live env on the JS thread).
+            return unsafe { String::to_napi_value(env, text) };
+        }
+        let mut out = std::ptr::null_mut();
+        // SAFETY: ASCII is valid Latin-1; the pointer and length describe `text`, which outlives the call.
+        let status = unsafe {
+            napi_sys::napi_create_string_latin1(
+                env,
+                text.as_ptr().cast(),
+                text.len() as isize,
+                &mut out,
+            )
+        };
+        if status == napi_sys::Status::napi_ok {
+            Ok(out)
+        } else {
+            Err(Error::new(Status::from(status), "cannot create a string"))
+        }
+    }
+}
+
 /// One event for index.js. `kind` says which fields are set:
 /// 'lines' text · 'frames' bytes (length-prefixed advanced frames) · 'error' code, message · 'readError' code, errno, syscall · 'eof' ·
 /// 'handle' text or bytes (one NODE_HANDLE envelope) and fd, which JS now owns · 'exit' exitCode, signal · 'written' seq, failed, queued (+ code, errno, syscall when writes failed).
-#[napi(object)]
+#[napi(object, object_from_js = false)]
 pub struct ChannelEvent {
     pub kind: String,
-    pub text: Option<String>,
+    pub text: Option<Text>,
     pub bytes: Option<Buffer>,
     pub code: Option<String>,
     pub message: Option<String>,
@@ -127,7 +157,7 @@ impl From<Event> for ChannelEvent {
     fn from(event: Event) -> Self {
         match event {
             Event::Frame(Frame::Lines(text)) => ChannelEvent {
-                text: Some(text),
+                text: Some(Text(text)),
                 ..ChannelEvent::new("lines")
             },
             Event::Frame(Frame::Frames(bytes)) => ChannelEvent {
@@ -146,7 +176,7 @@ impl From<Event> for ChannelEvent {
                 };
                 match envelope {
                     Frame::Lines(text) => ChannelEvent {
-                        text: Some(text),
+                        text: Some(Text(text)),
                         ..base
                     },
                     Frame::Frames(bytes) => ChannelEvent {
