@@ -666,9 +666,7 @@ class ChildProcess extends EventEmitter {
     const encoded = this._codec.encode(message);
     this._outbox.push(encoded);
     this._outBytes += encoded.length;
-    const seq = this._writeSeq + 1;
-    if (typeof callback === 'function') this._callbacks.push({ seq, callback });
-    else if (!options.swallowErrors && this._bareSeqs[this._bareSeqs.length - 1] !== seq) this._bareSeqs.push(seq);
+    this._expect(this._writeSeq + 1, options, callback);
     if (this._outBytes >= FLUSH_BYTES) {
       this._flush();
     } else if (!this._flushScheduled) {
@@ -680,9 +678,7 @@ class ChildProcess extends EventEmitter {
       }
       process.nextTick(flushNT, this);
     }
-    const ok = this._queuedBytes < HIGH_WATER_MARK;
-    if (!ok) this._needDrain = true;
-    return ok;
+    return this._belowHighWaterMark();
   }
 
   _sendHandle(message, handle, type, fd, options, callback) {
@@ -693,9 +689,21 @@ class ChildProcess extends EventEmitter {
     // Earlier sends go first; later ones wait in the core until the child acknowledges this handle.
     this._flush();
     const seq = this._writeSeq + 1;
+    this._expect(seq, options, callback);
+    if (!this._wrote(seq, this._native.writeHandle(encoded, fd))) return false;
+    if (conversion.postSend) conversion.postSend(handle, options);
+    return this._belowHighWaterMark();
+  }
+
+  // Notes whom to tell when write number `seq` completes or fails: the callback, or else (unless errors are
+  // swallowed) the 'error' event.
+  _expect(seq, options, callback) {
     if (typeof callback === 'function') this._callbacks.push({ seq, callback });
-    else if (!options.swallowErrors) this._bareSeqs.push(seq);
-    const result = this._native.writeHandle(encoded, fd);
+    else if (!options.swallowErrors && this._bareSeqs[this._bareSeqs.length - 1] !== seq) this._bareSeqs.push(seq);
+  }
+
+  // Accounts for native write number `seq` (`result`: bytes still queued, or -errno); false if it failed.
+  _wrote(seq, result) {
     if (result < 0) {
       this._failWrites(seq, errnoException(result, 'write'));
       return false;
@@ -703,7 +711,11 @@ class ChildProcess extends EventEmitter {
     this._writeSeq = seq;
     this._queuedBytes = result;
     if (result === 0) process.nextTick(completeWritesNT, this, seq);
-    if (conversion.postSend) conversion.postSend(handle, options);
+    return true;
+  }
+
+  // send()'s return value, as Node's: false once too much waits behind the socket ('drain' follows).
+  _belowHighWaterMark() {
     const ok = this._queuedBytes < HIGH_WATER_MARK;
     if (!ok) this._needDrain = true;
     return ok;
@@ -717,15 +729,7 @@ class ChildProcess extends EventEmitter {
     const data = this._codec.join(this._outbox);
     this._outbox = [];
     this._outBytes = 0;
-    const seq = this._writeSeq + 1;
-    const result = this._native.write(data);
-    if (result < 0) {
-      this._failWrites(seq, errnoException(result, 'write'));
-      return;
-    }
-    this._writeSeq = seq;
-    this._queuedBytes = result;
-    if (result === 0) process.nextTick(completeWritesNT, this, seq);
+    this._wrote(this._writeSeq + 1, this._native.write(data));
   }
 
   // Calls back every send up to `seq` with `err`; sends without a callback report it once as 'error'.

@@ -415,36 +415,36 @@ impl NativeChild {
     /// Queues bytes for the child. Returns the bytes still queued (0: all written now), or -errno.
     #[napi]
     pub fn write(&self, data: Either<String, Buffer>) -> f64 {
-        let Some(channel) = &self.channel else {
-            return -(nix::libc::EPIPE as f64);
-        };
-        let bytes: &[u8] = match &data {
-            Either::A(s) => s.as_bytes(),
-            Either::B(b) => b,
-        };
-        match channel.write(bytes) {
-            Ok(w) => w.queued_bytes as f64,
-            Err(e) => e.uv_errno() as f64,
-        }
+        self.submit(&data, None)
     }
 
     /// Sends a NODE_HANDLE envelope with `fd` (duplicated: the caller keeps its own). Later writes wait for the
     /// peer's ACK. Returns like `write`.
     #[napi]
     pub fn write_handle(&self, envelope: Either<String, Buffer>, fd: i32) -> f64 {
-        let Some(channel) = &self.channel else {
-            return -(nix::libc::EPIPE as f64);
-        };
-        let bytes: &[u8] = match &envelope {
-            Either::A(s) => s.as_bytes(),
-            Either::B(b) => b,
-        };
         if fd < 0 {
             return -(nix::libc::EBADF as f64);
         }
-        // SAFETY: borrowed only for the duration of this call, during which JS keeps the handle (and fd) open.
-        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-        match channel.write_handle(bytes, borrowed) {
+        self.submit(&envelope, Some(fd))
+    }
+
+    fn submit(&self, data: &Either<String, Buffer>, fd: Option<i32>) -> f64 {
+        let Some(channel) = &self.channel else {
+            return -(nix::libc::EPIPE as f64);
+        };
+        let bytes: &[u8] = match data {
+            Either::A(s) => s.as_bytes(),
+            Either::B(b) => b,
+        };
+        let result = match fd {
+            Some(fd) => {
+                // SAFETY: borrowed only for this call, during which JS keeps the handle (and fd) open.
+                let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+                channel.write_handle(bytes, fd)
+            }
+            None => channel.write(bytes),
+        };
+        match result {
             Ok(w) => w.queued_bytes as f64,
             Err(e) => e.uv_errno() as f64,
         }
