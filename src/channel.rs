@@ -1170,4 +1170,61 @@ mod tests {
         assert_eq!(ch.read_ready(1), ReadOutcome::Ended);
         assert!(matches!(next(&rx), Event::Eof));
     }
+
+    /// A sink that holds at most `cap` events until the test drains it.
+    struct BoundedSink {
+        events: Mutex<Vec<Event>>,
+        room: Condvar,
+        cap: usize,
+    }
+
+    impl EventSink for BoundedSink {
+        fn push(&self, event: Event) {
+            self.events.lock().unwrap().push(event);
+        }
+        fn reserve(&self) {
+            let mut events = self.events.lock().unwrap();
+            while events.len() >= self.cap {
+                events = self.room.wait(events).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn a_burst_reader_stops_reading_while_its_owner_is_behind() {
+        let (ours, theirs) = sys::socketpair().unwrap();
+        let sink = Arc::new(BoundedSink {
+            events: Mutex::new(Vec::new()),
+            room: Condvar::new(),
+            cap: 4,
+        });
+        let ch = Channel::new(ours, Decoder::new(false, 1024), sink.clone());
+        let mut writer = UnixStream::from(theirs);
+        let flood = "1\n".repeat(8 << 20);
+        let writing = thread::spawn(move || writer.write_all(flood.as_bytes()).unwrap());
+        ch.read_burst().unwrap();
+        thread::sleep(Duration::from_millis(300));
+        assert!(
+            !writing.is_finished(),
+            "the peer must be held back while nobody drains"
+        );
+        assert!(
+            sink.events.lock().unwrap().len() <= 4 + 2,
+            "at most a read past the cap"
+        );
+        // Drain until the whole flood is through.
+        let mut lines = 0;
+        while lines < 8 << 20 {
+            let mut events = sink.events.lock().unwrap();
+            for ev in events.drain(..) {
+                if let Event::Frame(Frame::Lines(s)) = ev {
+                    lines += s.len() / 2;
+                }
+            }
+            sink.room.notify_all();
+            drop(events);
+            thread::sleep(Duration::from_millis(1));
+        }
+        writing.join().unwrap();
+    }
 }
