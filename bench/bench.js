@@ -16,6 +16,7 @@
 // Progress goes to stderr so that stdout is only the report.
 
 const fs = require('node:fs');
+const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const v8 = require('node:v8');
@@ -58,11 +59,22 @@ const KB = 1024;
 const MB = 1024 * 1024;
 const SMALL = 'hello';
 const small = (i) => ({ i, s: SMALL });
+// The advanced-serialization small message: a Date and a Map, which JSON could not carry.
+const smallAdvanced = (i) => ({ i, s: SMALL, d: new Date(0), m: new Map([[1, 2]]) });
 const strings = new Map();
 const payload = (size) => {
   if (!strings.has(size)) strings.set(size, 'x'.repeat(size));
   return strings.get(size);
 };
+const buffers = new Map();
+// A Buffer of `size` bytes cycling through 0..250 (251 is prime, so no power-of-two period).
+const bufferPayload = (size) => {
+  if (!buffers.has(size)) buffers.set(size, Buffer.alloc(size, Buffer.from(Array.from({ length: 251 }, (_, k) => k))));
+  return buffers.get(size);
+};
+const ADVANCED = { serialization: 'advanced' };
+// Connections open at once in the handles row: enough to keep both processes busy, far from any fd limit.
+const IN_FLIGHT = 32;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Scenarios. `params` are the full-run sizes (counts are divided by 10 under --quick); `run` gets a session on a
@@ -91,6 +103,26 @@ function echoScenario(label, size, count) {
   };
 }
 
+// The same with `serialization: 'advanced'` and `{ i, b }`, `b` a Buffer of `size` bytes.
+function bufferEchoScenario(label, size, count) {
+  return {
+    id: `adv-echo-${label.replace(' ', '').toLowerCase()}`,
+    child: 'echo-child.js',
+    forkOptions: ADVANCED,
+    params: { n: count, warm: Math.max(1, Math.round(count / 10)) },
+    rows: [{ name: `advanced echo ${label} Buffer, MB/s`, key: 'mbps', higherIsBetter: true, format: fmtMBs }],
+    timeoutSeconds: 60,
+    async run(session, { n, warm }) {
+      const b = bufferPayload(size);
+      await echoBuffer(session, b, 0, warm, true);
+      const t0 = now();
+      await echoBuffer(session, b, warm, warm + n, false);
+      const t1 = now();
+      return { mbps: (n * size) / MB / seconds(t0, t1), seconds: seconds(t0, t1) };
+    },
+  };
+}
+
 // Sends { i, s } for i in [from, to), one at a time, each after the previous echo came back.
 function echo(session, s, from, to, fullCheck) {
   return new Promise((resolve, reject) => {
@@ -107,25 +139,114 @@ function echo(session, s, from, to, fullCheck) {
   });
 }
 
-const SCENARIOS = [
-  {
-    id: 'p2c',
+// Sends { i, b } for i in [from, to) as echo() does; what comes back must be a Buffer of the same length.
+function echoBuffer(session, b, from, to, fullCheck) {
+  return new Promise((resolve, reject) => {
+    let i = from;
+    session.onMessage = (msg) => {
+      const back = msg.b;
+      if (msg.i !== i || !Buffer.isBuffer(back) || back.length !== b.length || (fullCheck && !back.equals(b))) {
+        const what = Buffer.isBuffer(back) ? `a ${back.length}-byte Buffer` : `${Object.prototype.toString.call(back)}`;
+        reject(new Error(`echo ${i}: got back i=${msg.i}, ${what}, expected i=${i}, a ${b.length}-byte Buffer`));
+        return;
+      }
+      if (++i === to) resolve();
+      else session.child.send({ i, b });
+    };
+    session.child.send({ i, b });
+  });
+}
+
+// Parent → child throughput: `make(k)` for k in [0, warm + n), all sent in one synchronous loop per phase; the
+// sink child reports once at `warm` and once at `warm + n`.
+function sinkScenario({ id, name, forkOptions, params, make }) {
+  return {
+    id,
     child: 'sink-child.js',
-    params: { n: 400_000, warm: 20_000 },
+    forkOptions,
+    params,
     childArgs: ({ n, warm }) => [String(warm), String(warm + n)],
-    rows: [{ name: 'parent → child, msgs/s', key: 'rate', higherIsBetter: true, format: fmtRate }],
+    rows: [{ name, key: 'rate', higherIsBetter: true, format: fmtRate }],
     timeoutSeconds: 60,
     async run(session, { n, warm }) {
       const { child } = session;
-      for (let k = 0; k < warm; k++) child.send(small(k));
+      for (let k = 0; k < warm; k++) child.send(make(k));
       expectReport(await session.next(), warm);
       const t0 = now();
-      for (let k = warm; k < warm + n; k++) child.send(small(k));
+      for (let k = warm; k < warm + n; k++) child.send(make(k));
       expectReport(await session.next(), warm + n);
       const t1 = now();
       return { rate: n / seconds(t0, t1), seconds: seconds(t0, t1) };
     },
-  },
+  };
+}
+
+// A net.Server on 127.0.0.1 (port 0) that hands every accepted socket to the session's child with
+// `child.send('sock', socket)`. Closed when the measurement ends, whatever happened. Resolves to the port.
+function handOffServer(session) {
+  const server = net.createServer({ pauseOnConnect: true });
+  session.defer(async (notes) => {
+    if (!server.listening) return;
+    const closed = new Promise((resolve) => server.close(resolve));
+    await withTimeout(closed, 5000, 'server.close()').catch(() => notes.push('server not closed 5 s after close()'));
+  });
+  server.on('error', (err) => session.fail(new Error(`server: ${err.code ?? ''} ${err.message}`)));
+  server.on('connection', (socket) => {
+    session.child.send('sock', socket, (err) => {
+      if (!err) return;
+      socket.destroy();
+      session.fail(new Error(`send('sock', socket): ${err.code ?? ''} ${err.message}`));
+    });
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve(server.address().port);
+    });
+  });
+}
+
+// Opens `count` loopback connections to `port`, at most IN_FLIGHT at once; each must read exactly `ok` and then EOF.
+// A new connection starts when one closes. Resolves once all `count` are closed. Open sockets are destroyed when the
+// measurement ends.
+function connectMany(session, port, count) {
+  const open = new Set();
+  let stopped = false;
+  session.defer(() => {
+    stopped = true;
+    for (const socket of open) socket.destroy();
+  });
+  return new Promise((resolve, reject) => {
+    let started = 0;
+    let done = 0;
+    let failed = false;
+    const fail = (err) => {
+      failed = true;
+      reject(err);
+    };
+    const start = () => {
+      const id = started++;
+      let reply = '';
+      const socket = net.connect({ port, host: '127.0.0.1' });
+      open.add(socket);
+      socket.setEncoding('latin1');
+      socket.on('data', (chunk) => (reply += chunk));
+      socket.on('error', (err) => fail(new Error(`connection ${id}: ${err.code ?? ''} ${err.message}`)));
+      socket.on('close', () => {
+        open.delete(socket);
+        if (failed || stopped) return;
+        if (reply !== 'ok') fail(new Error(`connection ${id}: closed after ${JSON.stringify(reply)}, expected "ok"`));
+        else if (++done === count) resolve();
+        else if (started < count) start();
+      });
+    };
+    for (let k = 0; k < Math.min(IN_FLIGHT, count); k++) start();
+  });
+}
+
+const SCENARIOS = [
+  sinkScenario({ id: 'p2c', name: 'parent → child, msgs/s', params: { n: 400_000, warm: 20_000 }, make: small }),
   {
     id: 'c2p',
     child: 'source-child.js',
@@ -195,11 +316,35 @@ const SCENARIOS = [
   echoScenario('64 KB', 64 * KB, 1_000),
   echoScenario('1 MB', MB, 40),
   echoScenario('16 MB', 16 * MB, 3),
+  {
+    id: 'handles',
+    child: 'handle-child.js',
+    params: { n: 3_000, warm: 300 },
+    rows: [{ name: 'handles parent → child, sockets/s', key: 'rate', higherIsBetter: true, format: fmtRate }],
+    timeoutSeconds: 60,
+    async run(session, { n, warm }) {
+      const port = await handOffServer(session);
+      await connectMany(session, port, warm);
+      const t0 = now();
+      await connectMany(session, port, n);
+      const t1 = now();
+      return { rate: n / seconds(t0, t1), seconds: seconds(t0, t1) };
+    },
+  },
+  sinkScenario({
+    id: 'adv-p2c',
+    name: 'advanced small objects parent → child, msgs/s',
+    forkOptions: ADVANCED,
+    params: { n: 200_000, warm: 20_000 },
+    make: smallAdvanced,
+  }),
+  bufferEchoScenario('1 MB', MB, 200),
+  bufferEchoScenario('16 MB', 16 * MB, 12),
 ];
 
 function expectReport(report, got) {
-  if (report.got !== got || report.outOfOrder !== 0) {
-    throw new Error(`child reported ${JSON.stringify(report)}, expected { got: ${got}, outOfOrder: 0 }`);
+  if (report.got !== got || report.outOfOrder !== 0 || report.malformed !== 0) {
+    throw new Error(`child reported ${JSON.stringify(report)}, expected { got: ${got}, outOfOrder: 0, malformed: 0 }`);
   }
 }
 
@@ -250,8 +395,9 @@ function withTimeout(promise, ms, what) {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-function openSession(impl, script, args) {
-  const child = impl.fork(path.join(__dirname, script), args);
+function openSession(impl, script, args, options) {
+  const modulePath = path.join(__dirname, script);
+  const child = options ? impl.fork(modulePath, args, options) : impl.fork(modulePath, args);
   live.add(child);
   const session = {
     child,
@@ -264,12 +410,20 @@ function openSession(impl, script, args) {
       return new Promise((resolve) => (this.waiter = resolve));
     },
     exited: null,
+    // Rejects on the first failure: an early exit, an 'error' event, or fail() from a scenario's own handlers.
     failed: null,
+    fail: null,
     closing: false,
+    // Cleanups (servers, client sockets) registered by the scenario; measure() runs them however it ended.
+    cleanups: [],
+    defer(fn) {
+      this.cleanups.push(fn);
+    },
   };
   let fail;
   session.failed = new Promise((_, reject) => (fail = reject));
   session.failed.catch(() => {});
+  session.fail = fail;
   session.exited = new Promise((resolve) => {
     child.once('exit', (code, signal) => {
       live.delete(child);
@@ -309,7 +463,7 @@ async function measure(scenario, impl, params) {
   gc();
   const notes = [];
   const childArgs = scenario.childArgs ? scenario.childArgs(params) : [];
-  const session = openSession(impl, scenario.child, childArgs);
+  const session = openSession(impl, scenario.child, childArgs, scenario.forkOptions);
   const limit = scenario.timeoutSeconds * (QUICK ? 0.5 : 1) * 1000;
   try {
     const ready = await withTimeout(Promise.race([session.next(), session.failed]), limit, 'ready');
@@ -320,6 +474,11 @@ async function measure(scenario, impl, params) {
     return { error: err.message, notes };
   } finally {
     session.onMessage = null;
+    for (const cleanup of session.cleanups.reverse()) {
+      await Promise.resolve()
+        .then(() => cleanup(notes))
+        .catch((err) => notes.push(`cleanup failed: ${err.message}`));
+    }
     await closeSession(session, notes);
   }
 }
@@ -454,7 +613,17 @@ async function main() {
   );
   lines.push(
     'Echo rows: the parent sends `{ i, s }` with `s` a string of that many ASCII chars (KB = 1024, MB = 1,048,576 ' +
-      'bytes), waits for the echo, sends the next; MB/s counts the payload one way (the echo doubles the traffic).',
+      'bytes), waits for the echo, sends the next; MB/s counts the payload one way (the echo doubles the traffic). ' +
+      "Advanced echo rows: the same with `serialization: 'advanced'` and `{ i, b }`, `b` a Buffer of that many bytes.",
+  );
+  lines.push(
+    "Advanced small objects: as parent → child (`{ i, s: 'hello' }` sent in one loop, the child reports at the end) " +
+      "with `serialization: 'advanced'` and `{ i, s: 'hello', d: new Date(0), m: new Map([[1, 2]]) }`.",
+  );
+  lines.push(
+    "Handles: the parent listens on 127.0.0.1 and passes each accepted socket with `child.send('sock', socket)`; " +
+      `the child writes \`ok\` and ends it; a client loop in the parent (${IN_FLIGHT} connections at a time) counts ` +
+      'sockets/s from connect to close.',
   );
   const sizes = results.map(({ scenario, params }) => `${scenario.id} n=${params.n} warm-up=${params.warm}`);
   lines.push(`Per measurement (a fresh child each, clock started once it is ready): ${sizes.join(', ')}.`);
