@@ -226,22 +226,26 @@ fn start_reading(
 ) -> std::result::Result<Option<uv::Poll>, SysError> {
     let direct = js_call::DirectCall::new(env, on_wake).ok();
     let (ch, delivery) = (channel.clone(), delivery.clone());
-    let on_readable = Box::new(move || {
+    let on_readable = Box::new(move |stop: &dyn Fn()| {
         let mut outcome = ReadOutcome::Idle;
         let pending = delivery.quietly(|| outcome = ch.read_ready(1));
-        let keep = match outcome {
-            ReadOutcome::Idle => true,
-            ReadOutcome::Ended => false,
-            // Keep polling on the JS thread only if no thread could be started.
-            ReadOutcome::Busy => ch.read_burst().is_err(),
-        };
+        match outcome {
+            ReadOutcome::Idle => {}
+            ReadOutcome::Ended => stop(),
+            // Stop before JS runs below: a quick burst may already be over, and JS then starts polling again.
+            // Polling goes on on the JS thread only if no reader thread could start.
+            ReadOutcome::Busy => {
+                if ch.read_burst().is_ok() {
+                    stop();
+                }
+            }
+        }
         if pending {
             match &direct {
                 Some(direct) => direct.call(),
                 None => delivery.push_wake(),
             }
         }
-        keep
     });
     let poller = env
         .get_uv_event_loop()

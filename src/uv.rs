@@ -68,8 +68,9 @@ fn api() -> Option<&'static Api> {
     .as_ref()
 }
 
-/// What runs on the JS thread when the fd is readable; returning false stops polling.
-type OnReadable = Box<dyn FnMut() -> bool>;
+/// What runs on the JS thread when the fd is readable. It gets a function that stops polling, to call before it
+/// does anything (such as calling into JS) that may start polling again.
+type OnReadable = Box<dyn FnMut(&dyn Fn())>;
 
 /// A poll handle watching one fd for readability. Not `Send`: it lives and dies on the JS thread.
 pub struct Poll {
@@ -120,18 +121,20 @@ unsafe extern "C" fn on_poll(handle: *mut c_void, _status: c_int, _events: c_int
     // SAFETY: `data` was set in Poll::new and stays valid until the close callback frees it; libuv calls this
     // only between start and close, on the loop's thread.
     let callback = unsafe { &mut **(handle as *mut *mut OnReadable) };
-    // An error status is left to the read itself to find and report. A panic must not unwind into libuv.
-    let keep = catch_unwind(AssertUnwindSafe(callback)).unwrap_or(false);
-    if !keep {
+    let stop = || {
         if let Some(api) = api() {
-            // SAFETY: stopping a poll handle from its own callback is allowed by libuv, unless the callback (via JS)
-            // closed it meanwhile: closing stops it already, and uv_poll_stop asserts on a closing handle.
+            // SAFETY: stopping a poll handle on its loop's thread is allowed, unless it is closing (closing stops
+            // it already, and uv_poll_stop asserts on a closing handle).
             unsafe {
                 if (api.is_closing)(handle) == 0 {
                     (api.poll_stop)(handle);
                 }
             }
         }
+    };
+    // An error status is left to the read itself to find and report. A panic must not unwind into libuv: stop.
+    if catch_unwind(AssertUnwindSafe(|| callback(&stop))).is_err() {
+        stop();
     }
 }
 
