@@ -106,6 +106,9 @@ pub fn spawn(opts: &SpawnOptions) -> Result<Spawned, SysError> {
                 // ~280 messages before node starts queueing in JS (shared/perf-limits.md). The kernel caps this at
                 // net.core.wmem_max.
                 sys::set_send_buffer(theirs.as_fd(), CHILD_SEND_BUFFER);
+                // Ours too: a large message then leaves in one non-blocking write instead of being copied for the
+                // writer thread.
+                sys::set_send_buffer(ours.as_fd(), CHILD_SEND_BUFFER);
                 ipc = Some(ours);
                 pipes.push(None);
                 Some(theirs)
