@@ -77,7 +77,10 @@ impl Delivery {
 
     /// Takes up to `MAX_BATCH` events; if more are waiting, asks for another wake-up.
     pub fn drain(&self) -> Vec<Event> {
-        self.woken.store(false, Ordering::Release);
+        // A swap, not a store: a store could be ordered after the queue read below, and a push in between would
+        // then find the flag still set and not wake anyone (a lost wake-up). As read-modify-writes, this and the
+        // pusher's swap are ordered: either it sees the push, or the pusher sees the cleared flag and wakes JS.
+        self.woken.swap(false, Ordering::AcqRel);
         let batch: Vec<Event> = self.rx.try_iter().take(MAX_BATCH).collect();
         if !self.rx.is_empty() {
             self.wake();
