@@ -775,16 +775,16 @@ class ChildProcess extends EventEmitter {
       switch (ev.kind) {
         // Node stops reading at disconnect(): what arrives after it is not delivered.
         case 'lines':
-          if (this.connected) this._parseLines(ev.text);
+          if (this._receiving()) this._parseLines(ev.text);
           break;
         case 'frames':
-          if (this.connected) this._parseFrames(ev.bytes);
+          if (this._receiving()) this._parseFrames(ev.bytes);
           break;
         case 'written':
           this._onWritten(ev);
           break;
         case 'handle':
-          if (this.connected) this._inbox.push(new Signal('handle', ev));
+          if (this._receiving()) this._inbox.push(new Signal('handle', ev));
           else closeFd(ev.fd);
           break;
         case 'error':
@@ -867,7 +867,7 @@ class ChildProcess extends EventEmitter {
       while (this._inboxAt < inbox.length) {
         const item = inbox[this._inboxAt++];
         if (item instanceof Signal) this._onSignal(item);
-        else if (this.connected || !this._disconnectCalled) this._emitMessage('message', item, undefined);
+        else if (this._receiving()) this._emitMessage('message', item, undefined);
       }
       finished = true;
     } finally {
@@ -878,6 +878,11 @@ class ChildProcess extends EventEmitter {
         process.nextTick(() => this._drainInbox());
       }
     }
+  }
+
+  // Node stops receiving at disconnect(): nothing read after that call is delivered (EOF ends the stream anyway).
+  _receiving() {
+    return !this._disconnectCalled;
   }
 
   _emitMessage(event, message, handle) {
@@ -918,10 +923,10 @@ class ChildProcess extends EventEmitter {
   _onSignal(item) {
     switch (item.kind) {
       case 'internal':
-        if (this.connected || !this._disconnectCalled) this._emitMessage('internalMessage', item.payload, undefined);
+        if (this._receiving()) this._emitMessage('internalMessage', item.payload, undefined);
         break;
       case 'handle':
-        if (this.connected || !this._disconnectCalled) this._receiveHandle(item.payload);
+        if (this._receiving()) this._receiveHandle(item.payload);
         else closeFd(item.payload.fd);
         break;
       case 'error':
