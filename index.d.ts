@@ -1,5 +1,6 @@
-// Types for forkline: node:child_process's fork() with the IPC channel in Rust.
+// Types for forkline: node:child_process's fork() with the IPC channel in Rust, and node:cluster's primary.
 import { EventEmitter } from 'node:events';
+import type { Cluster as NodeCluster, ClusterSettings as NodeClusterSettings, Worker } from 'node:cluster';
 import type * as net from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import type {
@@ -90,3 +91,36 @@ export type { StdioNull, StdioPipe };
 
 export function fork(modulePath: string | URL, options?: ForkOptions): ChildProcess;
 export function fork(modulePath: string | URL, args?: readonly string[], options?: ForkOptions): ChildProcess;
+
+export type { Worker } from 'node:cluster';
+
+export interface RestartPolicy {
+  /** Deaths tolerated within `windowMs` before giving up (default 5). */
+  maxRestarts?: number | undefined;
+  /** The sliding window deaths are counted in, in ms (default 60000). */
+  windowMs?: number | undefined;
+}
+
+export interface ClusterSettings extends NodeClusterSettings {
+  /** Re-fork a worker that exits on its own (not disconnected or killed by the primary); `true` for the defaults.
+   * Past `maxRestarts` deaths within `windowMs`, the cluster emits 'giveup' once and stops restarting. */
+  restart?: boolean | RestartPolicy | undefined;
+}
+
+/** node:cluster's primary, with round-robin accept and hand-off in Rust, a 'reuseport' policy, restarts and
+ * rolling reloads. In a worker process, `cluster` is Node's own worker-side module. */
+export interface Cluster extends NodeCluster {
+  /** Each worker listens on a SO_REUSEPORT socket of its own; the kernel balances connections. */
+  readonly SCHED_REUSEPORT: 3;
+  settings: ClusterSettings;
+  setupPrimary(settings?: ClusterSettings): void;
+  setupMaster(settings?: ClusterSettings): void;
+  /** Replaces every worker, one at a time: the new one is listening before the old one is disconnected. */
+  reload(callback?: (err: Error | null) => void): Promise<void>;
+  on(event: 'giveup', listener: (worker: Worker, deaths: number) => void): this;
+  on(event: string, listener: (...args: any[]) => void): this;
+  once(event: 'giveup', listener: (worker: Worker, deaths: number) => void): this;
+  once(event: string, listener: (...args: any[]) => void): this;
+}
+
+export const cluster: Cluster;

@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 'use strict';
 
 // forkline: node:child_process's fork() with the IPC channel in Rust. This file is the thin JS half: Node's option
@@ -1231,14 +1232,469 @@ function normalizeSpawnArguments(file, args, options) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// cluster: node:cluster's primary (lib/internal/cluster/primary.js and worker.js), for workers that are plain Node
+// processes running Node's own worker side. Each server key's sockets live in Rust (NativeServer): under
+// round-robin it accepts and hands connections to workers off the JS thread, and takes their replies itself.
+
+const SCHED_NONE = 1;
+const SCHED_RR = 2;
+// forkline's own: every worker listens on a SO_REUSEPORT socket of its own and the kernel balances.
+const SCHED_REUSEPORT = 3;
+const POLICY_NAMES = { [SCHED_NONE]: 'none', [SCHED_RR]: 'rr', [SCHED_REUSEPORT]: 'reuseport' };
+const RESTART_DEFAULTS = { maxRestarts: 5, windowMs: 60_000 };
+
+const kEnv = Symbol('kEnv');
+const kNoRestart = Symbol('kNoRestart');
+
+const cluster = new EventEmitter();
+// Says 'disconnect' when the last worker is gone (cluster.disconnect's callback).
+const intercom = new EventEmitter();
+// Server keys → NativeServer.
+const servers = new Map();
+let workerIds = 0;
+let clusterInitialized = false;
+let clusterSeq = 0;
+let schedulingPolicy;
+const restarts = { deaths: [], gaveUp: false, stopped: false };
+let reloading = Promise.resolve();
+
+function policyFromEnv(value) {
+  if (value === 'none') return SCHED_NONE;
+  if (value === 'reuseport') return SCHED_REUSEPORT;
+  return SCHED_RR;
+}
+
+// Node's worker.js, with the primary's disconnect/destroy (primary.js).
+class Worker extends EventEmitter {
+  constructor(options) {
+    super();
+    if (options === null || typeof options !== 'object') options = {};
+    this.exitedAfterDisconnect = undefined;
+    this.state = options.state || 'none';
+    this.id = options.id | 0;
+    if (options.process) {
+      this.process = options.process;
+      this.process.on('error', (code, signal) => this.emit('error', code, signal));
+      this.process.on('message', (message, handle) => this.emit('message', message, handle));
+    }
+  }
+
+  kill(...args) {
+    return this.destroy(...args);
+  }
+
+  send(...args) {
+    return this.process.send(...args);
+  }
+
+  isDead() {
+    return this.process.exitCode != null || this.process.signalCode != null;
+  }
+
+  isConnected() {
+    return this.process.connected;
+  }
+
+  disconnect() {
+    this.exitedAfterDisconnect = true;
+    sendToWorker(this, { act: 'disconnect' });
+    removeServersOf(this);
+    removeWorker(this);
+    return this;
+  }
+
+  destroy(signo) {
+    // A worker the primary kills on purpose is not restarted (Node leaves exitedAfterDisconnect alone here).
+    this[kNoRestart] = true;
+    this.process.kill(signo || 'SIGTERM');
+  }
+}
+
+cluster.isWorker = false;
+cluster.isMaster = true;
+cluster.isPrimary = true;
+cluster.Worker = Worker;
+cluster.workers = {};
+cluster.settings = {};
+cluster.SCHED_NONE = SCHED_NONE;
+cluster.SCHED_RR = SCHED_RR;
+cluster.SCHED_REUSEPORT = SCHED_REUSEPORT;
+cluster.schedulingPolicy = policyFromEnv(process.env.NODE_CLUSTER_SCHED_POLICY);
+
+cluster.setupPrimary = function setupPrimary(options) {
+  const settings = {
+    args: process.argv.slice(2),
+    exec: process.argv[1],
+    execArgv: process.execArgv,
+    silent: false,
+    ...cluster.settings,
+    ...options,
+  };
+  // As Node: each process profiles to a file of its own.
+  if (
+    settings.execArgv.some((s) => s.startsWith('--prof')) &&
+    !settings.execArgv.some((s) => s.startsWith('--logfile='))
+  ) {
+    settings.execArgv = [...settings.execArgv, '--logfile=v8-%p.log'];
+  }
+  cluster.settings = settings;
+  if (clusterInitialized) return process.nextTick(() => cluster.emit('setup', settings));
+  clusterInitialized = true;
+  schedulingPolicy = cluster.schedulingPolicy; // Frozen from here on, as in Node.
+  if (!POLICY_NAMES[schedulingPolicy]) {
+    throw new Error(`Bad cluster.schedulingPolicy: ${schedulingPolicy}`);
+  }
+  process.nextTick(() => cluster.emit('setup', settings));
+};
+cluster.setupMaster = cluster.setupPrimary;
+
+function restartSettings() {
+  const restart = cluster.settings.restart;
+  if (!restart) return null;
+  return { ...RESTART_DEFAULTS, ...(typeof restart === 'object' ? restart : {}) };
+}
+
+cluster.fork = function forkWorker(env) {
+  cluster.setupPrimary();
+  const id = ++workerIds;
+  const settings = cluster.settings;
+  const workerProcess = fork(settings.exec, settings.args, {
+    cwd: settings.cwd,
+    env: { ...process.env, ...env, NODE_UNIQUE_ID: `${id}` },
+    serialization: settings.serialization,
+    silent: settings.silent,
+    windowsHide: settings.windowsHide,
+    execArgv: [...settings.execArgv],
+    stdio: settings.stdio,
+    gid: settings.gid,
+    uid: settings.uid,
+  });
+  const worker = new Worker({ id, process: workerProcess });
+  worker[kEnv] = env;
+
+  worker.on('message', function onWorkerMessage(message, handle) {
+    cluster.emit('message', this, message, handle);
+  });
+
+  worker.process.once('exit', (exitCode, signalCode) => {
+    // Removed only once disconnected too: until then the user may still want it.
+    if (!worker.isConnected()) {
+      removeServersOf(worker);
+      removeWorker(worker);
+    }
+    worker.exitedAfterDisconnect = !!worker.exitedAfterDisconnect;
+    worker.state = 'dead';
+    worker.emit('exit', exitCode, signalCode);
+    cluster.emit('exit', worker, exitCode, signalCode);
+    maybeRestart(worker);
+  });
+
+  worker.process.once('disconnect', () => {
+    removeServersOf(worker);
+    if (worker.isDead()) removeWorker(worker);
+    worker.exitedAfterDisconnect = !!worker.exitedAfterDisconnect;
+    worker.state = 'disconnected';
+    worker.emit('disconnect');
+    cluster.emit('disconnect', worker);
+  });
+
+  worker.process.on('internalMessage', (message) => {
+    if (message === null || typeof message !== 'object' || message.cmd !== 'NODE_CLUSTER') return;
+    const act = Object.hasOwn(ACTS, message.act) ? ACTS[message.act] : undefined;
+    if (act) act(worker, message);
+  });
+  process.nextTick(() => cluster.emit('fork', worker));
+  cluster.workers[worker.id] = worker;
+  return worker;
+};
+
+// A worker that died on its own is forked again, unless too many died lately: then 'giveup', once.
+function maybeRestart(worker) {
+  const restart = restartSettings();
+  if (!restart || restarts.stopped || restarts.gaveUp) return;
+  if (worker.exitedAfterDisconnect || worker[kNoRestart]) return;
+  const now = Date.now();
+  restarts.deaths = restarts.deaths.filter((t) => now - t < restart.windowMs);
+  restarts.deaths.push(now);
+  if (restarts.deaths.length > restart.maxRestarts) {
+    restarts.gaveUp = true;
+    cluster.emit('giveup', worker, restarts.deaths.length);
+    return;
+  }
+  cluster.fork(worker[kEnv]);
+}
+
+cluster.disconnect = function disconnect(cb) {
+  restarts.stopped = true;
+  const workers = Object.values(cluster.workers);
+  if (workers.length === 0) {
+    process.nextTick(() => intercom.emit('disconnect'));
+  } else {
+    for (const worker of workers) {
+      if (worker.isConnected()) worker.disconnect();
+    }
+  }
+  if (typeof cb === 'function') intercom.once('disconnect', cb);
+};
+
+// A rolling restart: each worker alive now is replaced by a new one, which must be serving (listening, if the
+// old one was) before the old one is disconnected, so that a server never stops accepting.
+cluster.reload = function reload(callback) {
+  const run = reloading.then(async () => {
+    for (const old of Object.values(cluster.workers)) {
+      if (old.isDead() || !old.isConnected() || old.exitedAfterDisconnect) continue;
+      const fresh = cluster.fork(old[kEnv]);
+      await workerReached(fresh, old.state === 'listening' ? 'listening' : 'online');
+      const gone = workerReached(old, 'disconnect');
+      old.disconnect();
+      await gone;
+    }
+  });
+  reloading = run.catch(nop);
+  if (typeof callback === 'function') run.then(() => callback(null), callback);
+  return run;
+};
+
+function workerReached(worker, event) {
+  return new Promise((resolve, reject) => {
+    const onEvent = () => {
+      worker.off('exit', onExit);
+      resolve();
+    };
+    const onExit = (code, signal) => {
+      worker.off(event, onEvent);
+      const err = new Error(`worker ${worker.id} exited (${signal || code}) before it was ${event}`);
+      err.code = 'FORKLINE_RELOAD_FAILED';
+      reject(err);
+    };
+    worker.once(event, onEvent);
+    if (event !== 'disconnect') worker.once('exit', onExit);
+  });
+}
+
+function removeWorker(worker) {
+  delete cluster.workers[worker.id];
+  if (Object.keys(cluster.workers).length === 0) intercom.emit('disconnect');
+}
+
+function removeServersOf(worker) {
+  for (const [key, server] of servers) {
+    if (server.remove(worker.id)) servers.delete(key);
+  }
+}
+
+function sendToWorker(worker, message, fd, type) {
+  const proc = worker.process;
+  if (!proc.connected) return false;
+  message = { cmd: 'NODE_CLUSTER', ...message, seq: clusterSeq++ };
+  if (fd == null) return proc.send(message);
+  return proc._sendHandle(message, null, type, fd, { swallowErrors: false });
+}
+
+const ACTS = {
+  online(worker) {
+    worker.state = 'online';
+    worker.emit('online');
+    cluster.emit('online', worker);
+  },
+
+  exitedAfterDisconnect(worker, message) {
+    worker.exitedAfterDisconnect = true;
+    sendToWorker(worker, { ack: message.seq });
+  },
+
+  queryServer(worker, message) {
+    if (worker.exitedAfterDisconnect) return;
+    const key = `${message.address}:${message.port}:${message.addressType}:${message.fd}:${message.index}`;
+    let server = servers.get(key);
+    let errno = 0;
+    if (server === undefined) {
+      try {
+        server = native.NativeServer.open(serverSpec(key, message));
+        servers.set(key, server);
+      } catch (err) {
+        errno = -(os.constants.errno[err.message] || EINVAL);
+      }
+    }
+    let fd = null;
+    if (server !== undefined) {
+      try {
+        fd = server.add(worker.id, worker.process._native);
+      } catch (err) {
+        errno = -(os.constants.errno[err.message] || EINVAL);
+        if (server.remove(worker.id)) servers.delete(key);
+      }
+    }
+    if (server !== undefined && !server.data) server.data = message.data;
+    const reply = { errno, key, ack: message.seq, data: server ? server.data : message.data };
+    const sockname = errno === 0 && server.sockname();
+    if (sockname) reply.sockname = sockname;
+    if (fd == null || errno) return sendToWorker(worker, reply);
+    const udp = message.addressType === 'udp4' || message.addressType === 'udp6';
+    return sendToWorker(worker, reply, fd, udp ? 'dgram.Native' : 'net.Native');
+  },
+
+  listening(worker, message) {
+    const info = {
+      addressType: message.addressType,
+      address: message.address,
+      port: message.port,
+      fd: message.fd,
+    };
+    worker.state = 'listening';
+    worker.emit('listening', info);
+    cluster.emit('listening', worker, info);
+  },
+
+  // A server in the worker closed; it may already be gone with the worker's disconnect.
+  close(worker, message) {
+    const server = servers.get(message.key);
+    if (server && server.remove(worker.id)) servers.delete(message.key);
+  },
+};
+
+function serverSpec(key, message) {
+  const { addressType, port } = message;
+  let address = message.address;
+  let kind = 'tcp';
+  if (addressType === 'udp4' || addressType === 'udp6') {
+    kind = addressType;
+  } else if (port < 0) {
+    kind = 'pipe';
+    // As Node: the shorter of the relative and absolute path, for the ~100 byte limit of a socket address.
+    if (typeof address === 'string') {
+      const relative = require('node:path').relative(process.cwd(), address);
+      if (relative.length < address.length) address = relative;
+    }
+  }
+  return {
+    key,
+    policy: POLICY_NAMES[schedulingPolicy],
+    kind,
+    address: address ?? undefined,
+    port: port >= 0 ? port : undefined,
+    fd: message.fd ?? undefined,
+    flags: message.flags ?? undefined,
+    backlog: message.backlog ?? undefined,
+    readableAll: message.readableAll ?? undefined,
+    writableAll: message.writableAll ?? undefined,
+  };
+}
+
+// In a worker (a process forked by a cluster primary, forkline's or Node's), the cluster module is Node's own.
+const nodeCluster = require('node:cluster');
+const clusterExport = nodeCluster.isWorker ? nodeCluster : cluster;
+
+// ---------------------------------------------------------------------------------------------------------------
 // Exports: forkline's fork() and ChildProcess, and the rest of node:child_process as it is, so that swapping the
 // require just works. Plain assignments, so ESM's named imports (`import { fork } from 'forkline'`) see them.
 
 exports.fork = fork;
 exports.ChildProcess = ChildProcess;
+exports.cluster = clusterExport;
 exports.spawn = nodeChildProcess.spawn;
 exports.spawnSync = nodeChildProcess.spawnSync;
 exports.exec = nodeChildProcess.exec;
 exports.execSync = nodeChildProcess.execSync;
 exports.execFile = nodeChildProcess.execFile;
 exports.execFileSync = nodeChildProcess.execFileSync;
+
+// ---------------------------------------------------------------------------------------------------------------
+// The launcher: `npx forkline cluster [-w N] [--policy rr|none|reuseport] [--restart[=N]] app.js [args...]` runs an
+// unmodified app under this primary. SIGINT/SIGTERM disconnect the workers gracefully (a second signal, or the
+// grace period running out, kills them); SIGHUP/SIGUSR2 reload them one by one.
+
+const CLI_USAGE = `Usage: forkline cluster [options] <app.js> [app args...]
+
+Options:
+  -w, --workers <n>     workers to run (default: the number of CPUs)
+  -p, --policy <name>   rr (default), none or reuseport
+  -r, --restart[=<n>]   re-fork workers that die, giving up after <n> deaths a minute (default 5)
+  -g, --grace <ms>      how long a graceful shutdown may take before workers are killed (default 10000)
+  -h, --help            this text
+
+Signals: SIGINT/SIGTERM shut down gracefully, SIGHUP/SIGUSR2 reload the workers one by one.`;
+
+function parseCli(argv) {
+  const opts = { workers: os.availableParallelism(), policy: 'rr', restart: false, grace: 10_000 };
+  const number = (flag, value) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} needs a positive integer, got ${util.inspect(value)}`);
+    return n;
+  };
+  if (argv[0] !== 'cluster') throw new Error(argv[0] === undefined ? 'no command given' : `unknown command ${argv[0]}`);
+  let i = 1;
+  for (; i < argv.length && argv[i].startsWith('-'); i++) {
+    const [flag, inline] = argv[i].split(/=(.*)/s, 2);
+    const value = () => (inline !== undefined ? inline : argv[++i]);
+    if (flag === '-h' || flag === '--help') return { help: true };
+    else if (flag === '-w' || flag === '--workers') opts.workers = number(flag, value());
+    else if (flag === '-p' || flag === '--policy') {
+      opts.policy = value();
+      if (!['rr', 'none', 'reuseport'].includes(opts.policy)) throw new Error(`unknown policy ${opts.policy}`);
+    } else if (flag === '-r' || flag === '--restart') {
+      opts.restart = { maxRestarts: inline !== undefined ? number(flag, inline) : RESTART_DEFAULTS.maxRestarts };
+    } else if (flag === '-g' || flag === '--grace') opts.grace = number(flag, value());
+    else if (flag === '--') {
+      i++;
+      break;
+    } else throw new Error(`unknown option ${flag}`);
+  }
+  if (i >= argv.length) throw new Error('no app given');
+  return { ...opts, app: argv[i], args: argv.slice(i + 1) };
+}
+
+function runCli(argv) {
+  let opts;
+  try {
+    opts = parseCli(argv);
+  } catch (err) {
+    process.stderr.write(`forkline: ${err.message}\n\n${CLI_USAGE}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  if (opts.help) {
+    process.stdout.write(`${CLI_USAGE}\n`);
+    return;
+  }
+  const log = (text) => process.stderr.write(`[forkline] ${text}\n`);
+  cluster.schedulingPolicy = policyFromEnv(opts.policy);
+  cluster.setupPrimary({ exec: require('node:path').resolve(opts.app), args: opts.args, restart: opts.restart });
+  cluster.on('exit', (worker, code, signal) => {
+    if (!worker.exitedAfterDisconnect) log(`worker ${worker.id} (pid ${worker.process.pid}) died (${signal || code})`);
+  });
+  cluster.on('giveup', (worker, deaths) => {
+    log(`${deaths} workers died within ${restartSettings().windowMs} ms: giving up`);
+    process.exitCode = 1;
+  });
+  let stopping = false;
+  const stop = (signal) => {
+    if (stopping) {
+      log(`${signal} again: killing the workers`);
+      for (const worker of Object.values(cluster.workers)) worker.process.kill('SIGKILL');
+      process.exit(1);
+    }
+    stopping = true;
+    log(`${signal}: disconnecting the workers`);
+    const timer = setTimeout(() => {
+      log(`workers still running after ${opts.grace} ms: killing them`);
+      for (const worker of Object.values(cluster.workers)) worker.process.kill('SIGKILL');
+      process.exitCode = 1;
+    }, opts.grace);
+    timer.unref();
+    cluster.disconnect(() => clearTimeout(timer));
+  };
+  const reload = (signal) => {
+    if (stopping) return;
+    log(`${signal}: reloading the workers`);
+    cluster.reload().then(
+      () => log('reload done'),
+      (err) => log(`reload failed: ${err.message}`),
+    );
+  };
+  for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, stop);
+  for (const signal of ['SIGHUP', 'SIGUSR2']) process.on(signal, reload);
+  for (let n = 0; n < opts.workers; n++) cluster.fork();
+}
+
+if (require.main === module) runCli(process.argv.slice(2));

@@ -13,14 +13,14 @@ use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
 
 use nix::errno::Errno;
 
 use crate::error::{Code, SysError};
 use crate::frame::{Decoder, Frame, FrameSink};
-use crate::internal::{self, Handshake};
+use crate::internal::{self, Handshake, NewconnReply};
 use crate::sys;
 
 /// Read size per recvmsg. Deno's ReadBuffer starts at 64 KiB; the perfect parent of shared/perf-limits.md reads
@@ -63,6 +63,12 @@ pub trait EventSink: Send + Sync + 'static {
     /// Called by a reader thread before each read: may block until the owner has caught up, which is the
     /// backpressure that stops the reader reading (the kernel then pushes back on the peer).
     fn reserve(&self) {}
+}
+
+/// Takes a cluster worker's answers to the connections handed to it (cluster/round_robin.rs).
+pub trait NewconnReplies: Send + Sync + 'static {
+    /// True if the reply answered one of ours (it is then consumed, not delivered).
+    fn reply(&self, reply: NewconnReply) -> bool;
 }
 
 /// Which way a round of reading went.
@@ -216,6 +222,8 @@ pub struct Channel {
     /// Set once the reader has reported EOF.
     ended: Mutex<bool>,
     ended_cv: Condvar,
+    /// Set once the peer is a cluster worker that connections are handed to.
+    newconn_replies: OnceLock<Arc<dyn NewconnReplies>>,
 }
 
 impl std::fmt::Debug for Channel {
@@ -270,6 +278,7 @@ impl Channel {
             burst_cv: Condvar::new(),
             ended: Mutex::new(false),
             ended_cv: Condvar::new(),
+            newconn_replies: OnceLock::new(),
         })
     }
 
@@ -636,6 +645,17 @@ impl Channel {
         }
     }
 
+    /// Routes the peer's `newconn` replies to `replies` from now on. The handshake's ACK/NACKs are then kept
+    /// from the owner too: for a worker they come once per connection and nobody listens for them.
+    pub fn set_newconn_replies(&self, replies: Arc<dyn NewconnReplies>) {
+        let _ = self.newconn_replies.set(replies);
+    }
+
+    /// Whether the channel speaks Node's 'advanced' (V8) serialization.
+    pub fn is_advanced(&self) -> bool {
+        self.advanced
+    }
+
     pub fn raw_fd(&self) -> i32 {
         use std::os::fd::AsRawFd;
         self.sock.as_raw_fd()
@@ -811,7 +831,7 @@ impl Inbound<'_> {
             },
             Handshake::Ack => {
                 self.channel.on_ack();
-                Some(envelope)
+                self.delivered(envelope)
             }
             Handshake::Nack => {
                 if !self.channel.on_nack() {
@@ -820,16 +840,35 @@ impl Inbound<'_> {
                         message: "Handle did not reach the receiving process correctly".into(),
                     });
                 }
-                Some(envelope)
+                self.delivered(envelope)
             }
+        }
+    }
+
+    fn delivered(&self, envelope: Frame) -> Option<Frame> {
+        match self.channel.newconn_replies.get() {
+            Some(_) => None,
+            None => Some(envelope),
+        }
+    }
+
+    /// Whether `reply` answered a connection we handed over (and is consumed).
+    fn claimed(&self, reply: Option<NewconnReply>) -> bool {
+        match (reply, self.channel.newconn_replies.get()) {
+            (Some(reply), Some(replies)) => replies.reply(reply),
+            _ => false,
         }
     }
 
     fn lines(&mut self, text: String) {
         let mut pass = String::new();
+        let cluster = self.channel.newconn_replies.get().is_some();
         for line in text.split_inclusive('\n') {
-            let Some(kind) = internal::json_handshake(&line[..line.len() - 1]) else {
-                pass.push_str(line);
+            let body = &line[..line.len() - 1];
+            let Some(kind) = internal::json_handshake(body) else {
+                if !(cluster && self.claimed(internal::json_newconn_reply(body))) {
+                    pass.push_str(line);
+                }
                 continue;
             };
             if kind == Handshake::Handle && !pass.is_empty() {
@@ -847,12 +886,15 @@ impl Inbound<'_> {
     fn frames(&mut self, run: Vec<u8>) {
         let mut pass = Vec::new();
         let mut at = 0;
+        let cluster = self.channel.newconn_replies.get().is_some();
         while at < run.len() {
             let len = u32::from_be_bytes([run[at], run[at + 1], run[at + 2], run[at + 3]]) as usize;
             let frame = &run[at..at + 4 + len];
             at += 4 + len;
             let Some(kind) = internal::v8_handshake(&frame[4..]) else {
-                pass.extend_from_slice(frame);
+                if !(cluster && self.claimed(internal::v8_newconn_reply(&frame[4..]))) {
+                    pass.extend_from_slice(frame);
+                }
                 continue;
             };
             if kind == Handshake::Handle && !pass.is_empty() {
@@ -868,11 +910,19 @@ impl Inbound<'_> {
     }
 }
 
+impl Inbound<'_> {
+    fn may_be_internal(&self, bytes: &[u8]) -> bool {
+        internal::may_be_handshake(bytes)
+            || (self.channel.newconn_replies.get().is_some()
+                && internal::may_be_newconn_reply(bytes))
+    }
+}
+
 impl FrameSink for Inbound<'_> {
     fn frame(&mut self, frame: Frame) {
         match frame {
-            Frame::Lines(text) if internal::may_be_handshake(text.as_bytes()) => self.lines(text),
-            Frame::Frames(run) if internal::may_be_handshake(&run) => self.frames(run),
+            Frame::Lines(text) if self.may_be_internal(text.as_bytes()) => self.lines(text),
+            Frame::Frames(run) if self.may_be_internal(&run) => self.frames(run),
             other => self.push(other),
         }
     }

@@ -1,0 +1,4 @@
+// Types for `forkline/cluster`: the cluster module alone.
+import { cluster } from '../index';
+
+export = cluster;

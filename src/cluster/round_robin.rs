@@ -1,0 +1,379 @@
+//! Round-robin distribution (lib/internal/cluster/round_robin_handle.js), off the JS thread: an acceptor thread
+//! accepts on the listening sockets and hands each connection to a free worker as a `newconn` NODE_HANDLE; the
+//! worker's `accepted` reply is taken by its channel's reader (see `Channel::set_newconn_replies`) and comes back
+//! here. As in Node, a worker holds one connection at a time, a refused connection goes to another worker, and the
+//! primary closes its copy only once a worker has accepted. Unlike Node, a worker that goes away with a connection
+//! unanswered gives it back to the others instead of leaking it.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::thread;
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use super::listen;
+use crate::channel::{Channel, NewconnReplies};
+use crate::error::SysError;
+use crate::internal::{self, NewconnReply};
+use crate::sys;
+
+/// The `seq` of every `newconn` this process sends, so that one table can route every reply.
+static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
+/// Which distributor each unanswered `newconn` came from.
+static HANDED: Mutex<BTreeMap<u64, Weak<Inner>>> = Mutex::new(BTreeMap::new());
+
+/// How long the acceptor waits before trying again when it cannot accept (EMFILE and the like).
+const ACCEPT_RETRY_MS: u16 = 50;
+
+/// Routes replies to the distributor that handed the connection out; installed on every worker's channel.
+pub struct Replies;
+
+impl NewconnReplies for Replies {
+    fn reply(&self, reply: NewconnReply) -> bool {
+        let owner = lock(&HANDED).remove(&reply.ack);
+        match owner.and_then(|w| w.upgrade()) {
+            Some(inner) => {
+                inner.on_reply(reply);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Plain data: a panic elsewhere leaves nothing half-done that matters here.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Default)]
+struct State {
+    listeners: Vec<Arc<OwnedFd>>,
+    workers: HashMap<u32, Arc<Channel>>,
+    /// Workers with no connection in hand, longest idle first.
+    free: VecDeque<u32>,
+    /// Accepted connections no worker has taken yet.
+    queue: VecDeque<OwnedFd>,
+    /// Connections handed out and not yet answered, by `newconn` seq.
+    handed: HashMap<u64, (u32, OwnedFd)>,
+    closed: bool,
+}
+
+struct Inner {
+    key: String,
+    state: Mutex<State>,
+    /// Wakes the acceptor's poll when the listeners change or on close.
+    wake: OwnedFd,
+}
+
+/// A round-robin distributor for one cluster server key.
+pub struct RoundRobin {
+    inner: Arc<Inner>,
+}
+
+impl RoundRobin {
+    /// Starts the acceptor thread (it has nothing to accept on until `add_listener`).
+    pub fn new(key: String) -> Result<RoundRobin, SysError> {
+        let (wake, woken) = sys::socketpair()?;
+        let inner = Arc::new(Inner {
+            key,
+            state: Mutex::new(State::default()),
+            wake,
+        });
+        let me = inner.clone();
+        thread::Builder::new()
+            .name("forkline-accept".into())
+            .spawn(move || me.accept_loop(woken))
+            .map_err(|e| SysError::new(Errno::from_raw(e.raw_os_error().unwrap_or(0)), "thread"))?;
+        Ok(RoundRobin { inner })
+    }
+
+    /// Accepts on `listener` too (it must be listening and non-blocking).
+    pub fn add_listener(&self, listener: Arc<OwnedFd>) {
+        lock(&self.inner.state).listeners.push(listener);
+        self.inner.wake();
+    }
+
+    /// Stops accepting on one listener and returns it (for a new worker to listen on itself).
+    pub fn take_listener(&self) -> Option<Arc<OwnedFd>> {
+        let taken = lock(&self.inner.state).listeners.pop();
+        self.inner.wake();
+        taken
+    }
+
+    pub fn add_worker(&self, id: u32, channel: Arc<Channel>) {
+        channel.set_newconn_replies(Arc::new(Replies));
+        let mut st = lock(&self.inner.state);
+        st.workers.insert(id, channel);
+        st.free.push_back(id);
+        self.inner.dispatch(&mut st);
+    }
+
+    /// Forgets a worker; what it held unanswered goes to the others. True when no worker is left.
+    pub fn remove_worker(&self, id: u32) -> bool {
+        let mut st = lock(&self.inner.state);
+        st.workers.remove(&id);
+        st.free.retain(|w| *w != id);
+        let mut back: Vec<u64> = st
+            .handed
+            .iter()
+            .filter(|(_, (w, _))| *w == id)
+            .map(|(seq, _)| *seq)
+            .collect();
+        back.sort_unstable();
+        for seq in back.into_iter().rev() {
+            lock(&HANDED).remove(&seq);
+            if let Some((_, fd)) = st.handed.remove(&seq) {
+                st.queue.push_front(fd);
+            }
+        }
+        self.inner.dispatch(&mut st);
+        st.workers.is_empty()
+    }
+}
+
+impl Drop for RoundRobin {
+    /// Closes the listeners (the acceptor's copies go when it wakes and exits) and every connection not yet
+    /// accepted by a worker, as Node's RoundRobinHandle.remove does.
+    fn drop(&mut self) {
+        let mut st = lock(&self.inner.state);
+        st.closed = true;
+        st.listeners.clear();
+        st.queue.clear();
+        let handed: Vec<u64> = st.handed.drain().map(|(seq, _)| seq).collect();
+        drop(st);
+        let mut table = lock(&HANDED);
+        for seq in handed {
+            table.remove(&seq);
+        }
+        drop(table);
+        self.inner.wake();
+    }
+}
+
+impl Inner {
+    fn wake(&self) {
+        let _ = nix::unistd::write(&self.wake, b"w");
+    }
+
+    fn accept_loop(self: Arc<Self>, woken: OwnedFd) {
+        let mut drain = [0u8; 64];
+        loop {
+            let listeners = {
+                let st = lock(&self.state);
+                if st.closed {
+                    return;
+                }
+                st.listeners.clone()
+            };
+            let mut fds = vec![PollFd::new(woken.as_fd(), PollFlags::POLLIN)];
+            fds.extend(
+                listeners
+                    .iter()
+                    .map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN)),
+            );
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(_) => return,
+            }
+            let ready: Vec<bool> = fds
+                .iter()
+                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                .collect();
+            drop(fds);
+            if ready[0] {
+                let _ = nix::unistd::read(&woken, &mut drain);
+            }
+            let mut accepted = Vec::new();
+            let mut stalled = false;
+            for (listener, _) in listeners.iter().zip(&ready[1..]).filter(|(_, r)| **r) {
+                loop {
+                    match listen::accept(listener.as_fd()) {
+                        Ok(Some(conn)) => accepted.push(conn),
+                        Ok(None) => break,
+                        // Out of fds and the like: the connection waits in the backlog; try again shortly.
+                        Err(e) if e.errno != Errno::EINVAL => {
+                            stalled = true;
+                            break;
+                        }
+                        // Not listening (yet): nothing to take.
+                        Err(_) => break,
+                    }
+                }
+            }
+            if !accepted.is_empty() {
+                let mut st = lock(&self.state);
+                st.queue.extend(accepted);
+                self.dispatch(&mut st);
+            }
+            if stalled {
+                let _ = poll(&mut [], PollTimeout::from(ACCEPT_RETRY_MS));
+            }
+        }
+    }
+
+    /// Hands queued connections to free workers.
+    fn dispatch(self: &Arc<Self>, st: &mut State) {
+        while !st.queue.is_empty() {
+            let Some(id) = st.free.pop_front() else {
+                return;
+            };
+            let Some(channel) = st.workers.get(&id).cloned() else {
+                continue;
+            };
+            let Some(conn) = st.queue.pop_front() else {
+                return;
+            };
+            let seq = NEXT_SEQ.fetch_add(1, Ordering::Relaxed);
+            lock(&HANDED).insert(seq, Arc::downgrade(self));
+            let envelope = internal::encode_newconn(&self.key, seq, channel.is_advanced());
+            match channel.write_handle(&envelope, conn.as_fd()) {
+                Ok(_) => {
+                    st.handed.insert(seq, (id, conn));
+                }
+                // The worker's channel is gone: it stays out of the free list until JS removes it.
+                Err(_) => {
+                    lock(&HANDED).remove(&seq);
+                    st.queue.push_front(conn);
+                }
+            }
+        }
+    }
+
+    fn on_reply(self: &Arc<Self>, reply: NewconnReply) {
+        let mut st = lock(&self.state);
+        let Some((id, conn)) = st.handed.remove(&reply.ack) else {
+            return;
+        };
+        if reply.accepted {
+            drop(conn);
+        } else {
+            // The worker is closing its server: give the connection to another one.
+            st.queue.push_back(conn);
+        }
+        if st.workers.contains_key(&id) {
+            st.free.push_back(id);
+        }
+        self.dispatch(&mut st);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::{Event, EventSink};
+    use crate::frame::Decoder;
+    use crate::sys;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpStream;
+    use std::os::unix::net::UnixStream;
+    use std::time::Duration;
+
+    struct Ignore;
+    impl EventSink for Ignore {
+        fn push(&self, _: Event) {}
+    }
+
+    /// A fake worker: our channel to it, and its end, read line by line.
+    fn worker() -> (Arc<Channel>, BufReader<UnixStream>) {
+        let (ours, theirs) = sys::socketpair().unwrap();
+        let ch = Channel::open(ours, Decoder::new(false, 1 << 20), Arc::new(Ignore)).unwrap();
+        let theirs = UnixStream::from(theirs);
+        theirs
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        (ch, BufReader::new(theirs))
+    }
+
+    /// Reads one `newconn` envelope (and its fd) and returns its seq.
+    fn next_newconn(peer: &mut BufReader<UnixStream>) -> u64 {
+        let mut line = String::new();
+        peer.read_line(&mut line).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["type"], "net.Native");
+        assert_eq!(v["msg"]["act"], "newconn");
+        assert_eq!(v["msg"]["key"], "k");
+        v["msg"]["seq"].as_u64().unwrap()
+    }
+
+    fn answer(peer: &mut BufReader<UnixStream>, seq: u64, accepted: bool) {
+        let w = peer.get_mut();
+        writeln!(w, r#"{{"cmd":"NODE_HANDLE_ACK"}}"#).unwrap();
+        writeln!(
+            w,
+            r#"{{"cmd":"NODE_CLUSTER","ack":{seq},"accepted":{accepted},"seq":0}}"#
+        )
+        .unwrap();
+    }
+
+    fn listener() -> (Arc<OwnedFd>, u16) {
+        let spec = listen::Spec {
+            kind: listen::Kind::Tcp,
+            address: Some("127.0.0.1".into()),
+            port: 0,
+            fd: None,
+            flags: 0,
+            backlog: 16,
+            readable_all: false,
+            writable_all: false,
+        };
+        let sock = listen::bind(&spec, false).unwrap();
+        listen::listen(sock.as_fd(), 16).unwrap();
+        let port = listen::sockname(sock.as_fd()).unwrap().port;
+        (Arc::new(sock), port)
+    }
+
+    #[test]
+    fn hands_connections_out_in_turn_and_passes_refused_ones_on() {
+        let rr = RoundRobin::new("k".into()).unwrap();
+        let (sock, port) = listener();
+        rr.add_listener(sock);
+        let (ch1, mut w1) = worker();
+        let (ch2, mut w2) = worker();
+        rr.add_worker(1, ch1);
+        rr.add_worker(2, ch2);
+
+        let _c1 = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let s1 = next_newconn(&mut w1);
+        let _c2 = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let s2 = next_newconn(&mut w2);
+        // Both busy: a third waits for the first worker to answer. It refuses, so the third goes to it again
+        // together with the refused one (in the order they came).
+        let _c3 = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        answer(&mut w1, s1, false);
+        let s3 = next_newconn(&mut w1);
+        answer(&mut w2, s2, true);
+        let s4 = next_newconn(&mut w2);
+        assert!(s3 > s2 && s4 > s3);
+        answer(&mut w1, s3, true);
+        answer(&mut w2, s4, true);
+    }
+
+    #[test]
+    fn a_departing_worker_gives_its_unanswered_connection_back() {
+        let rr = RoundRobin::new("k".into()).unwrap();
+        let (sock, port) = listener();
+        rr.add_listener(sock);
+        let (ch1, mut w1) = worker();
+        rr.add_worker(1, ch1);
+        let _c1 = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        next_newconn(&mut w1);
+        let (ch2, mut w2) = worker();
+        rr.add_worker(2, ch2);
+        assert!(!rr.remove_worker(1));
+        let s = next_newconn(&mut w2);
+        answer(&mut w2, s, true);
+        assert!(rr.remove_worker(2), "no worker left");
+    }
+
+    #[test]
+    fn replies_that_are_not_ours_pass_through() {
+        assert!(!Replies.reply(NewconnReply {
+            ack: u64::MAX,
+            accepted: true
+        }));
+    }
+}
