@@ -1,9 +1,10 @@
 //! Round-robin distribution (lib/internal/cluster/round_robin_handle.js), off the JS thread: an acceptor thread
 //! accepts on the listening sockets and hands each connection to a free worker as a `newconn` NODE_HANDLE; the
 //! worker's `accepted` reply is taken by its channel's reader (see `Channel::set_newconn_replies`) and comes back
-//! here. As in Node, a worker holds one connection at a time, a refused connection goes to another worker, and the
-//! primary closes its copy only once a worker has accepted. Unlike Node, a worker that goes away with a connection
-//! unanswered gives it back to the others instead of leaking it.
+//! here. As in Node, a refused connection goes to another worker and the primary closes its copy only once a worker
+//! has accepted. Unlike Node, a worker may hold `WINDOW` unanswered connections (the next one is already on its
+//! way while it answers the last, instead of after a round trip through a primary that shares the CPUs with it),
+//! and a worker that goes away with connections unanswered gives them back to the others instead of leaking them.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
@@ -24,6 +25,9 @@ use crate::sys;
 static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
 /// Which distributor each unanswered `newconn` came from.
 static HANDED: Mutex<BTreeMap<u64, Weak<Inner>>> = Mutex::new(BTreeMap::new());
+
+/// Unanswered connections a worker may hold. Node's is 1; the least loaded worker always gets the next one.
+const WINDOW: usize = 2;
 
 /// How long the acceptor waits before trying again when it cannot accept (EMFILE and the like).
 const ACCEPT_RETRY_MS: u16 = 50;
@@ -53,8 +57,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct State {
     listeners: Vec<Arc<OwnedFd>>,
     workers: HashMap<u32, Arc<Channel>>,
-    /// Workers with no connection in hand, longest idle first.
-    free: VecDeque<u32>,
+    /// Every worker, the one served longest ago first; and how many connections each holds unanswered.
+    turns: VecDeque<u32>,
+    in_hand: HashMap<u32, usize>,
     /// Accepted connections no worker has taken yet.
     queue: VecDeque<OwnedFd>,
     /// Connections handed out and not yet answered, by `newconn` seq.
@@ -108,7 +113,8 @@ impl RoundRobin {
         channel.set_newconn_replies(Arc::new(Replies));
         let mut st = lock(&self.inner.state);
         st.workers.insert(id, channel);
-        st.free.push_back(id);
+        st.turns.push_back(id);
+        st.in_hand.insert(id, 0);
         self.inner.dispatch(&mut st);
     }
 
@@ -116,7 +122,8 @@ impl RoundRobin {
     pub fn remove_worker(&self, id: u32) -> bool {
         let mut st = lock(&self.inner.state);
         st.workers.remove(&id);
-        st.free.retain(|w| *w != id);
+        st.turns.retain(|w| *w != id);
+        st.in_hand.remove(&id);
         let mut back: Vec<u64> = st
             .handed
             .iter()
@@ -215,10 +222,16 @@ impl Inner {
         }
     }
 
-    /// Hands queued connections to free workers.
+    /// Hands queued connections to the least loaded workers with room, taking turns among equals.
     fn dispatch(self: &Arc<Self>, st: &mut State) {
         while !st.queue.is_empty() {
-            let Some(id) = st.free.pop_front() else {
+            let Some(at) = (0..st.turns.len())
+                .filter(|&i| st.in_hand[&st.turns[i]] < WINDOW)
+                .min_by_key(|&i| st.in_hand[&st.turns[i]])
+            else {
+                return;
+            };
+            let Some(id) = st.turns.remove(at) else {
                 return;
             };
             let Some(channel) = st.workers.get(&id).cloned() else {
@@ -233,8 +246,10 @@ impl Inner {
             match channel.write_handle(&envelope, conn.as_fd()) {
                 Ok(_) => {
                     st.handed.insert(seq, (id, conn));
+                    *st.in_hand.entry(id).or_default() += 1;
+                    st.turns.push_back(id);
                 }
-                // The worker's channel is gone: it stays out of the free list until JS removes it.
+                // The worker's channel is gone: it gets no more turns; JS removes it at its 'disconnect'.
                 Err(_) => {
                     lock(&HANDED).remove(&seq);
                     st.queue.push_front(conn);
@@ -254,8 +269,8 @@ impl Inner {
             // The worker is closing its server: give the connection to another one.
             st.queue.push_back(conn);
         }
-        if st.workers.contains_key(&id) {
-            st.free.push_back(id);
+        if let Some(n) = st.in_hand.get_mut(&id) {
+            *n = n.saturating_sub(1);
         }
         self.dispatch(&mut st);
     }
@@ -299,14 +314,31 @@ mod tests {
         v["msg"]["seq"].as_u64().unwrap()
     }
 
+    /// Reads the next `newconn`, acknowledges its handle as Node's worker does at once, and returns its seq.
+    fn take(peer: &mut BufReader<UnixStream>) -> u64 {
+        let seq = next_newconn(peer);
+        writeln!(peer.get_mut(), r#"{{"cmd":"NODE_HANDLE_ACK"}}"#).unwrap();
+        seq
+    }
+
     fn answer(peer: &mut BufReader<UnixStream>, seq: u64, accepted: bool) {
-        let w = peer.get_mut();
-        writeln!(w, r#"{{"cmd":"NODE_HANDLE_ACK"}}"#).unwrap();
         writeln!(
-            w,
+            peer.get_mut(),
             r#"{{"cmd":"NODE_CLUSTER","ack":{seq},"accepted":{accepted},"seq":0}}"#
         )
         .unwrap();
+    }
+
+    /// Nothing more arrives for this worker (for a moment).
+    fn nothing_for(peer: &mut BufReader<UnixStream>) {
+        peer.get_ref()
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut line = String::new();
+        assert!(peer.read_line(&mut line).is_err(), "unexpected {line}");
+        peer.get_ref()
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
     }
 
     fn listener() -> (Arc<OwnedFd>, u16) {
@@ -327,7 +359,7 @@ mod tests {
     }
 
     #[test]
-    fn hands_connections_out_in_turn_and_passes_refused_ones_on() {
+    fn hands_connections_out_in_turn_within_the_window_and_passes_refused_ones_on() {
         let rr = RoundRobin::new("k".into()).unwrap();
         let (sock, port) = listener();
         rr.add_listener(sock);
@@ -335,21 +367,33 @@ mod tests {
         let (ch2, mut w2) = worker();
         rr.add_worker(1, ch1);
         rr.add_worker(2, ch2);
+        let connect = || TcpStream::connect(("127.0.0.1", port)).unwrap();
 
-        let _c1 = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let s1 = next_newconn(&mut w1);
-        let _c2 = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let s2 = next_newconn(&mut w2);
-        // Both busy: a third waits for the first worker to answer. It refuses, so the third goes to it again
-        // together with the refused one (in the order they came).
-        let _c3 = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _c1 = connect();
+        let s1 = take(&mut w1);
+        let _c2 = connect();
+        let s2 = take(&mut w2);
+        let _c3 = connect();
+        let s3 = take(&mut w1);
+        let _c4 = connect();
+        let s4 = take(&mut w2);
+        // Both hold WINDOW unanswered: the fifth waits.
+        let _c5 = connect();
+        nothing_for(&mut w1);
+        nothing_for(&mut w2);
+        // Worker 1 refuses its first: it has room again and gets the fifth; the refused one queues behind it and
+        // goes to worker 2 once that one answers.
         answer(&mut w1, s1, false);
-        let s3 = next_newconn(&mut w1);
+        let s5 = take(&mut w1);
         answer(&mut w2, s2, true);
-        let s4 = next_newconn(&mut w2);
-        assert!(s3 > s2 && s4 > s3);
+        let s6 = take(&mut w2);
+        assert!(s3 > s2 && s4 > s3 && s5 > s4 && s6 > s5);
         answer(&mut w1, s3, true);
         answer(&mut w2, s4, true);
+        answer(&mut w1, s5, true);
+        answer(&mut w2, s6, true);
+        assert!(!rr.remove_worker(1));
+        assert!(rr.remove_worker(2));
     }
 
     #[test]
@@ -360,11 +404,11 @@ mod tests {
         let (ch1, mut w1) = worker();
         rr.add_worker(1, ch1);
         let _c1 = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        next_newconn(&mut w1);
+        take(&mut w1);
         let (ch2, mut w2) = worker();
         rr.add_worker(2, ch2);
         assert!(!rr.remove_worker(1));
-        let s = next_newconn(&mut w2);
+        let s = take(&mut w2);
         answer(&mut w2, s, true);
         assert!(rr.remove_worker(2), "no worker left");
     }
