@@ -10,6 +10,7 @@ const util = require('node:util');
 const nodeChildProcess = require('node:child_process');
 const forkline = require('..');
 const values = require('./fixtures/adv-values');
+const { fdCount, assertNoFdLeak } = require('./helpers');
 
 const FIXTURES = path.join(__dirname, 'fixtures');
 const ECHO = path.join(FIXTURES, 'adv-echo.js');
@@ -117,7 +118,7 @@ test(
     timeout: 20_000,
   },
   async (t) => {
-    const fdsBefore = fs.readdirSync('/proc/self/fd').length;
+    const fdsBefore = fdCount();
     const child = forkAdvanced(t, forkline, path.join(FIXTURES, 'adv-raw.js'), { maxMessageSize: 1024 });
     const seen = [];
     child.on('message', (m) => seen.push(['message', m]));
@@ -130,8 +131,7 @@ test(
       ['message', 'two'],
       ['error', 'FORKLINE_TRUNCATED_MESSAGE'],
     ]);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    assert.strictEqual(fs.readdirSync('/proc/self/fd').length, fdsBefore, 'no fd leaked');
+    await assertNoFdLeak(fdsBefore);
   },
 );
 
