@@ -115,8 +115,11 @@ export interface Cluster extends NodeCluster {
   settings: ClusterSettings;
   setupPrimary(settings?: ClusterSettings): void;
   setupMaster(settings?: ClusterSettings): void;
-  /** Replaces every worker, one at a time: the new one is listening before the old one is disconnected. */
+  /** Replaces every worker, one at a time: the new one is listening before the old one is disconnected, and the
+   * next starts once the old one has exited (it is killed if still running `timeout` ms, default 10000, after its
+   * disconnect). Rejects (`FORKLINE_RELOAD_FAILED`) if a new worker dies before it is serving. */
   reload(callback?: (err: Error | null) => void): Promise<void>;
+  reload(options?: { timeout?: number | undefined }, callback?: (err: Error | null) => void): Promise<void>;
   on(event: 'giveup', listener: (worker: Worker, deaths: number) => void): this;
   on(event: string, listener: (...args: any[]) => void): this;
   once(event: 'giveup', listener: (worker: Worker, deaths: number) => void): this;

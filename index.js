@@ -1438,16 +1438,30 @@ cluster.disconnect = function disconnect(cb) {
 };
 
 // A rolling restart: each worker alive now is replaced by a new one, which must be serving (listening, if the
-// old one was) before the old one is disconnected, so that a server never stops accepting.
-cluster.reload = function reload(callback) {
+// old one was) before the old one is disconnected, so that a server never stops accepting. The next replacement
+// starts once the old worker has exited; one still running `timeout` ms after its disconnect is killed.
+const RELOAD_TIMEOUT = 10_000;
+
+cluster.reload = function reload(options, callback) {
+  if (typeof options === 'function') {
+    callback = options;
+    options = undefined;
+  }
+  if (options != null) validateObject(options, 'options');
+  const timeout = options?.timeout ?? RELOAD_TIMEOUT;
+  if (!Number.isInteger(timeout) || timeout < 0) {
+    throw makeError('ERR_OUT_OF_RANGE', 'options.timeout', 'a non-negative integer', timeout);
+  }
   const run = reloading.then(async () => {
     for (const old of Object.values(cluster.workers)) {
       if (old.isDead() || !old.isConnected() || old.exitedAfterDisconnect) continue;
       const fresh = cluster.fork(old[kEnv]);
       await workerReached(fresh, old.state === 'listening' ? 'listening' : 'online');
-      const gone = workerReached(old, 'disconnect');
+      const exited = new Promise((resolve) => old.once('exit', resolve));
       old.disconnect();
-      await gone;
+      const killer = setTimeout(() => old.destroy(), timeout);
+      await exited;
+      clearTimeout(killer);
     }
   });
   reloading = run.catch(nop);
@@ -1468,7 +1482,7 @@ function workerReached(worker, event) {
       reject(err);
     };
     worker.once(event, onEvent);
-    if (event !== 'disconnect') worker.once('exit', onExit);
+    worker.once('exit', onExit);
   });
 }
 
@@ -1575,7 +1589,8 @@ function serverSpec(key, message) {
     port: port >= 0 ? port : undefined,
     fd: message.fd ?? undefined,
     flags: message.flags ?? undefined,
-    backlog: message.backlog ?? undefined,
+    // Workers send what listen() got (0 or false when none); Node's primary listens with `backlog || 511`.
+    backlog: message.backlog || undefined,
     readableAll: message.readableAll ?? undefined,
     writableAll: message.writableAll ?? undefined,
   };
