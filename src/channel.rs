@@ -115,7 +115,8 @@ pub struct WriteProgress {
 struct Chunk {
     data: Vec<u8>,
     sent: usize,
-    /// 0 for the channel's own messages (ACK/NACK, retransmissions), which complete no write of the owner's.
+    /// 0 for the channel's own messages (ACK/NACK, retransmissions, cluster hand-offs), which complete no write of
+    /// the owner's and do not count in its `queued_bytes`.
     seq: u64,
     /// Sent as SCM_RIGHTS with the chunk's first byte.
     fd: Option<Arc<OwnedFd>>,
@@ -241,6 +242,12 @@ pub struct Written {
     pub queued_bytes: usize,
 }
 
+fn dup(fd: BorrowedFd<'_>) -> Result<Arc<OwnedFd>, SysError> {
+    fd.try_clone_to_owned()
+        .map(Arc::new)
+        .map_err(|e| SysError::new(Errno::from_raw(e.raw_os_error().unwrap_or(0)), "dup"))
+}
+
 fn thread_error(e: std::io::Error) -> SysError {
     SysError::new(Errno::from_raw(e.raw_os_error().unwrap_or(0)), "thread")
 }
@@ -356,7 +363,7 @@ impl Channel {
     /// Queues `data` after every earlier write. Tries the socket at once, without blocking; what does not fit goes
     /// to the writer thread. Never blocks the caller on the peer.
     pub fn write(self: &Arc<Self>, data: &[u8]) -> Result<Written, SysError> {
-        self.submit(data, None)
+        self.submit(data, None, true)
     }
 
     /// Queues a NODE_HANDLE envelope with `fd` (which we duplicate and keep until the ACK).
@@ -365,16 +372,24 @@ impl Channel {
         envelope: &[u8],
         fd: BorrowedFd<'_>,
     ) -> Result<Written, SysError> {
-        let own = fd
-            .try_clone_to_owned()
-            .map_err(|e| SysError::new(Errno::from_raw(e.raw_os_error().unwrap_or(0)), "dup"))?;
-        self.submit(envelope, Some(Arc::new(own)))
+        self.submit(envelope, Some(dup(fd)?), true)
+    }
+
+    /// Like `write_handle`, for a handle the core sends on its own (a cluster hand-off): in order with the owner's
+    /// writes, but taking none of their sequence numbers, so the owner's count stays its own.
+    pub fn write_own_handle(
+        self: &Arc<Self>,
+        envelope: &[u8],
+        fd: BorrowedFd<'_>,
+    ) -> Result<(), SysError> {
+        self.submit(envelope, Some(dup(fd)?), false).map(drop)
     }
 
     fn submit(
         self: &Arc<Self>,
         data: &[u8],
         fd: Option<Arc<OwnedFd>>,
+        owners: bool,
     ) -> Result<Written, SysError> {
         let mut st = self.state();
         if let Some(err) = st.progress.error {
@@ -384,11 +399,12 @@ impl Channel {
             return Err(SysError::new(Errno::EPIPE, "write"));
         }
         // The seq is only taken by a write that is accepted, so the owner can count the same writes.
-        let seq = st.next_seq + 1;
+        let seq = if owners { st.next_seq + 1 } else { 0 };
+        let counted = |n: usize| if owners { n } else { 0 };
         if st.unacked.is_some() || !st.held.is_empty() {
-            st.next_seq = seq;
+            st.next_seq = st.next_seq.max(seq);
             st.held.push_back(Chunk::new(data.to_vec(), seq, fd));
-            st.add_queued(data.len());
+            st.add_queued(counted(data.len()));
             return Ok(Written {
                 seq,
                 queued_bytes: st.queued_bytes,
@@ -412,11 +428,13 @@ impl Channel {
                 }
             }
             if sent == data.len() {
-                st.next_seq = seq;
-                st.progress.done = seq;
-                // The caller learns of this one from our return value; don't wake it again to say so.
-                if st.reported.done == seq - 1 {
-                    st.reported.done = seq;
+                if owners {
+                    st.next_seq = seq;
+                    st.progress.done = seq;
+                    // The caller learns of this one from our return value; don't wake it again to say so.
+                    if st.reported.done == seq - 1 {
+                        st.reported.done = seq;
+                    }
                 }
                 return Ok(Written {
                     seq,
@@ -424,12 +442,12 @@ impl Channel {
                 });
             }
         }
-        st.next_seq = seq;
+        st.next_seq = st.next_seq.max(seq);
         // If any byte went, the fd went with it.
         let fd = if sent == 0 { fd } else { None };
         st.queue
             .push_back(Chunk::new(data[sent..].to_vec(), seq, fd));
-        st.add_queued(data.len() - sent);
+        st.add_queued(counted(data.len() - sent));
         let queued_bytes = st.queued_bytes;
         self.kick_writer(&mut st)?;
         Ok(Written { seq, queued_bytes })
@@ -478,7 +496,6 @@ impl Channel {
             }
         }
         let fd = if sent == 0 { fd } else { None };
-        st.add_queued(data.len() - sent);
         st.queue.push_front(Chunk {
             data,
             sent,
@@ -495,7 +512,42 @@ impl Channel {
             return;
         }
         st.release_held();
-        let _ = self.kick_writer(&mut st);
+        // Send what the ACK released from here, without waking the writer thread for it, as far as the socket
+        // takes it now (a handle at a time is the common case: the next connection, the next socket).
+        let mut progressed = false;
+        while !st.in_flight {
+            let Some(chunk) = st.queue.front_mut() else {
+                break;
+            };
+            let fd = chunk.fd.clone().filter(|_| chunk.sent == 0);
+            let sent = match self.send_now(&chunk.data[chunk.sent..], fd.as_deref()) {
+                Ok(n) => n,
+                // The writer meets the same error and fails what is queued.
+                Err(_) => break,
+            };
+            if sent > 0 {
+                chunk.fd = None;
+            }
+            chunk.sent += sent;
+            if chunk.sent < chunk.data.len() {
+                break;
+            }
+            let (seq, len) = (chunk.seq, chunk.data.len());
+            st.queue.pop_front();
+            if seq != 0 {
+                st.queued_bytes = st.queued_bytes.saturating_sub(len);
+                st.progress.queued_bytes = st.queued_bytes;
+                st.progress.done = st.progress.done.max(seq);
+                progressed = true;
+            }
+        }
+        if !st.queue.is_empty() {
+            let _ = self.kick_writer(&mut st);
+        }
+        drop(st);
+        if progressed {
+            self.report_progress();
+        }
     }
 
     /// Sends the unacknowledged handle again; false once it has been sent too often (it is then dropped).
@@ -559,7 +611,11 @@ impl Channel {
             st.in_flight = false;
             match result {
                 Ok(()) => {
-                    let total: usize = batch.iter().map(|c| c.data.len()).sum();
+                    let total: usize = batch
+                        .iter()
+                        .filter(|c| c.seq != 0)
+                        .map(|c| c.data.len())
+                        .sum();
                     st.queued_bytes = st.queued_bytes.saturating_sub(total);
                     st.progress.queued_bytes = st.queued_bytes;
                     let last = batch.iter().map(|c| c.seq).max().unwrap_or(0);
@@ -1127,6 +1183,35 @@ mod tests {
         // Both handshake answers are also handed on (Node emits them as 'internalMessage').
         assert!(matches!(next(&rx), Event::Frame(Frame::Lines(s)) if s.contains("NACK")));
         assert!(matches!(next(&rx), Event::Frame(Frame::Lines(s)) if s.contains("ACK")));
+    }
+
+    #[test]
+    fn the_cores_own_handles_keep_their_place_but_take_no_sequence_number() {
+        let (ch, mut peer, rx, _) = open(1024);
+        let (x, _y) = sys::socketpair().unwrap();
+        assert_eq!(ch.write(b"1\n").unwrap().seq, 1);
+        ch.write_handle(ENVELOPE.as_bytes(), x.as_fd()).unwrap();
+        ch.write_own_handle(ENVELOPE.as_bytes(), x.as_fd()).unwrap();
+        let third = ch.write(b"3\n").unwrap();
+        assert_eq!(third.seq, 3, "the core's own handle took no seq");
+        assert_eq!(
+            third.queued_bytes, 2,
+            "nor does it count in the owner's queued bytes"
+        );
+        assert_eq!(read_line(&mut peer), "1");
+        assert_eq!(recv_with_fds(&peer), (ENVELOPE.to_string(), 1));
+        // Each ACK releases the next write, sent at once by the reader that saw the ACK.
+        peer.write_all(b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n").unwrap();
+        assert_eq!(recv_with_fds(&peer), (ENVELOPE.to_string(), 1));
+        peer.write_all(b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n").unwrap();
+        assert_eq!(read_line(&mut peer), "3");
+        let done = loop {
+            match rx.recv_timeout(Duration::from_secs(5)).expect("progress") {
+                Event::Progress(p) if p.done == 3 => break p,
+                _ => {}
+            }
+        };
+        assert_eq!(done.queued_bytes, 0);
     }
 
     #[test]

@@ -243,8 +243,8 @@ impl Inner {
             let seq = NEXT_SEQ.fetch_add(1, Ordering::Relaxed);
             lock(&HANDED).insert(seq, Arc::downgrade(self));
             let envelope = internal::encode_newconn(&self.key, seq, channel.is_advanced());
-            match channel.write_handle(&envelope, conn.as_fd()) {
-                Ok(_) => {
+            match channel.write_own_handle(&envelope, conn.as_fd()) {
+                Ok(()) => {
                     st.handed.insert(seq, (id, conn));
                     *st.in_hand.entry(id).or_default() += 1;
                     st.turns.push_back(id);
