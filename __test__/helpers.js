@@ -219,6 +219,7 @@ module.exports = {
   whenClosed,
   runScenario,
   fdCount,
+  fdList,
   assertNoFdLeak,
   procState,
   assertReaped,
