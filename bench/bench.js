@@ -47,9 +47,14 @@ const gc = vm.runInNewContext('gc');
 const now = process.hrtime.bigint;
 const seconds = (t0, t1) => Number(t1 - t0) / 1e9;
 
+// node ↔ node, forkline parent ↔ node child, and forkline on both ends (the child runtime, #7). Same child scripts.
 const IMPLS = [
   { name: 'node:child_process', fork: (...args) => nodeChildProcess.fork(...args) },
   { name: 'forkline', fork: (...args) => forkline.fork(...args) },
+  {
+    name: 'forkline↔forkline',
+    fork: (modulePath, args, options) => forkline.fork(modulePath, args, { ...options, childRuntime: 'forkline' }),
+  },
 ];
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -572,29 +577,36 @@ async function main() {
   lines.push('');
   lines.push(`Median of ${ROUNDS} interleaved round${ROUNDS === 1 ? '' : 's'} per row${QUICK ? ' (--quick)' : ''}.`);
   lines.push('');
-  lines.push('| row | node:child_process | forkline | forkline/node |');
-  lines.push('|---|---:|---:|---:|');
+  lines.push(
+    '| row | node ↔ node | forkline ↔ node child | forkline ↔ forkline | forkline↔node / node | forkline↔forkline / node |',
+  );
+  lines.push('|---|---:|---:|---:|---:|---:|');
   const rows = [];
   let failures = 0;
   for (const { scenario, params, runs } of results) {
     for (const row of scenario.rows) {
-      const [node, fl] = IMPLS.map((impl) => {
+      const [node, fl, ff] = IMPLS.map((impl) => {
         const ok = runs[impl.name].filter((r) => !r.error).map((r) => r.values[row.key]);
         const errors = runs[impl.name].length - ok.length;
         return { median: ok.length ? median(ok) : null, values: ok, errors };
       });
-      failures += node.errors + fl.errors;
-      const ratio =
-        node.median === null || fl.median === null
+      failures += node.errors + fl.errors + ff.errors;
+      const ratioOf = (side) =>
+        node.median === null || side.median === null
           ? null
           : row.higherIsBetter
-            ? fl.median / node.median
-            : node.median / fl.median;
+            ? side.median / node.median
+            : node.median / side.median;
+      const ratio = ratioOf(fl);
+      const ratioBoth = ratioOf(ff);
+      const shownRatio = (r) => (r === null ? '–' : `${r.toFixed(2)}x`);
       const cell = (side) => {
         const value = side.median === null ? 'error' : row.format(side.median);
         return side.errors ? `${value} (${side.errors}/${ROUNDS} failed)` : value;
       };
-      lines.push(`| ${row.name} | ${cell(node)} | ${cell(fl)} | ${ratio === null ? '–' : `${ratio.toFixed(2)}x`} |`);
+      lines.push(
+        `| ${row.name} | ${cell(node)} | ${cell(fl)} | ${cell(ff)} | ${shownRatio(ratio)} | ${shownRatio(ratioBoth)} |`,
+      );
       rows.push({
         row: row.name,
         scenario: scenario.id,
@@ -602,14 +614,17 @@ async function main() {
         higherIsBetter: row.higherIsBetter,
         'node:child_process': node,
         forkline: fl,
+        'forkline↔forkline': ff,
         ratio,
+        ratioBoth,
       });
     }
   }
   lines.push('');
   lines.push(
-    'forkline/node > 1 means forkline is better on every row: for the latency rows (µs, lower is better) the ' +
-      'ratio is node/forkline.',
+    'A ratio > 1 means forkline is better than node ↔ node on that row: for the latency rows (µs, lower is better) ' +
+      'the ratio is node/forkline. forkline ↔ node child: a forkline parent, a plain node child; forkline ↔ forkline: ' +
+      "the same child script run by forkline's child runtime (`childRuntime: 'forkline'`).",
   );
   lines.push(
     'Echo rows: the parent sends `{ i, s }` with `s` a string of that many ASCII chars (KB = 1024, MB = 1,048,576 ' +
