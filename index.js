@@ -524,6 +524,8 @@ class ChannelEnd extends EventEmitter {
     this._outbox = [];
     this._outBytes = 0;
     this._flushScheduled = false;
+    // True while _onWake emits a batch: sends made meanwhile are flushed when it ends.
+    this._inWake = false;
     this._writeSeq = 0;
     this._callbacks = [];
     // Batches holding sends with neither callback nor swallowErrors: a failed write is an 'error' event for those.
@@ -587,7 +589,8 @@ class ChannelEnd extends EventEmitter {
         exitHookInstalled = true;
         process.on('exit', flushAll);
       }
-      process.nextTick(flushNT, this);
+      // Inside _onWake the flush comes at its end.
+      if (!this._inWake) process.nextTick(flushNT, this);
     }
     return this._belowHighWaterMark();
   }
@@ -621,7 +624,11 @@ class ChannelEnd extends EventEmitter {
     }
     this._writeSeq = seq;
     this._queuedBytes = result;
-    if (result === 0) process.nextTick(completeWritesNT, this, seq);
+    if (result === 0) {
+      // On the wire already: nothing can fail any more, and only callbacks need a later tick.
+      while (this._bareSeqs.length && this._bareSeqs[0] <= seq) this._bareSeqs.shift();
+      if (this._callbacks.length) process.nextTick(completeWritesNT, this, seq);
+    }
     return true;
   }
 
@@ -685,6 +692,11 @@ class ChannelEnd extends EventEmitter {
     const events = this._native.poll();
     for (let i = 0; i < events.length; i++) {
       const ev = events[i];
+      // Json lines come as bare strings (the hot path builds no event object).
+      if (typeof ev === 'string') {
+        if (this._receiving()) this._parseLines(ev);
+        continue;
+      }
       switch (ev.kind) {
         // Node stops reading at disconnect(): what arrives after it is not delivered.
         case 'lines':
@@ -719,7 +731,14 @@ class ChannelEnd extends EventEmitter {
           break;
       }
     }
-    this._drainInbox();
+    this._inWake = true;
+    try {
+      this._drainInbox();
+    } finally {
+      this._inWake = false;
+      // What the listeners sent leaves now, in one write, without waiting for a tick.
+      if (this._flushScheduled) this._flush();
+    }
   }
 
   _parseLines(text) {

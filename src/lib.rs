@@ -265,7 +265,10 @@ pub(crate) fn start_reading(
 }
 
 /// Everything that happened since the last call, in order, for either end's `poll`.
-pub(crate) fn drain_events(delivery: &Delivery, poller: Option<&uv::Poll>) -> Vec<ChannelEvent> {
+/// Json lines, the hot path, arrive as bare strings: no event object to build for them.
+pub(crate) type Polled = Either<Text, ChannelEvent>;
+
+pub(crate) fn drain_events(delivery: &Delivery, poller: Option<&uv::Poll>) -> Vec<Polled> {
     let mut out = Vec::new();
     for event in delivery.drain() {
         match event {
@@ -275,7 +278,8 @@ pub(crate) fn drain_events(delivery: &Delivery, poller: Option<&uv::Poll>) -> Ve
                     poller.start();
                 }
             }
-            other => out.push(ChannelEvent::from(other)),
+            Event::Frame(Frame::Lines(text)) => out.push(Either::A(Text(text))),
+            other => out.push(Either::B(ChannelEvent::from(other))),
         }
     }
     out
@@ -453,9 +457,9 @@ impl NativeChild {
             .collect()
     }
 
-    /// Everything that happened since the last call, in order.
-    #[napi]
-    pub fn poll(&self) -> Vec<ChannelEvent> {
+    /// Everything that happened since the last call, in order: json lines as strings, the rest as events.
+    #[napi(ts_return_type = "Array<string | ChannelEvent>")]
+    pub fn poll(&self) -> Vec<Polled> {
         drain_events(&self.delivery, self.poller.as_ref())
     }
 

@@ -12,7 +12,7 @@ use napi_derive::napi;
 use crate::channel::{Channel, EventSink};
 use crate::delivery::{Delivery, KeepAlive};
 use crate::frame::Decoder;
-use crate::{drain_events, keep_alive, start_reading, submit, sys, sys_error, uv, ChannelEvent};
+use crate::{drain_events, keep_alive, start_reading, submit, sys, sys_error, uv, Polled};
 
 /// The child's end of its IPC channel.
 #[napi]
@@ -66,9 +66,9 @@ impl NativeChannel {
         self.channel.as_ref().map(|c| c.raw_fd())
     }
 
-    /// Everything that happened since the last call, in order.
-    #[napi]
-    pub fn poll(&self) -> Vec<ChannelEvent> {
+    /// Everything that happened since the last call, in order: json lines as strings, the rest as events.
+    #[napi(ts_return_type = "Array<string | ChannelEvent>")]
+    pub fn poll(&self) -> Vec<Polled> {
         drain_events(&self.delivery, self.poller.as_ref())
     }
 
