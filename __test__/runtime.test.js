@@ -110,25 +110,34 @@ test('messages that arrive before the first listener are not lost', { timeout: 2
   assert.deepStrictEqual(results.forkline, ['ready', ...Array.from({ length: 100 }, (_, i) => i)]);
 });
 
-test("send() callbacks, and false past the high-water mark, as in Node's child", { timeout: 20_000 }, async (t) => {
+test("send() callbacks, and false past the high-water mark, as in Node's child", { timeout: 30_000 }, async (t) => {
   const results = await both(t, async (t, forkFn) => {
     const child = spawnChild(t, forkFn, CHILD, ['callbacks'], QUIET);
-    const [small] = await once(child, 'message');
-    const [large] = await once(child, 'message');
-    assert.strictEqual(small, 'small');
-    assert.strictEqual(large.length, 4 << 20);
-    child.send('report');
-    const [report] = await once(child, 'message');
+    await once(child, 'message');
+    const got = [];
+    child.on('message', (msg) => got.push(msg));
+    child.send('flood');
+    // Stop reading while the child floods (after the tick, so that 'flood' has left): its queue must grow.
+    setImmediate(() => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1000));
+    await waitUntil(() => got.length === 12, 20_000, 'the flood and the report');
     await whenClosed(child);
-    return report;
+    assert.strictEqual(got[0], 'small');
+    for (const big of got.slice(1, 11)) assert.strictEqual(big.length, 4 << 20);
+    const { results } = got[11];
+    return {
+      order: results.map(([what]) => what),
+      small: results[0][1],
+      lastLarge: results[10][1],
+      errors: results.filter(([what]) => what.endsWith(' cb')).map(([, err]) => err),
+    };
   });
   assert.deepStrictEqual(results.forkline, results.node);
-  assert.deepStrictEqual(results.forkline.results, [
-    ['small', true],
-    ['large', false],
-    ['small cb', null],
-    ['large cb', null],
-  ]);
+  assert.deepStrictEqual(results.forkline, {
+    order: ['small', ...Array(10).fill('large'), 'small cb', ...Array(10).fill('large cb')],
+    small: true,
+    lastLarge: false,
+    errors: Array(11).fill(null),
+  });
 });
 
 test("NODE_ messages are 'internalMessage' in the child, others 'message'", { timeout: 20_000 }, async (t) => {
@@ -275,4 +284,58 @@ test('no fd, thread or process outlives a runtime child', { timeout: 20_000 }, a
   await assertNoFdLeak(fdsBefore);
   await waitUntil(() => threads() <= threadsBefore, 2000, `threads back to ${threadsBefore}`);
   for (const pid of pids) await assertReaped(pid);
+});
+
+test('advanced serialization in the runtime: V8 values both ways, as under Node', { timeout: 20_000 }, async (t) => {
+  const results = await both(t, async (t, forkFn) => {
+    const child = spawnChild(t, forkFn, fixture('adv-echo.js'), [], { ...QUIET, serialization: 'advanced' });
+    const sent = { m: new Map([[1, { deep: [1n, new Date(0)] }]]), b: Buffer.from('héllo'), s: new Set(['x']) };
+    child.send(sent);
+    const [back] = await once(child, 'message');
+    assert.deepStrictEqual(back, sent);
+    child.send({ buffer: 3 << 20 });
+    const [buf] = await once(child, 'message');
+    child.disconnect();
+    await whenExited(child);
+    return { back, isBuffer: Buffer.isBuffer(buf), length: buf.length };
+  });
+  assert.deepStrictEqual(results.forkline, results.node);
+});
+
+test('handles both ways in the runtime: a server from the child, a socket to it', { timeout: 20_000 }, async (t) => {
+  const net = require('node:net');
+  const results = await both(t, async (t, forkFn) => {
+    const child = spawnChild(t, forkFn, fixture('handle-child.js'), [], QUIET);
+    child.send({ do: 'give-server' });
+    const [info, server] = await once(child, 'message');
+    assert.ok(server instanceof net.Server, 'a net.Server arrived');
+    // The child closed its copy: connections now reach the server the parent got.
+    server.on('connection', (socket) => socket.end('parent\n'));
+    const reply = await new Promise((resolve, reject) => {
+      const socket = net.connect(info.port, '127.0.0.1');
+      let text = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (d) => (text += d));
+      socket.on('end', () => resolve(text));
+      socket.on('error', reject);
+    });
+    server.close();
+    // And a socket the other way: the child answers on it.
+    const echo = net.createServer((socket) => child.send({ do: 'answer', text: 'hi' }, socket));
+    await new Promise((resolve) => echo.listen(0, '127.0.0.1', resolve));
+    const answer = await new Promise((resolve, reject) => {
+      const socket = net.connect(echo.address().port, '127.0.0.1');
+      let text = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (d) => (text += d));
+      socket.on('end', () => resolve(text.replace(String(child.pid), 'PID')));
+      socket.on('error', reject);
+    });
+    echo.close();
+    child.disconnect();
+    await whenExited(child);
+    return { reply, answer };
+  });
+  assert.deepStrictEqual(results.forkline, results.node);
+  assert.deepStrictEqual(results.forkline, { reply: 'parent\n', answer: 'answered by PID: hi\n' });
 });
