@@ -890,7 +890,7 @@ impl FrameSink for Inbound<'_> {
     fn frame(&mut self, frame: Frame) {
         match frame {
             Frame::Lines(text) if internal::may_be_handshake(text.as_bytes()) => self.lines(text),
-            Frame::Frames(run) if internal::may_be_handshake(&run) => self.frames(run),
+            Frame::Frames(run) if internal::frames_may_hold_handshake(&run) => self.frames(run),
             other => self.push(other),
         }
     }
