@@ -1,7 +1,9 @@
 'use strict';
 
-// forkline vs node:child_process in one run: same child scripts (plain `node` children using the built-in
-// process.send / process.on('message')), same payloads, same machine. Prints machine info and a Markdown table.
+// forkline vs node:child_process in one run: same child scripts (written for Node's built-in process.send /
+// process.on('message')), same payloads, same machine. Three columns: node ↔ node, a forkline parent with a plain
+// node child, and forkline on both ends (the same child script under `childRuntime: 'forkline'`). Prints machine
+// info and a Markdown table.
 //
 //   node bench/bench.js             full run: 5 interleaved rounds per row, median shown
 //   node bench/bench.js --quick     smoke run: every N divided by 10, 1 round
