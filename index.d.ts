@@ -19,6 +19,11 @@ export interface ForkOptions extends NodeForkOptions {
   /** Largest message accepted from the child, in bytes (default 512 MiB). Longer ones are dropped with a
    * `FORKLINE_MESSAGE_TOO_LARGE` error event; the messages around them still arrive. */
   maxMessageSize?: number | undefined;
+  /** What serves the child's `process.send` / `process.on('message')`: `'node'` (Node's own channel, the default)
+   * or `'forkline'` (forkline's Rust channel, preloaded into the child; the child's code is unchanged). The
+   * environment variable `FORKLINE_CHILD_RUNTIME` sets the default for a whole process (for children of its own
+   * `node` only). Cluster workers (`NODE_UNIQUE_ID`) always keep Node's channel. */
+  childRuntime?: 'node' | 'forkline' | undefined;
 }
 
 /** `child.channel`: keeps the event loop alive while ref'd, as Node's. */

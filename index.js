@@ -9,6 +9,14 @@ let native;
 try {
   native = require('./forkline.node');
 } catch (err) {
+  // Preloaded as a child's runtime (see the end of this file): without the addon there is no channel. Exit loudly.
+  if (process.env.FORKLINE_CHANNEL_FD !== undefined) {
+    require('node:fs').writeSync(
+      2,
+      `forkline: the child runtime cannot start: cannot load ./forkline.node (${err.message})\n`,
+    );
+    process.exit(1);
+  }
   throw new Error(
     `forkline: cannot load its native addon ./forkline.node (${err.message}). ` +
       'Build it from source with `npm run build` (needs Rust/cargo).',
@@ -442,25 +450,46 @@ function handleType(handle) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// child.channel: Node's Control object (ref/unref keep or release the event loop; fd).
+// child.channel / process.channel: Node's Control object (ref/unref keep or release the event loop; fd). The child
+// runtime also counts refs as Node's does: its channel holds the loop only while 'message' or 'disconnect' listeners
+// (or unfinished writes) exist, until ref()/unref() are called explicitly.
 
 class Control extends EventEmitter {
-  #child;
-  constructor(child) {
+  #end;
+  #refs = 0;
+  #refExplicitlySet = false;
+  constructor(end) {
     super();
-    this.#child = child;
+    this.#end = end;
+  }
+  refCounted() {
+    if (++this.#refs === 1 && !this.#refExplicitlySet) this.#ref();
+  }
+  unrefCounted() {
+    if (--this.#refs === 0 && !this.#refExplicitlySet) {
+      this.#unref();
+      this.emit('unref');
+    }
   }
   ref() {
-    const child = this.#child;
-    if (child._channelOpen) child._native.refChannel();
+    this.#refExplicitlySet = true;
+    this.#ref();
   }
   unref() {
-    const child = this.#child;
-    if (child._channelOpen) child._native.unrefChannel();
+    this.#refExplicitlySet = true;
+    this.#unref();
+  }
+  #ref() {
+    const end = this.#end;
+    if (end._channelOpen) end._native.refChannel();
+  }
+  #unref() {
+    const end = this.#end;
+    if (end._channelOpen) end._native.unrefChannel();
   }
   get fd() {
-    const child = this.#child;
-    return child._channelOpen ? child._native.channelFd : undefined;
+    const end = this.#end;
+    return end._channelOpen ? end._native.channelFd : undefined;
   }
 }
 
@@ -474,27 +503,21 @@ function flushAll() {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// ChildProcess.
+// ChannelEnd: what both ends of a channel share (Node's setupChannel(target) in lib/internal/child_process.js):
+// send() with per-tick batching and callbacks by write number, the inbox that holds messages until a listener,
+// handles, disconnect. ChildProcess is one; the child runtime (#7) gives the same methods to `process`.
 
-class ChildProcess extends EventEmitter {
+class ChannelEnd extends EventEmitter {
   constructor() {
     super();
-    this._closesNeeded = 1;
-    this._closesGot = 0;
+    this._initChannel();
+  }
+
+  // The channel state, set up apart from the constructor so that the child runtime can give it to `process`.
+  _initChannel() {
     this.connected = false;
-    this.signalCode = null;
-    this.exitCode = null;
-    this.killed = false;
-    this.spawnfile = null;
-    this.spawnargs = [];
-    this.pid = undefined;
-    this.stdin = null;
-    this.stdout = null;
-    this.stderr = null;
-    this.stdio = [];
     this.channel = undefined;
     this._native = null;
-    this._exited = false;
     this._channelOpen = false;
     this._disconnectCalled = false;
     this._codec = json;
@@ -502,6 +525,8 @@ class ChildProcess extends EventEmitter {
     this._outbox = [];
     this._outBytes = 0;
     this._flushScheduled = false;
+    // True while _onWake emits a batch: sends made meanwhile are flushed when it ends.
+    this._inWake = false;
     this._writeSeq = 0;
     this._callbacks = [];
     // Batches holding sends with neither callback nor swallowErrors: a failed write is an 'error' event for those.
@@ -512,119 +537,6 @@ class ChildProcess extends EventEmitter {
     this._inbox = [];
     this._inboxAt = 0;
     this._pendingMessages = [];
-  }
-
-  spawn(options) {
-    validateObject(options, 'options');
-    const { slots, ipcIndex } = normalizeStdio(options.stdio === undefined ? 'pipe' : options.stdio);
-    const serialization = options.serialization || 'json';
-    if (serialization !== 'json' && serialization !== 'advanced') {
-      throw makeError(
-        'ERR_INVALID_ARG_VALUE',
-        'options.serialization',
-        options.serialization,
-        "must be one of: undefined, 'json', 'advanced'",
-      );
-    }
-    this._codec = serialization === 'advanced' ? advanced : json;
-    const envPairs = options.envPairs ? [...options.envPairs] : [];
-    if (ipcIndex !== -1) {
-      envPairs.push(`NODE_CHANNEL_FD=${ipcIndex}`, `NODE_CHANNEL_SERIALIZATION_MODE=${serialization}`);
-    }
-    this.spawnfile = options.file;
-    this.spawnargs = options.args;
-
-    let nat;
-    try {
-      nat = native.NativeChild.spawn(
-        {
-          file: options.file,
-          args: options.args,
-          env: envPairs,
-          cwd: options.cwd,
-          stdio: slots,
-          detached: !!options.detached,
-          uid: options.uid,
-          gid: options.gid,
-          serialization,
-          maxMessageSize: options.maxMessageSize,
-        },
-        () => this._onWake(),
-      );
-    } catch (err) {
-      // The core reports system errors by their code (e.g. 'EBADF'); anything else is ours.
-      const errno = os.constants.errno[err.message];
-      if (errno) throw errnoException(-errno, 'spawn');
-      throw err;
-    }
-    this._native = nat;
-
-    const spawnErrno = nat.spawnErrno;
-    if (spawnErrno != null) {
-      process.nextTick(onErrorNT, this, spawnErrno);
-      // Node gives up here too: no fds left to set up stdio with.
-      if (spawnErrno === -EMFILE || spawnErrno === -ENFILE) return spawnErrno;
-    } else {
-      process.nextTick(onSpawnNT, this);
-    }
-    this.pid = nat.pid ?? undefined;
-
-    const fds = nat.takeStdio();
-    const stdio = slots.map((slot, i) => {
-      if (slot.kind === 'ipc') {
-        this._closesNeeded++;
-        return null;
-      }
-      if (slot.kind !== 'pipe') return null;
-      const socket = createSocket(fds[i], i > 0);
-      if (i > 0) {
-        this._closesNeeded++;
-        socket.on('close', () => maybeClose(this));
-      }
-      return socket;
-    });
-    this.stdin = stdio.length >= 1 ? stdio[0] : null;
-    this.stdout = stdio.length >= 2 ? stdio[1] : null;
-    this.stderr = stdio.length >= 3 ? stdio[2] : null;
-    this.stdio = stdio;
-
-    if (ipcIndex !== -1) {
-      this._channelOpen = true;
-      this.connected = true;
-      this.channel = new Control(this);
-      // Node queues messages that arrive before a 'message' listener exists, and hands them over once one does.
-      this.on('newListener', () => process.nextTick(flushPendingMessages, this));
-    } else {
-      nat.unrefChannel();
-    }
-    return spawnErrno ?? 0;
-  }
-
-  kill(sig) {
-    const signal = sig === 0 ? sig : convertToValidSignal(sig === undefined ? 'SIGTERM' : sig);
-    if (this._native && !this._exited && this.pid !== undefined) {
-      const err = this._native.kill(signal);
-      if (err === 0) {
-        this.killed = true;
-        return true;
-      }
-      if (err === -ESRCH) {
-        // Already dead.
-      } else if (err === -EINVAL || err === -ENOSYS) {
-        throw errnoException(err, 'kill');
-      } else {
-        this.emit('error', errnoException(err, 'kill'));
-      }
-    }
-    return false;
-  }
-
-  ref() {
-    if (this._native && !this._exited) this._native.refProcess();
-  }
-
-  unref() {
-    if (this._native && !this._exited) this._native.unrefProcess();
   }
 
   send(message, handle, options, callback) {
@@ -668,7 +580,8 @@ class ChildProcess extends EventEmitter {
     this._outbox.push(encoded);
     this._outBytes += encoded.length;
     this._expect(this._writeSeq + 1, options, callback);
-    if (this._outBytes >= FLUSH_BYTES) {
+    // During 'exit' no later tick comes: send now.
+    if (this._outBytes >= FLUSH_BYTES || process._exiting) {
       this._flush();
     } else if (!this._flushScheduled) {
       this._flushScheduled = true;
@@ -677,7 +590,8 @@ class ChildProcess extends EventEmitter {
         exitHookInstalled = true;
         process.on('exit', flushAll);
       }
-      process.nextTick(flushNT, this);
+      // Inside _onWake the flush comes at its end.
+      if (!this._inWake) process.nextTick(flushNT, this);
     }
     return this._belowHighWaterMark();
   }
@@ -711,7 +625,11 @@ class ChildProcess extends EventEmitter {
     }
     this._writeSeq = seq;
     this._queuedBytes = result;
-    if (result === 0) process.nextTick(completeWritesNT, this, seq);
+    if (result === 0) {
+      // On the wire already: nothing can fail any more, and only callbacks need a later tick.
+      while (this._bareSeqs.length && this._bareSeqs[0] <= seq) this._bareSeqs.shift();
+      if (this._callbacks.length) process.nextTick(completeWritesNT, this, seq);
+    }
     return true;
   }
 
@@ -763,6 +681,8 @@ class ChildProcess extends EventEmitter {
     this._flush();
     this.connected = false;
     this._disconnectCalled = true;
+    // Node's _disconnect(): the channel property goes at once; the socket closes once queued writes are out.
+    this.channel = null;
     this._native.closeChannel();
     process.nextTick(() => this.emit('disconnect'));
   }
@@ -773,6 +693,11 @@ class ChildProcess extends EventEmitter {
     const events = this._native.poll();
     for (let i = 0; i < events.length; i++) {
       const ev = events[i];
+      // Json lines come as bare strings (the hot path builds no event object).
+      if (typeof ev === 'string') {
+        if (this._receiving()) this._parseLines(ev);
+        continue;
+      }
       switch (ev.kind) {
         // Node stops reading at disconnect(): what arrives after it is not delivered.
         case 'lines':
@@ -807,7 +732,14 @@ class ChildProcess extends EventEmitter {
           break;
       }
     }
-    this._drainInbox();
+    this._inWake = true;
+    try {
+      this._drainInbox();
+    } finally {
+      this._inWake = false;
+      // What the listeners sent leaves now, in one write, without waiting for a tick.
+      if (this._flushScheduled) this._flush();
+    }
   }
 
   _parseLines(text) {
@@ -948,6 +880,170 @@ class ChildProcess extends EventEmitter {
     else process.emitWarning(err);
   }
 
+  _onWritten(ev) {
+    this._queuedBytes = ev.queued;
+    this._completeWrites(ev.seq);
+    if (ev.code) this._failWrites(ev.failed, errnoException(ev.errno, ev.syscall));
+    if (this._needDrain && ev.queued === 0 && this._outbox.length === 0) {
+      this._needDrain = false;
+      this.emit('drain');
+    }
+  }
+
+  // The end of the channel: the peer closed it, or our disconnect() is done (Node: channel.onread at EOF, then
+  // target.disconnect()). ChildProcess adds its own ordering against exit and close.
+  _onEof() {
+    this._channelOpen = false;
+    this._native.releaseChannel();
+    this.channel = null;
+    if (this.connected) {
+      this._flush();
+      this.connected = false;
+      process.nextTick(emitDisconnectNT, this);
+    }
+  }
+}
+
+function emitDisconnectNT(end) {
+  end.emit('disconnect');
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// ChildProcess.
+
+class ChildProcess extends ChannelEnd {
+  constructor() {
+    super();
+    this._closesNeeded = 1;
+    this._closesGot = 0;
+    this.signalCode = null;
+    this.exitCode = null;
+    this.killed = false;
+    this.spawnfile = null;
+    this.spawnargs = [];
+    this.pid = undefined;
+    this.stdin = null;
+    this.stdout = null;
+    this.stderr = null;
+    this.stdio = [];
+    this._exited = false;
+  }
+
+  spawn(options) {
+    validateObject(options, 'options');
+    const { slots, ipcIndex } = normalizeStdio(options.stdio === undefined ? 'pipe' : options.stdio);
+    const serialization = options.serialization || 'json';
+    if (serialization !== 'json' && serialization !== 'advanced') {
+      throw makeError(
+        'ERR_INVALID_ARG_VALUE',
+        'options.serialization',
+        options.serialization,
+        "must be one of: undefined, 'json', 'advanced'",
+      );
+    }
+    this._codec = serialization === 'advanced' ? advanced : json;
+    let envPairs = options.envPairs ? [...options.envPairs] : [];
+    if (ipcIndex !== -1 && childRuntimeOf(options, envPairs) === 'forkline') {
+      envPairs = childRuntimeEnv(envPairs, ipcIndex, serialization);
+    } else if (ipcIndex !== -1) {
+      envPairs.push(`NODE_CHANNEL_FD=${ipcIndex}`, `NODE_CHANNEL_SERIALIZATION_MODE=${serialization}`);
+    }
+    this.spawnfile = options.file;
+    this.spawnargs = options.args;
+
+    let nat;
+    try {
+      nat = native.NativeChild.spawn(
+        {
+          file: options.file,
+          args: options.args,
+          env: envPairs,
+          cwd: options.cwd,
+          stdio: slots,
+          detached: !!options.detached,
+          uid: options.uid,
+          gid: options.gid,
+          serialization,
+          maxMessageSize: options.maxMessageSize,
+        },
+        () => this._onWake(),
+      );
+    } catch (err) {
+      // The core reports system errors by their code (e.g. 'EBADF'); anything else is ours.
+      const errno = os.constants.errno[err.message];
+      if (errno) throw errnoException(-errno, 'spawn');
+      throw err;
+    }
+    this._native = nat;
+
+    const spawnErrno = nat.spawnErrno;
+    if (spawnErrno != null) {
+      process.nextTick(onErrorNT, this, spawnErrno);
+      // Node gives up here too: no fds left to set up stdio with.
+      if (spawnErrno === -EMFILE || spawnErrno === -ENFILE) return spawnErrno;
+    } else {
+      process.nextTick(onSpawnNT, this);
+    }
+    this.pid = nat.pid ?? undefined;
+
+    const fds = nat.takeStdio();
+    const stdio = slots.map((slot, i) => {
+      if (slot.kind === 'ipc') {
+        this._closesNeeded++;
+        return null;
+      }
+      if (slot.kind !== 'pipe') return null;
+      const socket = createSocket(fds[i], i > 0);
+      if (i > 0) {
+        this._closesNeeded++;
+        socket.on('close', () => maybeClose(this));
+      }
+      return socket;
+    });
+    this.stdin = stdio.length >= 1 ? stdio[0] : null;
+    this.stdout = stdio.length >= 2 ? stdio[1] : null;
+    this.stderr = stdio.length >= 3 ? stdio[2] : null;
+    this.stdio = stdio;
+
+    if (ipcIndex !== -1) {
+      this._channelOpen = true;
+      this.connected = true;
+      this.channel = new Control(this);
+      // Node queues messages that arrive before a 'message' listener exists, and hands them over once one does.
+      this.on('newListener', () => process.nextTick(flushPendingMessages, this));
+    } else {
+      nat.unrefChannel();
+    }
+    return spawnErrno ?? 0;
+  }
+
+  kill(sig) {
+    const signal = sig === 0 ? sig : convertToValidSignal(sig === undefined ? 'SIGTERM' : sig);
+    if (this._native && !this._exited && this.pid !== undefined) {
+      const err = this._native.kill(signal);
+      if (err === 0) {
+        this.killed = true;
+        return true;
+      }
+      if (err === -ESRCH) {
+        // Already dead.
+      } else if (err === -EINVAL || err === -ENOSYS) {
+        throw errnoException(err, 'kill');
+      } else {
+        this.emit('error', errnoException(err, 'kill'));
+      }
+    }
+    return false;
+  }
+
+  ref() {
+    if (this._native && !this._exited) this._native.refProcess();
+  }
+
+  unref() {
+    if (this._native && !this._exited) this._native.unrefProcess();
+  }
+
   _onEof() {
     this._channelOpen = false;
     this._native.releaseChannel();
@@ -962,16 +1058,6 @@ class ChildProcess extends EventEmitter {
       else this.emit('disconnect');
     }
     maybeClose(this);
-  }
-
-  _onWritten(ev) {
-    this._queuedBytes = ev.queued;
-    this._completeWrites(ev.seq);
-    if (ev.code) this._failWrites(ev.failed, errnoException(ev.errno, ev.syscall));
-    if (this._needDrain && ev.queued === 0 && this._outbox.length === 0) {
-      this._needDrain = false;
-      this.emit('drain');
-    }
   }
 
   _onExit(ev) {
@@ -1228,6 +1314,7 @@ function normalizeSpawnArguments(file, args, options) {
     gid: options.gid ?? undefined,
     serialization: options.serialization,
     maxMessageSize: options.maxMessageSize,
+    childRuntime: resolveChildRuntime(options.childRuntime, file),
   };
 }
 
@@ -1368,6 +1455,8 @@ cluster.fork = function forkWorker(env) {
     stdio: settings.stdio,
     gid: settings.gid,
     uid: settings.uid,
+    // Node's worker-side cluster code runs on Node's own channel (FORKLINE_CHILD_RUNTIME does not apply).
+    childRuntime: 'node',
   });
   const worker = new Worker({ id, process: workerProcess });
   worker[kEnv] = env;
@@ -1599,6 +1688,198 @@ function serverSpec(key, message) {
 // In a worker (a process forked by a cluster primary, forkline's or Node's), the cluster module is Node's own.
 const nodeCluster = require('node:cluster');
 const clusterExport = nodeCluster.isWorker ? nodeCluster : cluster;
+
+// ---------------------------------------------------------------------------------------------------------------
+// The child runtime (#7): forkline on both ends. fork() with `childRuntime: 'forkline'` hands the child its channel
+// under FORKLINE_CHANNEL_FD instead of NODE_CHANNEL_FD (so Node's bootstrap leaves it alone) and preloads this file
+// with `--require` in NODE_OPTIONS. Loaded so, this file serves the child's process.send / process.on('message') /
+// process.disconnect / process.channel with the Rust channel, as Node's _forkChild (lib/child_process.js) would,
+// and then removes every trace of itself from process.env, so grandchildren start as plain Node children.
+
+const CHILD_RUNTIMES = ['node', 'forkline'];
+const RUNTIME_FD = 'FORKLINE_CHANNEL_FD';
+const RUNTIME_MODE = 'FORKLINE_CHANNEL_SERIALIZATION_MODE';
+// The child's NODE_OPTIONS as its parent meant it (JSON: a string, or null for none), restored at start.
+const RUNTIME_NODE_OPTIONS = 'FORKLINE_NODE_OPTIONS';
+const RUNTIME_KEYS = [
+  'NODE_CHANNEL_FD',
+  'NODE_CHANNEL_SERIALIZATION_MODE',
+  RUNTIME_FD,
+  RUNTIME_MODE,
+  RUNTIME_NODE_OPTIONS,
+];
+// How long an exiting child waits for its queued messages to leave (a parent that never reads would hang it).
+const EXIT_FLUSH_MS = 30_000;
+
+// 'node' or 'forkline'. The option wins; FORKLINE_CHILD_RUNTIME sets a whole process's default, which applies only
+// to children of this process's own node (a child with another execPath may not be Node at all).
+function resolveChildRuntime(option, file) {
+  if (option != null) {
+    if (!CHILD_RUNTIMES.includes(option)) {
+      throw makeError('ERR_INVALID_ARG_VALUE', 'options.childRuntime', option, "must be one of: 'node', 'forkline'");
+    }
+    return option;
+  }
+  const fromEnv = process.env.FORKLINE_CHILD_RUNTIME;
+  if (fromEnv === undefined || fromEnv === '') return 'node';
+  if (!CHILD_RUNTIMES.includes(fromEnv)) {
+    throw makeError(
+      'ERR_INVALID_ARG_VALUE',
+      'env.FORKLINE_CHILD_RUNTIME',
+      fromEnv,
+      "must be one of: 'node', 'forkline'",
+    );
+  }
+  return file === process.execPath ? fromEnv : 'node';
+}
+
+// Cluster workers (NODE_UNIQUE_ID) run Node's worker-side cluster code at bootstrap, before any preload: it needs
+// Node's own channel.
+function childRuntimeOf(options, envPairs) {
+  if (options.childRuntime !== 'forkline') return 'node';
+  return envPairs.some((pair) => pair.startsWith('NODE_UNIQUE_ID=')) ? 'node' : 'forkline';
+}
+
+// NODE_OPTIONS' own quoting (node_options.cc): double quotes, with backslash escapes inside them.
+function quoteNodeOption(text) {
+  return `"${text.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+}
+
+// The child's environment for the forkline runtime: the channel under forkline's names, this file preloaded.
+function childRuntimeEnv(envPairs, ipcIndex, serialization) {
+  const preload = `--require ${quoteNodeOption(__filename)}`;
+  let nodeOptions = null;
+  const out = [];
+  for (const pair of envPairs) {
+    const key = pair.slice(0, pair.indexOf('='));
+    if (key === 'NODE_OPTIONS') {
+      nodeOptions = pair.slice(key.length + 1);
+      // Where the user's NODE_OPTIONS was, so that the child's process.env keeps its order.
+      out.push(undefined);
+    } else if (!RUNTIME_KEYS.includes(key)) {
+      out.push(pair);
+    }
+  }
+  const options = `NODE_OPTIONS=${nodeOptions ? `${nodeOptions} ${preload}` : preload}`;
+  const at = out.indexOf(undefined);
+  if (at === -1) out.push(options);
+  else out[at] = options;
+  return [
+    ...out.filter((pair) => pair !== undefined),
+    `${RUNTIME_NODE_OPTIONS}=${JSON.stringify(nodeOptions)}`,
+    `${RUNTIME_FD}=${ipcIndex}`,
+    `${RUNTIME_MODE}=${serialization}`,
+  ];
+}
+
+// The runtime cannot run: say so and exit, rather than run the child's code without its channel.
+function runtimeFailed(reason) {
+  try {
+    fs.writeSync(2, `forkline: the child runtime cannot start: ${reason}\n`);
+  } finally {
+    process.exit(1);
+  }
+}
+
+function startChildRuntime() {
+  const env = process.env;
+  const fd = Number(env[RUNTIME_FD]);
+  const serialization = env[RUNTIME_MODE] || 'json';
+  let nodeOptions = null;
+  try {
+    nodeOptions = JSON.parse(env[RUNTIME_NODE_OPTIONS] ?? 'null');
+  } catch {
+    // Not ours to judge: drop our preload and leave no NODE_OPTIONS.
+  }
+  // Node deletes NODE_CHANNEL_FD from the env; we delete ours and put NODE_OPTIONS back as it was.
+  delete env[RUNTIME_FD];
+  delete env[RUNTIME_MODE];
+  delete env[RUNTIME_NODE_OPTIONS];
+  if (typeof nodeOptions === 'string') env.NODE_OPTIONS = nodeOptions;
+  else delete env.NODE_OPTIONS;
+
+  if (process.channel !== undefined || typeof process.send === 'function') {
+    runtimeFailed('this process already has an IPC channel (NODE_CHANNEL_FD was set too)');
+  }
+  if (!Number.isInteger(fd) || fd < 0) runtimeFailed(`${RUNTIME_FD} is not a file descriptor`);
+  if (serialization !== 'json' && serialization !== 'advanced') {
+    runtimeFailed(`unknown serialization ${util.inspect(serialization)}`);
+  }
+  let nat;
+  try {
+    nat = native.NativeChannel.open(fd, serialization, () => process._onWake());
+  } catch (err) {
+    runtimeFailed(`cannot open the channel on fd ${fd} (${err.message})`);
+  }
+
+  // Node's setupChannel(process, ...): the same methods as a ChildProcess's channel side, on `process`. Node's
+  // send/disconnect/connected/channel are plain properties; forkline's own state stays out of sight.
+  const shared = ChannelEnd.prototype;
+  for (const name of Object.getOwnPropertyNames(shared)) {
+    if (name === 'constructor') continue;
+    const visible = name === 'send' || name === 'disconnect';
+    Object.defineProperty(process, name, {
+      value: shared[name],
+      writable: true,
+      configurable: true,
+      enumerable: visible,
+    });
+  }
+  const before = new Set(Object.keys(process));
+  shared._initChannel.call(process);
+  for (const key of Object.keys(process)) {
+    if (!before.has(key) && key.startsWith('_')) Object.defineProperty(process, key, { enumerable: false });
+  }
+  const hide = (name, value) =>
+    Object.defineProperty(process, name, { value, writable: true, configurable: true, enumerable: false });
+  hide('_native', nat);
+  hide('_codec', serialization === 'advanced' ? advanced : json);
+  hide('_channelOpen', true);
+  process.connected = true;
+  const control = new Control(process);
+  process.channel = control;
+
+  // Unfinished writes hold the loop as listeners do (Node: control.refCounted() per async write).
+  let writesHeld = false;
+  const holdWrites = (hold) => {
+    if (hold === writesHeld) return;
+    writesHeld = hold;
+    if (hold) control.refCounted();
+    else control.unrefCounted();
+  };
+  hide('_wrote', function _wrote(seq, result) {
+    const ok = shared._wrote.call(this, seq, result);
+    if (result > 0) holdWrites(true);
+    return ok;
+  });
+  hide('_onWritten', function _onWritten(ev) {
+    shared._onWritten.call(this, ev);
+    if (ev.queued === 0) holdWrites(false);
+  });
+  // At exit the writer thread dies with the process: what is queued leaves first (nodejs/node#36268 loses it).
+  hide('_flush', function _flush() {
+    shared._flush.call(this);
+    if (process._exiting && this._channelOpen) this._native.waitWritten(EXIT_FLUSH_MS);
+  });
+  process.on('exit', () => process._flush());
+
+  // Node's _forkChild: the channel keeps the process alive only while someone listens for 'message' or
+  // 'disconnect'; messages that came before the first 'message' listener wait for it.
+  const counts = (name) => name === 'message' || name === 'disconnect';
+  process.on('newListener', (name) => {
+    process.nextTick(flushPendingMessages, process);
+    if (counts(name)) control.refCounted();
+  });
+  process.on('removeListener', (name) => {
+    if (counts(name)) control.unrefCounted();
+  });
+  // Listeners a preload before us added.
+  for (const name of ['message', 'disconnect']) {
+    for (let i = process.listenerCount(name); i > 0; i--) control.refCounted();
+  }
+}
+
+if (process.env[RUNTIME_FD] !== undefined && require('node:worker_threads').isMainThread) startChildRuntime();
 
 // ---------------------------------------------------------------------------------------------------------------
 // Exports: forkline's fork() and ChildProcess, and the rest of node:child_process as it is, so that swapping the

@@ -1,7 +1,9 @@
 'use strict';
 
-// forkline vs node:child_process in one run: same child scripts (plain `node` children using the built-in
-// process.send / process.on('message')), same payloads, same machine. Prints machine info and a Markdown table.
+// forkline vs node:child_process in one run: same child scripts (written for Node's built-in process.send /
+// process.on('message')), same payloads, same machine. Three columns: node ↔ node, a forkline parent with a plain
+// node child, and forkline on both ends (the same child script under `childRuntime: 'forkline'`). Prints machine
+// info and a Markdown table.
 //
 //   node bench/bench.js             full run: 5 interleaved rounds per row, median shown
 //   node bench/bench.js --quick     smoke run: every N divided by 10, 1 round
@@ -57,9 +59,14 @@ const gc = vm.runInNewContext('gc');
 const now = process.hrtime.bigint;
 const seconds = (t0, t1) => Number(t1 - t0) / 1e9;
 
+// node ↔ node, forkline parent ↔ node child, and forkline on both ends (the child runtime, #7). Same child scripts.
 const IMPLS = [
   { name: 'node:child_process', fork: (...args) => nodeChildProcess.fork(...args) },
   { name: 'forkline', fork: (...args) => forkline.fork(...args) },
+  {
+    name: 'forkline↔forkline',
+    fork: (modulePath, args, options) => forkline.fork(modulePath, args, { ...options, childRuntime: 'forkline' }),
+  },
 ];
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -909,38 +916,42 @@ async function main() {
   lines.push(`Median of ${ROUNDS} interleaved round${ROUNDS === 1 ? '' : 's'} per row${QUICK ? ' (--quick)' : ''}.`);
   const rows = [];
   let failures = 0;
-  // Table rows for these results; a row compares row.impls (node side, forkline side), by default IMPLS.
+  // Table rows for these results: one column per implementation of row.impls (by default IMPLS), then each one's
+  // ratio to the first.
   const tableRows = (group) => {
     for (const { scenario, params, runs } of group) {
       for (const row of scenario.rows) {
         const names = row.impls ?? IMPLS.map((impl) => impl.name);
-        const [node, fl] = names.map((name) => {
+        const sides = names.map((name) => {
           const ok = runs[name].filter((r) => !r.error && !r.skipped).map((r) => r.values[row.key]);
           const errors = runs[name].filter((r) => r.error).length;
           const skipped = runs[name].filter((r) => r.skipped).length;
           return { median: ok.length ? median(ok) : null, values: ok, errors, skipped };
         });
-        failures += node.errors + fl.errors;
-        const ratio =
-          node.median === null || fl.median === null
+        for (const side of sides) failures += side.errors;
+        const [base, ...others] = sides;
+        const ratios = others.map((side) =>
+          base.median === null || side.median === null
             ? null
             : row.higherIsBetter
-              ? fl.median / node.median
-              : node.median / fl.median;
+              ? side.median / base.median
+              : base.median / side.median,
+        );
         const cell = (side) => {
           if (side.median === null && side.skipped && !side.errors) return 'skipped';
           const value = side.median === null ? 'error' : row.format(side.median);
           return side.errors ? `${value} (${side.errors}/${ROUNDS} failed)` : value;
         };
-        lines.push(`| ${row.name} | ${cell(node)} | ${cell(fl)} | ${ratio === null ? '–' : `${ratio.toFixed(2)}x`} |`);
+        const shown = (ratio) => (ratio === null ? '–' : `${ratio.toFixed(2)}x`);
+        lines.push(`| ${row.name} | ${sides.map(cell).join(' | ')} | ${ratios.map(shown).join(' | ')} |`);
         rows.push({
           row: row.name,
           scenario: scenario.id,
           params,
           higherIsBetter: row.higherIsBetter,
-          [names[0]]: node,
-          [names[1]]: fl,
-          ratio,
+          ...Object.fromEntries(names.map((name, i) => [name, sides[i]])),
+          ratio: ratios[0],
+          ratios,
         });
       }
     }
@@ -949,15 +960,18 @@ async function main() {
   const ipcResults = results.filter(({ scenario }) => scenario.table !== 'cluster');
   if (ipcResults.length) {
     lines.push('');
-    lines.push('| row | node:child_process | forkline | forkline/node |');
-    lines.push('|---|---:|---:|---:|');
+    lines.push(
+      '| row | node ↔ node | forkline ↔ node child | forkline ↔ forkline | forkline↔node / node | forkline↔forkline / node |',
+    );
+    lines.push('|---|---:|---:|---:|---:|---:|');
     tableRows(ipcResults);
   }
   if (ipcResults.length) {
     lines.push('');
     lines.push(
-      'forkline/node > 1 means forkline is better on every row: for the latency rows (µs, lower is better) the ' +
-        'ratio is node/forkline.',
+      'A ratio > 1 means forkline is better than node ↔ node on that row: for the latency rows (µs, lower is better) ' +
+        'the ratio is node/forkline. forkline ↔ node child: a forkline parent, a plain node child; forkline ↔ ' +
+        "forkline: the same child script run by forkline's child runtime (`childRuntime: 'forkline'`).",
     );
     lines.push(
       'Echo rows: the parent sends `{ i, s }` with `s` a string of that many ASCII chars (KB = 1024, MB = 1,048,576 ' +

@@ -216,6 +216,8 @@ pub struct Channel {
     advanced: bool,
     write: Mutex<WriteState>,
     wake_writer: Condvar,
+    /// Signalled each time the writer has finished a batch, for `wait_written`.
+    written_cv: Condvar,
     reader: Mutex<ReadState>,
     /// The burst thread: started on first use, parked between bursts.
     burst: Mutex<Burst>,
@@ -275,6 +277,7 @@ impl Channel {
             advanced,
             write: Mutex::new(WriteState::default()),
             wake_writer: Condvar::new(),
+            written_cv: Condvar::new(),
             reader: Mutex::new(ReadState {
                 decoder,
                 pending_fd: None,
@@ -630,6 +633,7 @@ impl Channel {
             }
             drop(batch);
             drop(st);
+            self.written_cv.notify_all();
             self.report_progress();
             st = self.state();
             if st.progress.error.is_some() {
@@ -684,6 +688,20 @@ impl Channel {
             st.progress
         };
         self.sink.push(Event::Progress(progress));
+    }
+
+    /// Blocks until every write queued so far is on the wire (or can never be), for at most `timeout`; true if
+    /// nothing is left. For a process about to exit: its writer thread dies with it. Writes held behind an
+    /// unacknowledged handle cannot leave without a read, which nobody does here, so they do not count.
+    pub fn wait_written(&self, timeout: std::time::Duration) -> bool {
+        let st = self.state();
+        let (st, _) = self
+            .written_cv
+            .wait_timeout_while(st, timeout, |st| {
+                st.progress.error.is_none() && (st.in_flight || !st.queue.is_empty())
+            })
+            .unwrap_or_else(|p| p.into_inner());
+        st.queue.is_empty() && !st.in_flight
     }
 
     /// Ends the channel once every write queued so far is on the wire (and any handle acknowledged); the reader
@@ -967,18 +985,26 @@ impl Inbound<'_> {
 }
 
 impl Inbound<'_> {
-    fn may_be_internal(&self, bytes: &[u8]) -> bool {
-        internal::may_be_handshake(bytes)
-            || (self.channel.newconn_replies.get().is_some()
-                && internal::may_be_newconn_reply(bytes))
+    /// Whether `bytes` may hold a `newconn` reply to look for (only a cluster worker's channel has them).
+    fn may_hold_reply(&self, bytes: &[u8]) -> bool {
+        self.channel.newconn_replies.get().is_some() && internal::may_be_newconn_reply(bytes)
     }
 }
 
 impl FrameSink for Inbound<'_> {
     fn frame(&mut self, frame: Frame) {
         match frame {
-            Frame::Lines(text) if self.may_be_internal(text.as_bytes()) => self.lines(text),
-            Frame::Frames(run) if self.may_be_internal(&run) => self.frames(run),
+            Frame::Lines(text)
+                if internal::may_be_handshake(text.as_bytes())
+                    || self.may_hold_reply(text.as_bytes()) =>
+            {
+                self.lines(text)
+            }
+            Frame::Frames(run)
+                if internal::frames_may_hold_handshake(&run) || self.may_hold_reply(&run) =>
+            {
+                self.frames(run)
+            }
             other => self.push(other),
         }
     }
@@ -1361,5 +1387,24 @@ mod tests {
             thread::sleep(Duration::from_millis(1));
         }
         writing.join().unwrap();
+    }
+
+    #[test]
+    fn wait_written_returns_once_a_large_write_is_on_the_wire() {
+        let (ch, mut peer, _rx, _prx) = open(1024);
+        let big = vec![b'x'; 8 << 20];
+        let w = ch.write(&big).unwrap();
+        assert!(w.queued_bytes > 0, "8 MiB cannot fit the socket buffer");
+        assert!(
+            !ch.wait_written(Duration::from_millis(50)),
+            "nobody reads yet: still queued"
+        );
+        let reading = thread::spawn(move || {
+            let mut got = vec![0u8; 8 << 20];
+            peer.read_exact(&mut got).unwrap();
+            got.len()
+        });
+        assert!(ch.wait_written(Duration::from_secs(10)));
+        assert_eq!(reading.join().unwrap(), 8 << 20);
     }
 }

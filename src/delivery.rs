@@ -20,6 +20,9 @@ use crate::channel::{Event, EventSink};
 /// per channel.
 const QUEUE_CAPACITY: usize = 64;
 
+/// How often a reader waiting for room looks again by itself.
+const ROOM_RECHECK: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Most events handed to JS per `poll`; the rest get a fresh wake-up, so timers and I/O run in between.
 pub const MAX_BATCH: usize = 64;
 
@@ -39,6 +42,9 @@ pub struct Delivery {
     /// Signalled when JS drains, for a reader thread waiting in `reserve`.
     room: Mutex<()>,
     room_cv: Condvar,
+    /// Set by a reader about to wait for room. std's Condvar makes a futex syscall on every notify, waiter or not:
+    /// the drain on the JS thread notifies only when someone may be waiting (one syscall less per message).
+    waiting: AtomicBool,
 }
 
 impl Delivery {
@@ -52,6 +58,7 @@ impl Delivery {
             quiet: AtomicBool::new(false),
             room: Mutex::new(()),
             room_cv: Condvar::new(),
+            waiting: AtomicBool::new(false),
         }
     }
 
@@ -85,8 +92,10 @@ impl Delivery {
         if !self.rx.is_empty() {
             self.wake();
         }
-        let _room = self.room.lock().unwrap_or_else(|p| p.into_inner());
-        self.room_cv.notify_all();
+        if self.waiting.swap(false, Ordering::SeqCst) {
+            let _room = self.room.lock().unwrap_or_else(|p| p.into_inner());
+            self.room_cv.notify_all();
+        }
         batch
     }
 }
@@ -102,8 +111,19 @@ impl EventSink for Delivery {
 
     fn reserve(&self) {
         let mut room = self.room.lock().unwrap_or_else(|p| p.into_inner());
-        while self.rx.len() >= QUEUE_CAPACITY {
-            room = self.room_cv.wait(room).unwrap_or_else(|p| p.into_inner());
+        loop {
+            // Announce first, then look: a drain after the look sees the flag and notifies (under the lock, so
+            // not before we wait); a drain before it has already made room.
+            self.waiting.store(true, Ordering::SeqCst);
+            if self.rx.len() < QUEUE_CAPACITY {
+                return;
+            }
+            // Timed, so that even a missed notification costs a moment, never a hang.
+            room = self
+                .room_cv
+                .wait_timeout(room, ROOM_RECHECK)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 }

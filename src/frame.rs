@@ -299,17 +299,63 @@ impl LengthDecoder {
     }
 }
 
-fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&b| b == needle)
+// A byte-at-a-time search does about one byte per cycle: a 1 MB message read in 256 KiB pieces was searched for its
+// newline at that speed. These look at eight bytes per step (SWAR), without unsafe and without the memchr crate.
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// True if any byte of `word` equals `needle` (the classic "has zero byte" test on `word ^ needle*LO`).
+fn has_byte(word: u64, needle: u8) -> bool {
+    let x = word ^ (LO * u64::from(needle));
+    x.wrapping_sub(LO) & !x & HI != 0
+}
+
+pub(crate) fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    for chunk in hay.chunks_exact(8) {
+        let word = u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
+        if has_byte(word, needle) {
+            break;
+        }
+        at += 8;
+    }
+    hay[at..].iter().position(|&b| b == needle).map(|i| at + i)
 }
 
 fn memrchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().rposition(|&b| b == needle)
+    let mut end = hay.len();
+    for chunk in hay.rchunks_exact(8) {
+        let word = u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
+        if has_byte(word, needle) {
+            break;
+        }
+        end -= 8;
+    }
+    hay[..end].iter().rposition(|&b| b == needle)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn word_at_a_time_search_agrees_with_a_plain_one() {
+        let mut hay = vec![b'x'; 100];
+        hay.extend_from_slice("é😀\u{7f}".as_bytes());
+        for len in 0..hay.len() {
+            for at in [None, Some(0), Some(len / 2), Some(len.saturating_sub(1))] {
+                let mut h = hay[..len].to_vec();
+                if let Some(at) = at.filter(|&a| a < len) {
+                    h[at] = b'\n';
+                    if at + 3 < len {
+                        h[at + 3] = b'\n';
+                    }
+                }
+                assert_eq!(memchr(b'\n', &h), h.iter().position(|&b| b == b'\n'));
+                assert_eq!(memrchr(b'\n', &h), h.iter().rposition(|&b| b == b'\n'));
+            }
+        }
+    }
 
     fn lines_of(frames: &[Frame]) -> Vec<String> {
         let mut out = Vec::new();

@@ -34,8 +34,33 @@ impl Handshake {
 }
 
 /// Cheap pre-check: only lines or frames containing this are parsed.
+/// It runs over every byte read, so it skips from one 'N' to the next eight bytes at a time (a sliding window
+/// compare cost 11% of a child's CPU on 1 MB messages).
 pub fn may_be_handshake(bytes: &[u8]) -> bool {
-    bytes.windows(11).any(|w| w == b"NODE_HANDLE")
+    const NEEDLE: &[u8] = b"NODE_HANDLE";
+    let mut at = 0;
+    while let Some(i) = crate::frame::memchr(b'N', &bytes[at..]) {
+        if bytes[at + i..].starts_with(NEEDLE) {
+            return true;
+        }
+        at += i + 1;
+    }
+    false
+}
+
+/// Whether a run of complete advanced frames (each with its 4-byte length) holds a handshake. A look at each
+/// frame's first bytes, never a scan of the bodies: a 1 MB Buffer costs nothing here.
+pub fn frames_may_hold_handshake(run: &[u8]) -> bool {
+    let mut at = 0;
+    while at + 4 <= run.len() {
+        let len = u32::from_be_bytes([run[at], run[at + 1], run[at + 2], run[at + 3]]) as usize;
+        let end = (at + 4).saturating_add(len).min(run.len());
+        if v8_handshake(&run[at + 4..end]).is_some() {
+            return true;
+        }
+        at = end;
+    }
+    false
 }
 
 /// The handshake kind of one json line (without its newline), if it is one.
@@ -319,6 +344,34 @@ mod tests {
         assert_eq!(v8_handshake(&hex("ff0f6f2203636d642201dc7b01")), None);
         assert_eq!(v8_handshake(&hex(HANDLE)[..12]), None);
         assert_eq!(v8_handshake(&[]), None);
+    }
+
+    #[test]
+    fn frame_runs_are_checked_frame_by_frame() {
+        let frame = |body: Vec<u8>| {
+            let mut f = (body.len() as u32).to_be_bytes().to_vec();
+            f.extend(body);
+            f
+        };
+        let mut run = frame(hex(ACK));
+        assert!(frames_may_hold_handshake(&run));
+        // A plain value with NODE_HANDLE inside is not a handshake, and a handshake after it is still found.
+        let mut plain = frame(b"\xff\x0f\x22\x0bNODE_HANDLE".to_vec());
+        assert!(!frames_may_hold_handshake(&plain));
+        plain.append(&mut run);
+        assert!(frames_may_hold_handshake(&plain));
+        assert!(!frames_may_hold_handshake(&[]));
+        assert!(!frames_may_hold_handshake(&[0, 0, 0]));
+    }
+
+    #[test]
+    fn pre_check_finds_the_marker_anywhere() {
+        assert!(may_be_handshake(b"NODE_HANDLE"));
+        assert!(may_be_handshake(b"NNNNODE_HANDLE_ACK"));
+        assert!(may_be_handshake(b"{\"x\":\"N\",\"cmd\":\"NODE_HANDLE\"}"));
+        assert!(!may_be_handshake(b"NODE_HANDL"));
+        assert!(!may_be_handshake(b"NODE_HANDxE NODE_ N"));
+        assert!(!may_be_handshake(b""));
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod frame;
 mod internal;
 mod js_call;
 mod process;
+mod runtime;
 mod spawn;
 mod sys;
 mod uv;
@@ -31,7 +32,7 @@ use crate::process::Process;
 use crate::spawn::{SpawnOptions, Stdio};
 
 /// Default cap on one message: V8's longest string is just under 512 MiB, so nothing larger could be delivered.
-const DEFAULT_MAX_MESSAGE_SIZE: usize = 512 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: usize = 512 * 1024 * 1024;
 
 /// How long a child's exit waits for its channel's EOF to be reported first.
 const EXIT_AFTER_EOF_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
@@ -91,6 +92,32 @@ impl ToNapiValue for Text {
     }
 }
 
+/// Bytes for JS, copied into a Buffer that V8 allocates. An external Buffer over our Vec (napi-rs's `Buffer`) would
+/// save the copy, but its memory is accounted as external and frees only with its finalizer: at one 1 MB frame per
+/// message it kept V8's major collector busy (a third of a child's CPU on the advanced 1 MB echo).
+pub struct Bytes(Vec<u8>);
+
+impl ToNapiValue for Bytes {
+    unsafe fn to_napi_value(env: napi_sys::napi_env, val: Self) -> Result<napi_sys::napi_value> {
+        let mut out = std::ptr::null_mut();
+        // SAFETY: the pointer and length describe `val.0`, which outlives the call; napi copies the bytes.
+        let status = unsafe {
+            napi_sys::napi_create_buffer_copy(
+                env,
+                val.0.len(),
+                val.0.as_ptr().cast(),
+                std::ptr::null_mut(),
+                &mut out,
+            )
+        };
+        if status == napi_sys::Status::napi_ok {
+            Ok(out)
+        } else {
+            Err(Error::new(Status::from(status), "cannot create a buffer"))
+        }
+    }
+}
+
 /// One event for index.js. `kind` says which fields are set:
 /// 'lines' text · 'frames' bytes (length-prefixed advanced frames) · 'error' code, message · 'readError' code, errno, syscall · 'eof' ·
 /// 'handle' text or bytes (one NODE_HANDLE envelope) and fd, which JS now owns · 'exit' exitCode, signal · 'written' seq, failed, queued (+ code, errno, syscall when writes failed).
@@ -98,7 +125,7 @@ impl ToNapiValue for Text {
 pub struct ChannelEvent {
     pub kind: String,
     pub text: Option<Text>,
-    pub bytes: Option<Buffer>,
+    pub bytes: Option<Bytes>,
     pub code: Option<String>,
     pub message: Option<String>,
     pub errno: Option<i32>,
@@ -162,7 +189,7 @@ impl From<Event> for ChannelEvent {
                 ..ChannelEvent::new("lines")
             },
             Event::Frame(Frame::Frames(bytes)) => ChannelEvent {
-                bytes: Some(bytes.into()),
+                bytes: Some(Bytes(bytes)),
                 ..ChannelEvent::new("frames")
             },
             Event::Frame(Frame::Error { code, message }) => ChannelEvent {
@@ -181,7 +208,7 @@ impl From<Event> for ChannelEvent {
                         ..base
                     },
                     Frame::Frames(bytes) => ChannelEvent {
-                        bytes: Some(bytes.into()),
+                        bytes: Some(Bytes(bytes)),
                         ..base
                     },
                     Frame::Error { .. } => base,
@@ -202,7 +229,7 @@ impl From<Event> for ChannelEvent {
 }
 
 /// A system error for JS to rebuild as Node's ErrnoException: the message is just its code (e.g. `E2BIG`).
-fn sys_error(err: SysError) -> Error {
+pub(crate) fn sys_error(err: SysError) -> Error {
     Error::new(Status::GenericFailure, err.code())
 }
 
@@ -219,7 +246,7 @@ pub fn socket_kind(fd: i32) -> &'static str {
 /// Reads the channel on the JS thread while traffic is light: one wake-up per message, as Node's own channel has.
 /// A read that fills the whole buffer hands the channel to a reader thread, which reads off the JS thread in big
 /// batches until the socket goes quiet and then hands it back. Without libuv at hand a reader thread does it all.
-fn start_reading(
+pub(crate) fn start_reading(
     env: &Env,
     channel: &Arc<Channel>,
     delivery: &Arc<Delivery>,
@@ -262,6 +289,64 @@ fn start_reading(
             Ok(None)
         }
     }
+}
+
+/// Everything that happened since the last call, in order, for either end's `poll`.
+/// Json lines, the hot path, arrive as bare strings: no event object to build for them.
+pub(crate) type Polled = Either<Text, ChannelEvent>;
+
+pub(crate) fn drain_events(delivery: &Delivery, poller: Option<&uv::Poll>) -> Vec<Polled> {
+    let mut out = Vec::new();
+    for event in delivery.drain() {
+        match event {
+            // A burst is over: the JS thread reads again, in order after everything the thread read.
+            Event::ReaderIdle => {
+                if let Some(poller) = poller {
+                    poller.start();
+                }
+            }
+            Event::Frame(Frame::Lines(text)) => out.push(Either::A(Text(text))),
+            other => out.push(Either::B(ChannelEvent::from(other))),
+        }
+    }
+    out
+}
+
+/// Queues a write (with an fd for a NODE_HANDLE envelope) for either end's `write`/`writeHandle`. Returns the
+/// bytes still queued (0: all written now), or -errno.
+pub(crate) fn submit(
+    channel: Option<&Arc<Channel>>,
+    data: &Either<String, Buffer>,
+    fd: Option<i32>,
+) -> f64 {
+    let Some(channel) = channel else {
+        return -(nix::libc::EPIPE as f64);
+    };
+    let bytes: &[u8] = match data {
+        Either::A(s) => s.as_bytes(),
+        Either::B(b) => b,
+    };
+    let result = match fd {
+        Some(fd) => {
+            // SAFETY: borrowed only for this call, during which JS keeps the handle (and fd) open.
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            channel.write_handle(bytes, fd)
+        }
+        None => channel.write(bytes),
+    };
+    match result {
+        Ok(w) => w.queued_bytes as f64,
+        Err(e) => e.uv_errno() as f64,
+    }
+}
+
+/// A strong hold on the wake function, whose only job is to keep the event loop alive while it exists.
+pub(crate) fn keep_alive(wake_fn: &FunctionRef<(), ()>, env: &Env) -> Result<KeepAlive> {
+    wake_fn
+        .borrow_back(env)?
+        .build_threadsafe_function::<()>()
+        .callee_handled::<false>()
+        .build()
 }
 
 /// The native half of a forked child: its process, its channel and its stdio pipes.
@@ -399,22 +484,10 @@ impl NativeChild {
             .collect()
     }
 
-    /// Everything that happened since the last call, in order.
-    #[napi]
-    pub fn poll(&self) -> Vec<ChannelEvent> {
-        let mut out = Vec::new();
-        for event in self.delivery.drain() {
-            match event {
-                // A burst is over: the JS thread reads again, in order after everything the thread read.
-                Event::ReaderIdle => {
-                    if let Some(poller) = &self.poller {
-                        poller.start();
-                    }
-                }
-                other => out.push(ChannelEvent::from(other)),
-            }
-        }
-        out
+    /// Everything that happened since the last call, in order: json lines as strings, the rest as events.
+    #[napi(ts_return_type = "Array<string | ChannelEvent>")]
+    pub fn poll(&self) -> Vec<Polled> {
+        drain_events(&self.delivery, self.poller.as_ref())
     }
 
     /// Queues bytes for the child. Returns the bytes still queued (0: all written now), or -errno.
@@ -434,25 +507,7 @@ impl NativeChild {
     }
 
     fn submit(&self, data: &Either<String, Buffer>, fd: Option<i32>) -> f64 {
-        let Some(channel) = &self.channel else {
-            return -(nix::libc::EPIPE as f64);
-        };
-        let bytes: &[u8] = match data {
-            Either::A(s) => s.as_bytes(),
-            Either::B(b) => b,
-        };
-        let result = match fd {
-            Some(fd) => {
-                // SAFETY: borrowed only for this call, during which JS keeps the handle (and fd) open.
-                let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-                channel.write_handle(bytes, fd)
-            }
-            None => channel.write(bytes),
-        };
-        match result {
-            Ok(w) => w.queued_bytes as f64,
-            Err(e) => e.uv_errno() as f64,
-        }
+        submit(self.channel.as_ref(), data, fd)
     }
 
     /// Closes the channel once queued writes are out (Node's disconnect()); the reader then reports 'eof'.
@@ -482,11 +537,7 @@ impl NativeChild {
     }
 
     fn keep_alive(&self, env: &Env) -> Result<KeepAlive> {
-        self.wake_fn
-            .borrow_back(env)?
-            .build_threadsafe_function::<()>()
-            .callee_handled::<false>()
-            .build()
+        keep_alive(&self.wake_fn, env)
     }
 
     /// While the process is ref'd and alive, the event loop stays alive (Node's subprocess.ref()).

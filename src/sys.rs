@@ -152,6 +152,32 @@ pub fn socket_kind(fd: BorrowedFd<'_>) -> &'static str {
     }
 }
 
+/// Takes over the channel fd a parent left us (the child runtime's FORKLINE_CHANNEL_FD): it must be an open unix
+/// stream socket. It was inherited, so it is not close-on-exec: make it so, or a grandchild would hold a copy of the
+/// channel and the parent would never see EOF when we exit.
+pub fn adopt_inherited_socket(fd: RawFd) -> Result<OwnedFd, SysError> {
+    if fd < 0 {
+        return Err(SysError::new(Errno::EBADF, "open"));
+    }
+    // SAFETY: borrowed for two checks only, and nothing closes it meanwhile; were the number not open, both calls
+    // would just fail with EBADF.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    nix::fcntl::fcntl(borrowed, nix::fcntl::FcntlArg::F_GETFD)
+        .map_err(|e| SysError::new(e, "open"))?;
+    if socket_kind(borrowed) != "pipe" {
+        return Err(SysError::new(Errno::ENOTSOCK, "open"));
+    }
+    // SAFETY: the parent passed this fd to us for the channel alone, and its number was removed from the
+    // environment by the caller: from here on this OwnedFd is its only owner.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    nix::fcntl::fcntl(
+        &owned,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .map_err(|e| SysError::new(e, "fcntl"))?;
+    Ok(owned)
+}
+
 /// Asks for a larger send buffer; the kernel caps it at net.core.wmem_max, which is fine.
 pub fn set_send_buffer(sock: BorrowedFd<'_>, bytes: usize) {
     let _ = socket::setsockopt(&sock, socket::sockopt::SndBuf, &bytes);
@@ -197,6 +223,24 @@ mod tests {
             total += n;
             assert!(total < 64 << 20, "socket never filled");
         }
+    }
+
+    #[test]
+    fn adopting_an_inherited_socket_makes_it_cloexec_and_refuses_non_sockets() {
+        let (a, _b) = socketpair().unwrap();
+        let raw = a.as_fd().try_clone_to_owned().unwrap();
+        nix::fcntl::fcntl(
+            &raw,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        )
+        .unwrap();
+        let adopted = adopt_inherited_socket(std::os::fd::IntoRawFd::into_raw_fd(raw)).unwrap();
+        let flags = nix::fcntl::fcntl(&adopted, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        assert_ne!(flags & nix::libc::FD_CLOEXEC, 0);
+        let file = std::fs::File::open("/dev/null").unwrap();
+        let err = adopt_inherited_socket(file.as_raw_fd()).unwrap_err();
+        assert_eq!(err.errno, Errno::ENOTSOCK);
+        assert_eq!(adopt_inherited_socket(-1).unwrap_err().errno, Errno::EBADF);
     }
 
     #[test]

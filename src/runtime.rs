@@ -1,0 +1,129 @@
+//! The napi surface of the child runtime (#7): `NativeChannel`, the child's end of a channel its forkline parent
+//! made, served by the same `Channel` and `Delivery` as the parent's `NativeChild`. index.js installs it as the
+//! child's `process.send` / `process.on('message')` before user code runs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use napi::bindgen_prelude::{Buffer, Either, Function, FunctionRef};
+use napi::{Env, Result};
+use napi_derive::napi;
+
+use crate::channel::{Channel, EventSink};
+use crate::delivery::{Delivery, KeepAlive};
+use crate::frame::Decoder;
+use crate::{drain_events, keep_alive, start_reading, submit, sys, sys_error, uv, Polled};
+
+/// The child's end of its IPC channel.
+#[napi]
+pub struct NativeChannel {
+    delivery: Arc<Delivery>,
+    channel: Option<Arc<Channel>>,
+    wake_fn: FunctionRef<(), ()>,
+    channel_ref: Option<KeepAlive>,
+    /// Watches the channel on the JS thread while no reader thread has it.
+    poller: Option<uv::Poll>,
+}
+
+#[napi]
+impl NativeChannel {
+    /// Takes over the inherited channel socket at `fd` and starts reading it. `onWake` is called (with no
+    /// arguments) whenever `poll()` has something. The channel starts unref'd, as Node's child channel does.
+    #[napi(factory)]
+    pub fn open(
+        env: Env,
+        fd: i32,
+        serialization: String,
+        on_wake: Function<(), ()>,
+    ) -> Result<NativeChannel> {
+        let sock = sys::adopt_inherited_socket(fd).map_err(sys_error)?;
+        let advanced = serialization == "advanced";
+        let wake = on_wake
+            .build_threadsafe_function::<()>()
+            .callee_handled::<false>()
+            .weak::<true>()
+            .build()?;
+        let wake_fn = on_wake.create_ref()?;
+        let delivery = Arc::new(Delivery::new(wake));
+        let sink: Arc<dyn EventSink> = delivery.clone();
+        let channel = Channel::new(
+            sock,
+            Decoder::new(advanced, crate::DEFAULT_MAX_MESSAGE_SIZE),
+            sink,
+        );
+        let poller = start_reading(&env, &channel, &delivery, &on_wake).map_err(sys_error)?;
+        Ok(NativeChannel {
+            delivery,
+            channel: Some(channel),
+            wake_fn,
+            channel_ref: None,
+            poller,
+        })
+    }
+
+    #[napi(getter)]
+    pub fn channel_fd(&self) -> Option<i32> {
+        self.channel.as_ref().map(|c| c.raw_fd())
+    }
+
+    /// Everything that happened since the last call, in order: json lines as strings, the rest as events.
+    #[napi(ts_return_type = "Array<string | ChannelEvent>")]
+    pub fn poll(&self) -> Vec<Polled> {
+        drain_events(&self.delivery, self.poller.as_ref())
+    }
+
+    /// Queues bytes for the parent. Returns the bytes still queued (0: all written now), or -errno.
+    #[napi]
+    pub fn write(&self, data: Either<String, Buffer>) -> f64 {
+        submit(self.channel.as_ref(), &data, None)
+    }
+
+    /// Sends a NODE_HANDLE envelope with `fd` (duplicated: the caller keeps its own). Returns like `write`.
+    #[napi]
+    pub fn write_handle(&self, envelope: Either<String, Buffer>, fd: i32) -> f64 {
+        if fd < 0 {
+            return -(nix::libc::EBADF as f64);
+        }
+        submit(self.channel.as_ref(), &envelope, Some(fd))
+    }
+
+    /// Blocks until every queued write is on the wire, for at most `timeoutMs`; true if nothing is left. Only for
+    /// a process that is exiting, whose writer thread would otherwise die with writes still queued
+    /// (nodejs/node#36268 loses those).
+    #[napi]
+    pub fn wait_written(&self, timeout_ms: u32) -> bool {
+        self.channel
+            .as_ref()
+            .is_none_or(|c| c.wait_written(Duration::from_millis(timeout_ms.into())))
+    }
+
+    /// Closes the channel once queued writes are out (Node's disconnect()); the reader then reports 'eof'.
+    #[napi]
+    pub fn close_channel(&self) {
+        if let Some(c) = &self.channel {
+            c.close();
+        }
+    }
+
+    /// Drops our hold on the channel after its EOF, so its socket closes now rather than at garbage collection.
+    #[napi]
+    pub fn release_channel(&mut self) {
+        self.poller = None;
+        self.channel_ref = None;
+        self.channel = None;
+    }
+
+    /// While the channel is ref'd and open, the event loop stays alive (Node's process.channel.ref()).
+    #[napi]
+    pub fn ref_channel(&mut self, env: Env) -> Result<()> {
+        if self.channel_ref.is_none() && self.channel.is_some() {
+            self.channel_ref = Some(keep_alive(&self.wake_fn, &env)?);
+        }
+        Ok(())
+    }
+
+    #[napi]
+    pub fn unref_channel(&mut self) {
+        self.channel_ref = None;
+    }
+}
