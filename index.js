@@ -525,6 +525,10 @@ class ChannelEnd extends EventEmitter {
     this._outbox = [];
     this._outBytes = 0;
     this._flushScheduled = false;
+    // A write that fails after it was queued: callbacks get the error either way; true keeps it from being an
+    // 'error' event for sends without one (the child runtime: Node's child ignores such failures, and 'disconnect'
+    // tells the story).
+    this._quietAsyncWriteErrors = false;
     // True while _onWake emits a batch: sends made meanwhile are flushed when it ends.
     this._inWake = false;
     this._writeSeq = 0;
@@ -652,7 +656,7 @@ class ChannelEnd extends EventEmitter {
   }
 
   // Calls back every send up to `seq` with `err`; sends without a callback report it once as 'error'.
-  _failWrites(seq, err) {
+  _failWrites(seq, err, quiet = false) {
     while (this._callbacks.length && this._callbacks[0].seq <= seq) {
       process.nextTick(this._callbacks.shift().callback, err);
     }
@@ -661,7 +665,7 @@ class ChannelEnd extends EventEmitter {
       this._bareSeqs.shift();
       bare = true;
     }
-    if (bare) process.nextTick(() => this.emit('error', err));
+    if (bare && !quiet) process.nextTick(() => this.emit('error', err));
   }
 
   _completeWrites(seq) {
@@ -883,7 +887,7 @@ class ChannelEnd extends EventEmitter {
   _onWritten(ev) {
     this._queuedBytes = ev.queued;
     this._completeWrites(ev.seq);
-    if (ev.code) this._failWrites(ev.failed, errnoException(ev.errno, ev.syscall));
+    if (ev.code) this._failWrites(ev.failed, errnoException(ev.errno, ev.syscall), this._quietAsyncWriteErrors);
     if (this._needDrain && ev.queued === 0 && this._outbox.length === 0) {
       this._needDrain = false;
       this.emit('drain');
@@ -1835,6 +1839,9 @@ function startChildRuntime() {
   hide('_native', nat);
   hide('_codec', serialization === 'advanced' ? advanced : json);
   hide('_channelOpen', true);
+  // A parent that goes away while a big send is under way must not crash the child: Node's child ignores a
+  // queued write that fails (req.oncomplete in lib/internal/child_process.js), and so do we, 'disconnect' follows.
+  hide('_quietAsyncWriteErrors', true);
   process.connected = true;
   const control = new Control(process);
   process.channel = control;

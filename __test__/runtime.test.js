@@ -175,6 +175,22 @@ test('process.disconnect() in the child: the parent sees disconnect, the child s
   ]);
 });
 
+// Node's own child hangs here (its failed write keeps it alive and it never sees 'disconnect'), so forkline is checked
+// on its own: the failure of a send without a callback is no 'error' event, 'disconnect' comes and the child exits.
+test("a queued send that fails when the parent disconnects is no 'error' in the child", async (t) => {
+  const child = spawnChild(t, RUNTIMES.forkline, CHILD, ['big-then-wait'], {
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  child.on('error', () => {}); // The parent may report the cut-off message; not what this test is about.
+  await once(child.stdout, 'data');
+  // The 64 MiB write is still under way in the child: it fails once the channel is gone.
+  child.disconnect();
+  const [code, signal] = await new Promise((resolve) => child.once('exit', (...args) => resolve(args)));
+  assert.deepStrictEqual({ code, signal, stderr }, { code: 0, signal: null, stderr: '' });
+});
+
 test('process looks as under Node: connected, channel, send, disconnect, enumerable keys', async (t) => {
   const results = await both(t, async (t, forkFn) => {
     const child = spawnChild(t, forkFn, CHILD, ['state'], QUIET);
