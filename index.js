@@ -897,14 +897,18 @@ class ChannelEnd extends EventEmitter {
   // The end of the channel: the peer closed it, or our disconnect() is done (Node: channel.onread at EOF, then
   // target.disconnect()). ChildProcess adds its own ordering against exit and close.
   _onEof() {
+    if (this._endChannel()) process.nextTick(emitDisconnectNT, this);
+  }
+
+  // Lets go of the ended channel; true if it was still connected (so 'disconnect' is owed).
+  _endChannel() {
     this._channelOpen = false;
     this._native.releaseChannel();
     this.channel = null;
-    if (this.connected) {
-      this._flush();
-      this.connected = false;
-      process.nextTick(emitDisconnectNT, this);
-    }
+    if (!this.connected) return false;
+    this._flush();
+    this.connected = false;
+    return true;
   }
 }
 
@@ -1049,16 +1053,11 @@ class ChildProcess extends ChannelEnd {
   }
 
   _onEof() {
-    this._channelOpen = false;
-    this._native.releaseChannel();
-    this.channel = null;
-    if (this.connected) {
-      this._flush();
-      this.connected = false;
+    if (this._endChannel()) {
       // Node emits this on a later tick of the EOF's own callback; we are at the top of ours already, and emitting
       // now keeps it ahead of an 'exit' read in the same batch. A child that never ran has no exit to precede,
       // and there Node's order is 'close', then 'disconnect'.
-      if (this.pid === undefined) process.nextTick(() => this.emit('disconnect'));
+      if (this.pid === undefined) process.nextTick(emitDisconnectNT, this);
       else this.emit('disconnect');
     }
     maybeClose(this);
