@@ -97,8 +97,16 @@ impl ToNapiValue for Text {
 /// message it kept V8's major collector busy (a third of a child's CPU on the advanced 1 MB echo).
 pub struct Bytes(Vec<u8>);
 
+/// From this size on, a batch goes to JS as an external Buffer over our Vec after all: a copy of many megabytes
+/// costs more than the finalizer, and such batches come too seldom to keep the collector busy.
+const EXTERNAL_BYTES_FROM: usize = 4 * 1024 * 1024;
+
 impl ToNapiValue for Bytes {
     unsafe fn to_napi_value(env: napi_sys::napi_env, val: Self) -> Result<napi_sys::napi_value> {
+        if val.0.len() >= EXTERNAL_BYTES_FROM {
+            // SAFETY: `env` is the live env napi-rs handed us for this conversion.
+            return unsafe { Buffer::to_napi_value(env, Buffer::from(val.0)) };
+        }
         let mut out = std::ptr::null_mut();
         // SAFETY: the pointer and length describe `val.0`, which outlives the call; napi copies the bytes.
         let status = unsafe {
