@@ -303,48 +303,86 @@ pub(crate) fn start_reading(
 /// Json lines, the hot path, arrive as bare strings: no event object to build for them.
 pub(crate) type Polled = Either<Text, ChannelEvent>;
 
-pub(crate) fn drain_events(delivery: &Delivery, poller: Option<&uv::Poll>) -> Vec<Polled> {
-    let mut out = Vec::new();
-    for event in delivery.drain() {
-        match event {
-            // A burst is over: the JS thread reads again, in order after everything the thread read.
-            Event::ReaderIdle => {
-                if let Some(poller) = poller {
-                    poller.start();
-                }
-            }
-            Event::Frame(Frame::Lines(text)) => out.push(Either::A(Text(text))),
-            other => out.push(Either::B(ChannelEvent::from(other))),
-        }
-    }
-    out
+/// What either end's napi class holds of its channel: the channel, its event queue, the JS-thread poller and
+/// the keep-alive of `ref()`. NativeChild (the parent's end) and NativeChannel (runtime.rs, the child's) delegate
+/// their channel methods here.
+pub(crate) struct ChannelSide {
+    pub(crate) delivery: Arc<Delivery>,
+    pub(crate) channel: Option<Arc<Channel>>,
+    pub(crate) wake_fn: FunctionRef<(), ()>,
+    pub(crate) channel_ref: Option<KeepAlive>,
+    /// Watches the channel on the JS thread while no reader thread has it.
+    pub(crate) poller: Option<uv::Poll>,
 }
 
-/// Queues a write (with an fd for a NODE_HANDLE envelope) for either end's `write`/`writeHandle`. Returns the
-/// bytes still queued (0: all written now), or -errno.
-pub(crate) fn submit(
-    channel: Option<&Arc<Channel>>,
-    data: &Either<String, Buffer>,
-    fd: Option<i32>,
-) -> f64 {
-    let Some(channel) = channel else {
-        return -(nix::libc::EPIPE as f64);
-    };
-    let bytes: &[u8] = match data {
-        Either::A(s) => s.as_bytes(),
-        Either::B(b) => b,
-    };
-    let result = match fd {
-        Some(fd) => {
-            // SAFETY: borrowed only for this call, during which JS keeps the handle (and fd) open.
-            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-            channel.write_handle(bytes, fd)
+impl ChannelSide {
+    pub(crate) fn fd(&self) -> Option<i32> {
+        self.channel.as_ref().map(|c| c.raw_fd())
+    }
+
+    pub(crate) fn poll(&self) -> Vec<Polled> {
+        let mut out = Vec::new();
+        for event in self.delivery.drain() {
+            match event {
+                // A burst is over: the JS thread reads again, in order after everything the thread read.
+                Event::ReaderIdle => {
+                    if let Some(poller) = &self.poller {
+                        poller.start();
+                    }
+                }
+                Event::Frame(Frame::Lines(text)) => out.push(Either::A(Text(text))),
+                other => out.push(Either::B(ChannelEvent::from(other))),
+            }
         }
-        None => channel.write(bytes),
-    };
-    match result {
-        Ok(w) => w.queued_bytes as f64,
-        Err(e) => e.uv_errno() as f64,
+        out
+    }
+
+    /// Queues a write (with an fd for a NODE_HANDLE envelope). Returns the bytes still queued (0: all written
+    /// now), or -errno.
+    pub(crate) fn submit(&self, data: &Either<String, Buffer>, fd: Option<i32>) -> f64 {
+        let Some(channel) = &self.channel else {
+            return -(nix::libc::EPIPE as f64);
+        };
+        let bytes: &[u8] = match data {
+            Either::A(s) => s.as_bytes(),
+            Either::B(b) => b,
+        };
+        let result = match fd {
+            Some(fd) if fd < 0 => return -(nix::libc::EBADF as f64),
+            Some(fd) => {
+                // SAFETY: borrowed only for this call, during which JS keeps the handle (and fd) open.
+                let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+                channel.write_handle(bytes, fd)
+            }
+            None => channel.write(bytes),
+        };
+        match result {
+            Ok(w) => w.queued_bytes as f64,
+            Err(e) => e.uv_errno() as f64,
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        if let Some(c) = &self.channel {
+            c.close();
+        }
+    }
+
+    pub(crate) fn release(&mut self) {
+        self.poller = None;
+        self.channel_ref = None;
+        self.channel = None;
+    }
+
+    pub(crate) fn ref_channel(&mut self, env: &Env) -> Result<()> {
+        if self.channel_ref.is_none() && self.channel.is_some() {
+            self.channel_ref = Some(keep_alive(&self.wake_fn, env)?);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn unref_channel(&mut self) {
+        self.channel_ref = None;
     }
 }
 
@@ -360,16 +398,11 @@ pub(crate) fn keep_alive(wake_fn: &FunctionRef<(), ()>, env: &Env) -> Result<Kee
 /// The native half of a forked child: its process, its channel and its stdio pipes.
 #[napi]
 pub struct NativeChild {
-    delivery: Arc<Delivery>,
-    channel: Option<Arc<Channel>>,
+    side: ChannelSide,
     process: Option<Arc<Process>>,
     spawn_error: Option<SysError>,
     pipes: Vec<Option<OwnedFd>>,
-    wake_fn: FunctionRef<(), ()>,
     process_ref: Option<KeepAlive>,
-    channel_ref: Option<KeepAlive>,
-    /// Watches the channel on the JS thread while no reader thread has it.
-    poller: Option<uv::Poll>,
 }
 
 #[napi]
@@ -452,15 +485,17 @@ impl NativeChild {
             None => None,
         };
         let mut child = NativeChild {
-            delivery,
-            channel,
+            side: ChannelSide {
+                delivery,
+                channel,
+                wake_fn,
+                channel_ref: None,
+                poller,
+            },
             process,
             spawn_error: spawned.error,
             pipes: spawned.pipes,
-            wake_fn,
             process_ref: None,
-            channel_ref: None,
-            poller,
         };
         child.ref_process(env)?;
         child.ref_channel(env)?;
@@ -480,7 +515,7 @@ impl NativeChild {
 
     #[napi(getter)]
     pub fn channel_fd(&self) -> Option<i32> {
-        self.channel.as_ref().map(|c| c.raw_fd())
+        self.side.fd()
     }
 
     /// Hands our ends of the 'pipe' slots to JS, which wraps them in net.Sockets and owns them from then on.
@@ -495,44 +530,33 @@ impl NativeChild {
     /// Everything that happened since the last call, in order: json lines as strings, the rest as events.
     #[napi(ts_return_type = "Array<string | ChannelEvent>")]
     pub fn poll(&self) -> Vec<Polled> {
-        drain_events(&self.delivery, self.poller.as_ref())
+        self.side.poll()
     }
 
     /// Queues bytes for the child. Returns the bytes still queued (0: all written now), or -errno.
     #[napi]
     pub fn write(&self, data: Either<String, Buffer>) -> f64 {
-        self.submit(&data, None)
+        self.side.submit(&data, None)
     }
 
     /// Sends a NODE_HANDLE envelope with `fd` (duplicated: the caller keeps its own). Later writes wait for the
     /// peer's ACK. Returns like `write`.
     #[napi]
     pub fn write_handle(&self, envelope: Either<String, Buffer>, fd: i32) -> f64 {
-        if fd < 0 {
-            return -(nix::libc::EBADF as f64);
-        }
-        self.submit(&envelope, Some(fd))
-    }
-
-    fn submit(&self, data: &Either<String, Buffer>, fd: Option<i32>) -> f64 {
-        submit(self.channel.as_ref(), data, fd)
+        self.side.submit(&envelope, Some(fd))
     }
 
     /// Closes the channel once queued writes are out (Node's disconnect()); the reader then reports 'eof'.
     #[napi]
     pub fn close_channel(&self) {
-        if let Some(c) = &self.channel {
-            c.close();
-        }
+        self.side.close();
     }
 
     /// Drops our hold on the channel after its EOF, so its socket closes now rather than at garbage collection
     /// (the reader and writer threads hold it only until they end).
     #[napi]
     pub fn release_channel(&mut self) {
-        self.poller = None;
-        self.channel_ref = None;
-        self.channel = None;
+        self.side.release();
     }
 
     /// Sends a signal: 0 on success, else -errno (ESRCH once the child is gone).
@@ -544,15 +568,11 @@ impl NativeChild {
         }
     }
 
-    fn keep_alive(&self, env: &Env) -> Result<KeepAlive> {
-        keep_alive(&self.wake_fn, env)
-    }
-
     /// While the process is ref'd and alive, the event loop stays alive (Node's subprocess.ref()).
     #[napi]
     pub fn ref_process(&mut self, env: Env) -> Result<()> {
         if self.process_ref.is_none() && self.process.is_some() {
-            self.process_ref = Some(self.keep_alive(&env)?);
+            self.process_ref = Some(keep_alive(&self.side.wake_fn, &env)?);
         }
         Ok(())
     }
@@ -565,15 +585,12 @@ impl NativeChild {
     /// While the channel is ref'd and open, the event loop stays alive (Node's subprocess.channel.ref()).
     #[napi]
     pub fn ref_channel(&mut self, env: Env) -> Result<()> {
-        if self.channel_ref.is_none() && self.channel.is_some() {
-            self.channel_ref = Some(self.keep_alive(&env)?);
-        }
-        Ok(())
+        self.side.ref_channel(&env)
     }
 
     #[napi]
     pub fn unref_channel(&mut self) {
-        self.channel_ref = None;
+        self.side.unref_channel();
     }
 }
 
@@ -670,7 +687,7 @@ impl NativeServer {
     #[napi]
     pub fn add(&self, worker_id: u32, worker: &NativeChild) -> Result<Option<i32>> {
         self.server
-            .add(worker_id, worker.channel.clone())
+            .add(worker_id, worker.side.channel.clone())
             .map_err(sys_error)
     }
 

@@ -5,24 +5,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use napi::bindgen_prelude::{Buffer, Either, Function, FunctionRef};
+use napi::bindgen_prelude::{Buffer, Either, Function};
 use napi::{Env, Result};
 use napi_derive::napi;
 
 use crate::channel::{Channel, EventSink};
-use crate::delivery::{Delivery, KeepAlive};
+use crate::delivery::Delivery;
 use crate::frame::Decoder;
-use crate::{drain_events, keep_alive, start_reading, submit, sys, sys_error, uv, Polled};
+use crate::{start_reading, sys, sys_error, ChannelSide, Polled};
 
 /// The child's end of its IPC channel.
 #[napi]
 pub struct NativeChannel {
-    delivery: Arc<Delivery>,
-    channel: Option<Arc<Channel>>,
-    wake_fn: FunctionRef<(), ()>,
-    channel_ref: Option<KeepAlive>,
-    /// Watches the channel on the JS thread while no reader thread has it.
-    poller: Option<uv::Poll>,
+    side: ChannelSide,
 }
 
 #[napi]
@@ -53,38 +48,37 @@ impl NativeChannel {
         );
         let poller = start_reading(&env, &channel, &delivery, &on_wake).map_err(sys_error)?;
         Ok(NativeChannel {
-            delivery,
-            channel: Some(channel),
-            wake_fn,
-            channel_ref: None,
-            poller,
+            side: ChannelSide {
+                delivery,
+                channel: Some(channel),
+                wake_fn,
+                channel_ref: None,
+                poller,
+            },
         })
     }
 
     #[napi(getter)]
     pub fn channel_fd(&self) -> Option<i32> {
-        self.channel.as_ref().map(|c| c.raw_fd())
+        self.side.fd()
     }
 
     /// Everything that happened since the last call, in order: json lines as strings, the rest as events.
     #[napi(ts_return_type = "Array<string | ChannelEvent>")]
     pub fn poll(&self) -> Vec<Polled> {
-        drain_events(&self.delivery, self.poller.as_ref())
+        self.side.poll()
     }
 
     /// Queues bytes for the parent. Returns the bytes still queued (0: all written now), or -errno.
     #[napi]
     pub fn write(&self, data: Either<String, Buffer>) -> f64 {
-        submit(self.channel.as_ref(), &data, None)
+        self.side.submit(&data, None)
     }
 
     /// Sends a NODE_HANDLE envelope with `fd` (duplicated: the caller keeps its own). Returns like `write`.
     #[napi]
     pub fn write_handle(&self, envelope: Either<String, Buffer>, fd: i32) -> f64 {
-        if fd < 0 {
-            return -(nix::libc::EBADF as f64);
-        }
-        submit(self.channel.as_ref(), &envelope, Some(fd))
+        self.side.submit(&envelope, Some(fd))
     }
 
     /// Blocks until every queued write is on the wire, for at most `timeoutMs`; true if nothing is left. Only for
@@ -92,7 +86,8 @@ impl NativeChannel {
     /// (nodejs/node#36268 loses those).
     #[napi]
     pub fn wait_written(&self, timeout_ms: u32) -> bool {
-        self.channel
+        self.side
+            .channel
             .as_ref()
             .is_none_or(|c| c.wait_written(Duration::from_millis(timeout_ms.into())))
     }
@@ -100,30 +95,23 @@ impl NativeChannel {
     /// Closes the channel once queued writes are out (Node's disconnect()); the reader then reports 'eof'.
     #[napi]
     pub fn close_channel(&self) {
-        if let Some(c) = &self.channel {
-            c.close();
-        }
+        self.side.close();
     }
 
     /// Drops our hold on the channel after its EOF, so its socket closes now rather than at garbage collection.
     #[napi]
     pub fn release_channel(&mut self) {
-        self.poller = None;
-        self.channel_ref = None;
-        self.channel = None;
+        self.side.release();
     }
 
     /// While the channel is ref'd and open, the event loop stays alive (Node's process.channel.ref()).
     #[napi]
     pub fn ref_channel(&mut self, env: Env) -> Result<()> {
-        if self.channel_ref.is_none() && self.channel.is_some() {
-            self.channel_ref = Some(keep_alive(&self.wake_fn, &env)?);
-        }
-        Ok(())
+        self.side.ref_channel(&env)
     }
 
     #[napi]
     pub fn unref_channel(&mut self) {
-        self.channel_ref = None;
+        self.side.unref_channel();
     }
 }
