@@ -49,13 +49,18 @@ async function both(t, scenario) {
   return results;
 }
 
-test('a child without listeners is not kept alive by its channel', { timeout: 20_000 }, async (t) => {
-  const results = await both(t, async (t, forkFn) => {
-    const child = spawnChild(t, forkFn, CHILD, ['silent'], QUIET);
+// The parent's events for a CHILD run in `mode`, until 'close', under both runtimes.
+function eventsUntilClosed(t, mode) {
+  return both(t, async (t, forkFn) => {
+    const child = spawnChild(t, forkFn, CHILD, [mode], QUIET);
     const log = recordEvents(child);
     await whenClosed(child);
     return log;
   });
+}
+
+test('a child without listeners is not kept alive by its channel', { timeout: 20_000 }, async (t) => {
+  const results = await eventsUntilClosed(t, 'silent');
   assert.deepStrictEqual(results.forkline, results.node);
   assert.deepStrictEqual(results.forkline, [
     ['spawn'],
@@ -159,12 +164,7 @@ test("NODE_ messages are 'internalMessage' in the child, others 'message'", { ti
 });
 
 test('process.disconnect() in the child: the parent sees disconnect, the child sees it too', async (t) => {
-  const results = await both(t, async (t, forkFn) => {
-    const child = spawnChild(t, forkFn, CHILD, ['disconnect-self'], QUIET);
-    const log = recordEvents(child);
-    await whenClosed(child);
-    return log;
-  });
+  const results = await eventsUntilClosed(t, 'disconnect-self');
   assert.deepStrictEqual(results.forkline, results.node);
   assert.deepStrictEqual(results.forkline, [
     ['spawn'],
