@@ -25,11 +25,6 @@ static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
 /// Which distributor each unanswered `newconn` came from.
 static HANDED: Mutex<BTreeMap<u64, Weak<Inner>>> = Mutex::new(BTreeMap::new());
 
-/// Unanswered connections a worker may hold; the least loaded worker gets the next one. Node's is 1. 2 (the next
-/// connection already on its way while the worker answers the last) measured no better with `npm run bench`'s
-/// cluster-close rows: 1.07x vs 1.06x node:cluster RR, within noise.
-const WINDOW: usize = 1;
-
 /// How long the acceptor waits before trying again when it cannot accept (EMFILE and the like).
 const ACCEPT_RETRY_MS: u16 = 50;
 
@@ -58,9 +53,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct State {
     listeners: Vec<Arc<OwnedFd>>,
     workers: HashMap<u32, Arc<Channel>>,
-    /// Every worker, the one served longest ago first; and how many connections each holds unanswered.
-    turns: VecDeque<u32>,
-    in_hand: HashMap<u32, usize>,
+    /// Workers with no connection in hand, longest idle first. (Letting a worker hold two was measured no better
+    /// with `npm run bench`'s cluster-close rows: 1.07x vs 1.06x node:cluster RR, within noise.)
+    free: VecDeque<u32>,
     /// Accepted connections no worker has taken yet.
     queue: VecDeque<OwnedFd>,
     /// Connections handed out and not yet answered, by `newconn` seq.
@@ -114,8 +109,7 @@ impl RoundRobin {
         channel.set_newconn_replies(Arc::new(Replies));
         let mut st = lock(&self.inner.state);
         st.workers.insert(id, channel);
-        st.turns.push_back(id);
-        st.in_hand.insert(id, 0);
+        st.free.push_back(id);
         self.inner.dispatch(&mut st);
     }
 
@@ -123,8 +117,7 @@ impl RoundRobin {
     pub fn remove_worker(&self, id: u32) -> bool {
         let mut st = lock(&self.inner.state);
         st.workers.remove(&id);
-        st.turns.retain(|w| *w != id);
-        st.in_hand.remove(&id);
+        st.free.retain(|w| *w != id);
         let mut back: Vec<u64> = st
             .handed
             .iter()
@@ -223,16 +216,10 @@ impl Inner {
         }
     }
 
-    /// Hands queued connections to the least loaded workers with room, taking turns among equals.
+    /// Hands queued connections to free workers.
     fn dispatch(self: &Arc<Self>, st: &mut State) {
         while !st.queue.is_empty() {
-            let Some(at) = (0..st.turns.len())
-                .filter(|&i| st.in_hand[&st.turns[i]] < WINDOW)
-                .min_by_key(|&i| st.in_hand[&st.turns[i]])
-            else {
-                return;
-            };
-            let Some(id) = st.turns.remove(at) else {
+            let Some(id) = st.free.pop_front() else {
                 return;
             };
             let Some(channel) = st.workers.get(&id).cloned() else {
@@ -247,10 +234,8 @@ impl Inner {
             match channel.write_own_handle(&envelope, conn.as_fd()) {
                 Ok(()) => {
                     st.handed.insert(seq, (id, conn));
-                    *st.in_hand.entry(id).or_default() += 1;
-                    st.turns.push_back(id);
                 }
-                // The worker's channel is gone: it gets no more turns; JS removes it at its 'disconnect'.
+                // The worker's channel is gone: it stays out of the free list until JS removes it.
                 Err(_) => {
                     lock(&HANDED).remove(&seq);
                     st.queue.push_front(conn);
@@ -270,8 +255,8 @@ impl Inner {
             // The worker is closing its server: give the connection to another one.
             st.queue.push_back(conn);
         }
-        if let Some(n) = st.in_hand.get_mut(&id) {
-            *n = n.saturating_sub(1);
+        if st.workers.contains_key(&id) {
+            st.free.push_back(id);
         }
         self.dispatch(&mut st);
     }
@@ -374,7 +359,7 @@ mod tests {
         let s1 = take(&mut w1);
         let _c2 = connect();
         let s2 = take(&mut w2);
-        // Both hold WINDOW (1) unanswered: the third waits.
+        // Both hold one unanswered: the third waits.
         let _c3 = connect();
         nothing_for(&mut w1);
         nothing_for(&mut w2);
