@@ -1,4 +1,4 @@
 // Types for `forkline/cluster`: the cluster module alone.
-import { cluster } from '../index';
+import { cluster } from '../../index';
 
 export = cluster;

@@ -1,0 +1,598 @@
+'use strict';
+
+// The channel end both sides share (Node's setupChannel(target) in lib/internal/child_process.js): send() with
+// per-tick batching and callbacks by write number, the inbox that holds messages until a 'message' listener,
+// handles, disconnect, and `channel` (Node's Control). ChildProcess (lib/child_process.js) is a ChannelEnd; the
+// child runtime (lib/runtime.js) gives the same methods to `process` through setupChannel().
+
+const EventEmitter = require('node:events');
+const util = require('node:util');
+const { makeError, errnoException } = require('./errors');
+const { validateObject } = require('./validators');
+const { codecFor, decodeFrame } = require('./serialization');
+const { HANDLE_TYPES, handleType, closeFd } = require('./handles');
+
+// Node's send() returns false once this much is queued behind the socket.
+const HIGH_WATER_MARK = 64 * 1024 * 2;
+// Sends made in one tick leave together; past this many bytes they leave at once, to bound the batch.
+const FLUSH_BYTES = 256 * 1024;
+
+const INTERNAL_PREFIX = 'NODE_';
+
+function isInternal(message) {
+  return (
+    message !== null &&
+    typeof message === 'object' &&
+    typeof message.cmd === 'string' &&
+    message.cmd.length > INTERNAL_PREFIX.length &&
+    message.cmd.startsWith(INTERNAL_PREFIX)
+  );
+}
+
+// An inbox entry that is not a plain user message: internal messages and channel/process events. User messages sit
+// in the inbox as themselves, so the common case allocates nothing extra.
+class Signal {
+  constructor(kind, payload) {
+    this.kind = kind;
+    this.payload = payload;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// child.channel / process.channel: Node's Control object (ref/unref keep or release the event loop; fd). The child
+// runtime also counts refs as Node's does: its channel holds the loop only while 'message' or 'disconnect' listeners
+// (or unfinished writes) exist, until ref()/unref() are called explicitly.
+
+class Control extends EventEmitter {
+  #end;
+  #refs = 0;
+  #refExplicitlySet = false;
+  constructor(end) {
+    super();
+    this.#end = end;
+  }
+  refCounted() {
+    if (++this.#refs === 1 && !this.#refExplicitlySet) this.#ref();
+  }
+  unrefCounted() {
+    if (--this.#refs === 0 && !this.#refExplicitlySet) {
+      this.#unref();
+      this.emit('unref');
+    }
+  }
+  ref() {
+    this.#refExplicitlySet = true;
+    this.#ref();
+  }
+  unref() {
+    this.#refExplicitlySet = true;
+    this.#unref();
+  }
+  #ref() {
+    const end = this.#end;
+    if (end._channelOpen) end._native.refChannel();
+  }
+  #unref() {
+    const end = this.#end;
+    if (end._channelOpen) end._native.unrefChannel();
+  }
+  get fd() {
+    const end = this.#end;
+    return end._channelOpen ? end._native.channelFd : undefined;
+  }
+}
+
+// Children whose sends are waiting for the end of the tick; flushed on process 'exit' too, so a parent that sends
+// and then exits still delivers, as Node's synchronous writes do.
+const unflushed = new Set();
+let exitHookInstalled = false;
+
+function flushAll() {
+  for (const child of unflushed) child._flush();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// ChannelEnd.
+
+class ChannelEnd extends EventEmitter {
+  constructor() {
+    super();
+    this._initChannel();
+  }
+
+  // The channel state, set up apart from the constructor so that the child runtime can give it to `process`.
+  _initChannel() {
+    this.connected = false;
+    this.channel = undefined;
+    this._native = null;
+    this._channelOpen = false;
+    this._disconnectCalled = false;
+    this._codec = codecFor('json');
+    // Outgoing: messages of this tick, as text, and the callbacks waiting for their write.
+    this._outbox = [];
+    this._outBytes = 0;
+    this._flushScheduled = false;
+    // A write that fails after it was queued: callbacks get the error either way; true keeps it from being an
+    // 'error' event for sends without one (the child runtime: Node's child ignores such failures, and 'disconnect'
+    // tells the story).
+    this._quietAsyncWriteErrors = false;
+    // True while _onWake emits a batch: sends made meanwhile are flushed when it ends.
+    this._inWake = false;
+    this._writeSeq = 0;
+    this._callbacks = [];
+    // Batches holding sends with neither callback nor swallowErrors: a failed write is an 'error' event for those.
+    this._bareSeqs = [];
+    this._queuedBytes = 0;
+    this._needDrain = false;
+    // Incoming: parsed messages and events not yet emitted, and messages waiting for a 'message' listener.
+    this._inbox = [];
+    this._inboxAt = 0;
+    this._pendingMessages = [];
+  }
+
+  send(message, handle, options, callback) {
+    if (this.channel === undefined) {
+      // Node: a child spawned without an 'ipc' slot has no send() at all.
+      throw new TypeError('subprocess.send is not a function');
+    }
+    if (typeof handle === 'function') {
+      callback = handle;
+      handle = undefined;
+      options = undefined;
+    } else if (typeof options === 'function') {
+      callback = options;
+      options = undefined;
+    } else if (options !== undefined) {
+      validateObject(options, 'options');
+    }
+    options = { swallowErrors: false, ...options };
+    if (this.connected) return this._send(message, handle, options, callback);
+    const ex = makeError('ERR_IPC_CHANNEL_CLOSED');
+    if (typeof callback === 'function') process.nextTick(callback, ex);
+    else process.nextTick(() => this.emit('error', ex));
+    return false;
+  }
+
+  _send(message, handle, options, callback) {
+    if (message === undefined) throw makeError('ERR_MISSING_ARGS', 'message');
+    const type = typeof message;
+    if (type !== 'string' && type !== 'object' && type !== 'number' && type !== 'boolean') {
+      throw makeError('ERR_INVALID_ARG_TYPE', 'message', ['string', 'object', 'number', 'boolean'], message);
+    }
+    if (handle) {
+      const type = handleType(handle);
+      const conversion = HANDLE_TYPES[type];
+      const fd = conversion.fd(handle);
+      // Node: a handle sent twice, or with nothing native left in it, goes as a plain message.
+      if (typeof fd === 'number' && fd >= 0) return this._sendHandle(message, handle, type, fd, options, callback);
+    }
+    // Encode now, as Node does: a value that cannot be encoded throws in the caller's frame.
+    const encoded = this._codec.encode(message);
+    this._outbox.push(encoded);
+    this._outBytes += encoded.length;
+    this._expect(this._writeSeq + 1, options, callback);
+    // During 'exit' no later tick comes: send now.
+    if (this._outBytes >= FLUSH_BYTES || process._exiting) {
+      this._flush();
+    } else if (!this._flushScheduled) {
+      this._flushScheduled = true;
+      unflushed.add(this);
+      if (!exitHookInstalled) {
+        exitHookInstalled = true;
+        process.on('exit', flushAll);
+      }
+      // Inside _onWake the flush comes at its end.
+      if (!this._inWake) process.nextTick(flushNT, this);
+    }
+    return this._belowHighWaterMark();
+  }
+
+  _sendHandle(message, handle, type, fd, options, callback) {
+    const conversion = HANDLE_TYPES[type];
+    const envelope = { cmd: 'NODE_HANDLE', type, msg: message };
+    if (conversion.envelope) conversion.envelope(envelope, handle, options);
+    const encoded = this._codec.encode(envelope);
+    // Earlier sends go first; later ones wait in the core until the child acknowledges this handle.
+    this._flush();
+    const seq = this._writeSeq + 1;
+    this._expect(seq, options, callback);
+    if (!this._wrote(seq, this._native.writeHandle(encoded, fd))) return false;
+    if (conversion.postSend) conversion.postSend(handle, options);
+    return this._belowHighWaterMark();
+  }
+
+  // Notes whom to tell when write number `seq` completes or fails: the callback, or else (unless errors are
+  // swallowed) the 'error' event.
+  _expect(seq, options, callback) {
+    if (typeof callback === 'function') this._callbacks.push({ seq, callback });
+    else if (!options.swallowErrors && this._bareSeqs[this._bareSeqs.length - 1] !== seq) this._bareSeqs.push(seq);
+  }
+
+  // Accounts for native write number `seq` (`result`: bytes still queued, or -errno); false if it failed.
+  _wrote(seq, result) {
+    if (result < 0) {
+      this._failWrites(seq, errnoException(result, 'write'));
+      return false;
+    }
+    this._writeSeq = seq;
+    this._queuedBytes = result;
+    if (result === 0) {
+      // On the wire already: nothing can fail any more, and only callbacks need a later tick.
+      while (this._bareSeqs.length && this._bareSeqs[0] <= seq) this._bareSeqs.shift();
+      if (this._callbacks.length) process.nextTick(completeWritesNT, this, seq);
+    }
+    return true;
+  }
+
+  // send()'s return value, as Node's: false once too much waits behind the socket ('drain' follows).
+  _belowHighWaterMark() {
+    const ok = this._queuedBytes < HIGH_WATER_MARK;
+    if (!ok) this._needDrain = true;
+    return ok;
+  }
+
+  // Hands this tick's messages to the channel in one native call.
+  _flush() {
+    this._flushScheduled = false;
+    unflushed.delete(this);
+    if (this._outbox.length === 0) return;
+    const data = this._codec.join(this._outbox);
+    this._outbox = [];
+    this._outBytes = 0;
+    this._wrote(this._writeSeq + 1, this._native.write(data));
+  }
+
+  // Calls back every send up to `seq` with `err`; sends without a callback report it once as 'error'.
+  _failWrites(seq, err, quiet = false) {
+    while (this._callbacks.length && this._callbacks[0].seq <= seq) {
+      process.nextTick(this._callbacks.shift().callback, err);
+    }
+    let bare = false;
+    while (this._bareSeqs.length && this._bareSeqs[0] <= seq) {
+      this._bareSeqs.shift();
+      bare = true;
+    }
+    if (bare && !quiet) process.nextTick(() => this.emit('error', err));
+  }
+
+  _completeWrites(seq) {
+    while (this._bareSeqs.length && this._bareSeqs[0] <= seq) this._bareSeqs.shift();
+    while (this._callbacks.length && this._callbacks[0].seq <= seq) {
+      this._callbacks.shift().callback(null);
+    }
+  }
+
+  disconnect() {
+    if (!this.connected) {
+      this.emit('error', makeError('ERR_IPC_DISCONNECTED'));
+      return;
+    }
+    // What was sent before disconnect() still goes out; the core closes the socket once it has. Nothing more is
+    // received from here on, not even what was already read (Node's docs; Node itself emits the rest of a chunk).
+    this._flush();
+    this.connected = false;
+    this._disconnectCalled = true;
+    // Node's _disconnect(): the channel property goes at once; the socket closes once queued writes are out.
+    this.channel = null;
+    this._native.closeChannel();
+    process.nextTick(() => this.emit('disconnect'));
+  }
+
+  // ---- incoming: the core wakes us once per batch ----
+
+  _onWake() {
+    const events = this._native.poll();
+    for (let i = 0; i < events.length; i++) {
+      const ev = events[i];
+      // Json lines come as bare strings (the hot path builds no event object).
+      if (typeof ev === 'string') {
+        if (this._receiving()) this._parseLines(ev);
+        continue;
+      }
+      switch (ev.kind) {
+        // Node stops reading at disconnect(): what arrives after it is not delivered.
+        case 'lines':
+          if (this._receiving()) this._parseLines(ev.text);
+          break;
+        case 'frames':
+          if (this._receiving()) this._parseFrames(ev.bytes);
+          break;
+        case 'written':
+          this._onWritten(ev);
+          break;
+        case 'handle':
+          if (this._receiving()) this._inbox.push(new Signal('handle', ev));
+          else closeFd(ev.fd);
+          break;
+        case 'error':
+          if (ev.code === 'FORKLINE_HANDLE_NOT_RECEIVED') {
+            // Node's own report when the peer NACKs a handle past MAX_HANDLE_RETRANSMISSIONS.
+            process.emitWarning(ev.message, 'SentHandleNotReceivedWarning');
+          } else {
+            this._inbox.push(new Signal('error', makeError(ev.code, ev.message)));
+          }
+          break;
+        case 'readError':
+          this._inbox.push(new Signal('error', errnoException(ev.errno, ev.syscall)));
+          break;
+        case 'eof':
+          this._inbox.push(new Signal('eof'));
+          break;
+        case 'exit':
+          this._inbox.push(new Signal('exit', ev));
+          break;
+      }
+    }
+    this._inWake = true;
+    try {
+      this._drainInbox();
+    } finally {
+      this._inWake = false;
+      // What the listeners sent leaves now, in one write, without waiting for a tick.
+      if (this._flushScheduled) this._flush();
+    }
+  }
+
+  _parseLines(text) {
+    const inbox = this._inbox;
+    let start = 0;
+    let end;
+    while ((end = text.indexOf('\n', start)) !== -1) {
+      const line = text.slice(start, end);
+      start = end + 1;
+      let message;
+      try {
+        message = JSON.parse(line);
+      } catch (err) {
+        const shown = line.length > 64 ? `${line.slice(0, 61)}...` : line;
+        inbox.push(
+          new Signal(
+            'error',
+            makeError('FORKLINE_MALFORMED_MESSAGE', `IPC message is not valid JSON (${err.message}): ${shown}`),
+          ),
+        );
+        continue;
+      }
+      inbox.push(isInternal(message) ? new Signal('internal', message) : message);
+    }
+  }
+
+  // `run` holds whole frames (the core checked every length); each is deserialized on its own, so one bad frame
+  // costs only itself. Buffers in messages are views into `run`, as Node's DefaultDeserializer makes them.
+  _parseFrames(run) {
+    const inbox = this._inbox;
+    let at = 0;
+    while (at < run.length) {
+      const end = at + 4 + run.readUInt32BE(at);
+      const body = run.subarray(at, end);
+      at = end;
+      let message;
+      try {
+        message = decodeFrame(body, 4);
+      } catch (err) {
+        inbox.push(
+          new Signal(
+            'error',
+            makeError('FORKLINE_MALFORMED_MESSAGE', `IPC message is not valid V8 serializer data (${err.message})`),
+          ),
+        );
+        continue;
+      }
+      inbox.push(isInternal(message) ? new Signal('internal', message) : message);
+    }
+  }
+
+  // Emits what the inbox holds. A listener that throws ends this call (the throw reaches 'uncaughtException', as
+  // in Node), and the rest of the inbox goes out on the next tick instead of being lost.
+  _drainInbox() {
+    let finished = false;
+    try {
+      const inbox = this._inbox;
+      while (this._inboxAt < inbox.length) {
+        const item = inbox[this._inboxAt++];
+        if (item instanceof Signal) this._onSignal(item);
+        else if (this._receiving()) this._emitMessage('message', item, undefined);
+      }
+      finished = true;
+    } finally {
+      if (finished) {
+        this._inbox = [];
+        this._inboxAt = 0;
+      } else {
+        process.nextTick(() => this._drainInbox());
+      }
+    }
+  }
+
+  // Node stops receiving at disconnect(): nothing read after that call is delivered (EOF ends the stream anyway).
+  _receiving() {
+    return !this._disconnectCalled;
+  }
+
+  _emitMessage(event, message, handle) {
+    if (event === 'internalMessage' || this.listenerCount('message') > 0) this.emit(event, message, handle);
+    else this._pendingMessages.push([message, handle]);
+  }
+
+  // A NODE_HANDLE envelope and the fd the core paired with it (and already acknowledged). The fd becomes an object
+  // of the envelope's type, or is closed: it is never left behind.
+  _receiveHandle({ text, bytes, fd }) {
+    let envelope;
+    try {
+      envelope = text !== undefined ? JSON.parse(text) : decodeFrame(bytes, 4);
+    } catch (err) {
+      closeFd(fd);
+      this._channelFault(makeError('FORKLINE_MALFORMED_MESSAGE', `handle message is malformed (${err.message})`));
+      return;
+    }
+    const conversion = Object.hasOwn(HANDLE_TYPES, envelope.type) ? HANDLE_TYPES[envelope.type] : undefined;
+    if (!conversion) {
+      closeFd(fd);
+      this._channelFault(
+        makeError('FORKLINE_BAD_HANDLE', `a handle of unknown type ${util.inspect(envelope.type)} arrived; closed`),
+      );
+      return;
+    }
+    let handle;
+    try {
+      handle = conversion.got(envelope, fd);
+    } catch (err) {
+      closeFd(fd);
+      this._channelFault(err);
+      return;
+    }
+    this._emitMessage(isInternal(envelope.msg) ? 'internalMessage' : 'message', envelope.msg, handle);
+  }
+
+  _onSignal(item) {
+    switch (item.kind) {
+      case 'internal':
+        if (this._receiving()) this._emitMessage('internalMessage', item.payload, undefined);
+        break;
+      case 'handle':
+        if (this._receiving()) this._receiveHandle(item.payload);
+        else closeFd(item.payload.fd);
+        break;
+      case 'error':
+        this._channelFault(item.payload);
+        break;
+      case 'eof':
+        this._onEof();
+        break;
+      case 'exit':
+        this._onExit(item.payload);
+        break;
+    }
+  }
+
+  // A fault on the wire must not crash the parent: it is an 'error' event when someone listens, a warning if not.
+  _channelFault(err) {
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+    else process.emitWarning(err);
+  }
+
+  _onWritten(ev) {
+    this._queuedBytes = ev.queued;
+    this._completeWrites(ev.seq);
+    if (ev.code) this._failWrites(ev.failed, errnoException(ev.errno, ev.syscall), this._quietAsyncWriteErrors);
+    if (this._needDrain && ev.queued === 0 && this._outbox.length === 0) {
+      this._needDrain = false;
+      this.emit('drain');
+    }
+  }
+
+  // The end of the channel: the peer closed it, or our disconnect() is done (Node: channel.onread at EOF, then
+  // target.disconnect()). ChildProcess adds its own ordering against exit and close.
+  _onEof() {
+    if (this._endChannel()) process.nextTick(emitDisconnectNT, this);
+  }
+
+  // Lets go of the ended channel; true if it was still connected (so 'disconnect' is owed).
+  _endChannel() {
+    this._channelOpen = false;
+    this._native.releaseChannel();
+    this.channel = null;
+    if (!this.connected) return false;
+    this._flush();
+    this.connected = false;
+    return true;
+  }
+}
+
+function emitDisconnectNT(end) {
+  end.emit('disconnect');
+}
+
+function flushNT(child) {
+  if (child._flushScheduled) child._flush();
+}
+
+function completeWritesNT(child, seq) {
+  child._completeWrites(seq);
+}
+
+function flushPendingMessages(child) {
+  if (child.listenerCount('message') === 0) return;
+  const messages = child._pendingMessages;
+  child._pendingMessages = [];
+  for (const [message, handle] of messages) child.emit('message', message, handle);
+}
+
+// Node's setupChannel(process, ...) for the child runtime: the methods of a ChildProcess's channel side, on `target`
+// (the child's `process`). Node's send/disconnect/connected/channel are plain properties; forkline's own state stays
+// out of sight. Returns the Control; the runtime adds Node's listener ref counting (_forkChild) to it.
+function setupChannel(target, nat, serialization, exitFlushMs) {
+  const shared = ChannelEnd.prototype;
+  for (const name of Object.getOwnPropertyNames(shared)) {
+    if (name === 'constructor') continue;
+    const visible = name === 'send' || name === 'disconnect';
+    Object.defineProperty(target, name, {
+      value: shared[name],
+      writable: true,
+      configurable: true,
+      enumerable: visible,
+    });
+  }
+  const before = new Set(Object.keys(target));
+  shared._initChannel.call(target);
+  for (const key of Object.keys(target)) {
+    if (!before.has(key) && key.startsWith('_')) Object.defineProperty(target, key, { enumerable: false });
+  }
+  const hide = (name, value) =>
+    Object.defineProperty(target, name, { value, writable: true, configurable: true, enumerable: false });
+  hide('_native', nat);
+  hide('_codec', codecFor(serialization));
+  hide('_channelOpen', true);
+  // A parent that goes away while a big send is under way must not crash the child: Node's child ignores a
+  // queued write that fails (req.oncomplete in lib/internal/child_process.js), and so do we, 'disconnect' follows.
+  hide('_quietAsyncWriteErrors', true);
+  target.connected = true;
+  const control = new Control(target);
+  target.channel = control;
+
+  // Unfinished writes hold the loop as listeners do (Node: control.refCounted() per async write).
+  let writesHeld = false;
+  const holdWrites = (hold) => {
+    if (hold === writesHeld) return;
+    writesHeld = hold;
+    if (hold) control.refCounted();
+    else control.unrefCounted();
+  };
+  hide('_wrote', function _wrote(seq, result) {
+    const ok = shared._wrote.call(this, seq, result);
+    if (result > 0) holdWrites(true);
+    return ok;
+  });
+  hide('_onWritten', function _onWritten(ev) {
+    shared._onWritten.call(this, ev);
+    if (ev.queued === 0) holdWrites(false);
+  });
+  // At exit the writer thread dies with the process: what is queued leaves first (nodejs/node#36268 loses it).
+  hide('_flush', function _flush() {
+    shared._flush.call(this);
+    if (process._exiting && this._channelOpen) this._native.waitWritten(exitFlushMs);
+  });
+  target.on('exit', () => target._flush());
+  return control;
+}
+
+// Sends `fd` as a handle of `type` (a Native kind: the cluster primary's listening sockets are no JS objects), with
+// the same NODE_HANDLE handshake as send(message, handle).
+function sendFd(end, message, type, fd) {
+  return end._sendHandle(message, null, type, fd, { swallowErrors: false });
+}
+
+// The native channel under an end, for native code that writes to it too (the round-robin hand-off in Rust).
+function nativeChannelOf(end) {
+  return end._native;
+}
+
+module.exports = {
+  ChannelEnd,
+  Control,
+  setupChannel,
+  sendFd,
+  nativeChannelOf,
+  flushPendingMessages,
+  emitDisconnectNT,
+};

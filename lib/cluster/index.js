@@ -1,0 +1,9 @@
+'use strict';
+
+// `require('forkline/cluster')`: the cluster module alone, as `require('node:cluster')` gives it. In a worker (a
+// process forked by a cluster primary, forkline's or Node's), it is Node's own cluster, so that the one-file
+// `if (cluster.isPrimary) … else …` program runs unchanged.
+
+const nodeCluster = require('node:cluster');
+
+module.exports = nodeCluster.isWorker ? nodeCluster : require('./primary').cluster;

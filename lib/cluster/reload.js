@@ -1,0 +1,60 @@
+'use strict';
+
+// cluster.reload(): a rolling restart. Each worker alive now is replaced by a new one, which must be serving
+// (listening, if the old one was) before the old one is disconnected, so that a server never stops accepting. The
+// next replacement starts once the old worker has exited; one still running `timeout` ms after its disconnect is
+// killed. Reloads asked for while one runs queue behind it.
+
+const { makeError } = require('../errors');
+const { validateObject } = require('../validators');
+const { kEnv } = require('./worker');
+
+const RELOAD_TIMEOUT = 10_000;
+
+let reloading = Promise.resolve();
+
+function rollingReload(cluster, options, callback) {
+  if (typeof options === 'function') {
+    callback = options;
+    options = undefined;
+  }
+  if (options != null) validateObject(options, 'options');
+  const timeout = options?.timeout ?? RELOAD_TIMEOUT;
+  if (!Number.isInteger(timeout) || timeout < 0) {
+    throw makeError('ERR_OUT_OF_RANGE', 'options.timeout', 'a non-negative integer', timeout);
+  }
+  const run = reloading.then(async () => {
+    for (const old of Object.values(cluster.workers)) {
+      if (old.isDead() || !old.isConnected() || old.exitedAfterDisconnect) continue;
+      const fresh = cluster.fork(old[kEnv]);
+      await workerReached(fresh, old.state === 'listening' ? 'listening' : 'online');
+      const exited = new Promise((resolve) => old.once('exit', resolve));
+      old.disconnect();
+      const killer = setTimeout(() => old.destroy(), timeout);
+      await exited;
+      clearTimeout(killer);
+    }
+  });
+  reloading = run.catch(() => {});
+  if (typeof callback === 'function') run.then(() => callback(null), callback);
+  return run;
+}
+
+function workerReached(worker, event) {
+  return new Promise((resolve, reject) => {
+    const onEvent = () => {
+      worker.off('exit', onExit);
+      resolve();
+    };
+    const onExit = (code, signal) => {
+      worker.off(event, onEvent);
+      const err = new Error(`worker ${worker.id} exited (${signal || code}) before it was ${event}`);
+      err.code = 'FORKLINE_RELOAD_FAILED';
+      reject(err);
+    };
+    worker.once(event, onEvent);
+    worker.once('exit', onExit);
+  });
+}
+
+module.exports = { rollingReload };

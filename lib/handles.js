@@ -1,0 +1,119 @@
+'use strict';
+
+// Handles (Node's handleConversion in lib/internal/child_process.js). The core sends an fd with its envelope and
+// keeps a duplicate until the peer's ACK; here a handle object gives up its fd, and a received fd becomes an object.
+// Each type has `fd(handle)`, optionally `envelope(envelope, handle, options)` and `postSend(handle, options)`, and
+// `got(envelope, fd)`.
+
+const dgram = require('node:dgram');
+const fs = require('node:fs');
+const net = require('node:net');
+const native = require('./binding');
+const { makeError, errnoException } = require('./errors');
+
+function nop() {}
+
+let wraps;
+// Node's raw handle classes, for the 'Native' kinds.
+function handleWraps() {
+  if (!wraps) {
+    const { TCP, constants: tcp } = process.binding('tcp_wrap');
+    const { Pipe, constants: pipe } = process.binding('pipe_wrap');
+    const { UDP } = process.binding('udp_wrap');
+    wraps = { TCP, Pipe, UDP, tcpSocket: tcp.SOCKET, pipeSocket: pipe.SOCKET };
+  }
+  return wraps;
+}
+
+function dgramHandle(socket) {
+  const state = Object.getOwnPropertySymbols(socket).find((sym) => sym.description === 'state symbol');
+  return state && socket[state] ? socket[state].handle : undefined;
+}
+
+// Closes an fd that could not become a handle, so none leaks.
+function closeFd(fd) {
+  try {
+    fs.closeSync(fd);
+  } catch {
+    // Already closed by whatever failed.
+  }
+}
+
+function openWrap(handle, fd) {
+  const err = handle.open(fd);
+  if (err) throw errnoException(err, 'open');
+  return handle;
+}
+
+const HANDLE_TYPES = {
+  'net.Socket': {
+    fd: (socket) => (socket._handle ? socket._handle.fd : undefined),
+    envelope(envelope, socket, options) {
+      if (socket.server) {
+        envelope.key = socket.server._connectionKey;
+        // Act like the socket is detached.
+        if (!options.keepOpen) socket.server._connections--;
+      }
+    },
+    // The socket is handed over: detach it now; the core's duplicate keeps the connection open until the ACK.
+    postSend(socket, options) {
+      if (options.keepOpen) return;
+      const handle = socket._handle;
+      handle.onread = nop;
+      socket._handle = null;
+      socket.setTimeout(0);
+      const { freeParser, HTTPParser } = require('node:_http_common');
+      if (socket.parser && socket.parser instanceof HTTPParser) {
+        freeParser(socket.parser, null, socket);
+        if (socket._httpMessage) socket._httpMessage.detachSocket(socket);
+      }
+      handle.close();
+    },
+    got: (envelope, fd) => new net.Socket({ fd, readable: true, writable: true }),
+  },
+  'net.Server': {
+    fd: (server) => (server._handle ? server._handle.fd : undefined),
+    got(envelope, fd) {
+      const server = new net.Server();
+      server.listen({ fd });
+      return server;
+    },
+  },
+  'net.Native': {
+    fd: (handle) => handle.fd,
+    got(envelope, fd) {
+      const { TCP, Pipe, tcpSocket, pipeSocket } = handleWraps();
+      return openWrap(native.socketKind(fd) === 'pipe' ? new Pipe(pipeSocket) : new TCP(tcpSocket), fd);
+    },
+  },
+  'dgram.Socket': {
+    fd: (socket) => {
+      const handle = dgramHandle(socket);
+      return handle ? handle.fd : undefined;
+    },
+    envelope(envelope, socket) {
+      envelope.dgramType = socket.type;
+    },
+    got(envelope, fd) {
+      const socket = dgram.createSocket(envelope.dgramType);
+      socket.bind({ fd });
+      return socket;
+    },
+  },
+  'dgram.Native': {
+    fd: (handle) => handle.fd,
+    got: (envelope, fd) => openWrap(new (handleWraps().UDP)(), fd),
+  },
+};
+
+function handleType(handle) {
+  if (handle instanceof net.Socket) return 'net.Socket';
+  if (handle instanceof net.Server) return 'net.Server';
+  if (handle instanceof dgram.Socket) return 'dgram.Socket';
+  const { TCP, Pipe, UDP } = handleWraps();
+  if (handle instanceof TCP || handle instanceof Pipe) return 'net.Native';
+  if (handle instanceof UDP) return 'dgram.Native';
+  throw makeError('ERR_INVALID_HANDLE_TYPE');
+}
+
+module.exports = { HANDLE_TYPES, handleType, closeFd, nop };

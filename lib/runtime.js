@@ -1,0 +1,76 @@
+'use strict';
+
+// The child runtime: forkline's channel serving the child's process.send / process.on('message') /
+// process.disconnect / process.channel, as Node's _forkChild (lib/child_process.js) would serve them with Node's own.
+// A parent that chose it (lib/runtime_env.js) preloads this file; loaded so, it opens the Rust channel before any
+// user code runs and removes every trace of itself from process.env, so grandchildren start as plain Node children.
+
+const fs = require('node:fs');
+const util = require('node:util');
+const { isMainThread } = require('node:worker_threads');
+const native = require('./binding');
+const { setupChannel, flushPendingMessages } = require('./channel');
+const { RUNTIME_FD, RUNTIME_MODE, RUNTIME_NODE_OPTIONS } = require('./runtime_env');
+
+// How long an exiting child waits for its queued messages to leave (a parent that never reads would hang it).
+const EXIT_FLUSH_MS = 30_000;
+
+// The runtime cannot run: say so and exit, rather than run the child's code without its channel.
+function runtimeFailed(reason) {
+  try {
+    fs.writeSync(2, `forkline: the child runtime cannot start: ${reason}\n`);
+  } finally {
+    process.exit(1);
+  }
+}
+
+function startChildRuntime() {
+  const env = process.env;
+  const fd = Number(env[RUNTIME_FD]);
+  const serialization = env[RUNTIME_MODE] || 'json';
+  let nodeOptions = null;
+  try {
+    nodeOptions = JSON.parse(env[RUNTIME_NODE_OPTIONS] ?? 'null');
+  } catch {
+    // Not ours to judge: drop our preload and leave no NODE_OPTIONS.
+  }
+  // Node deletes NODE_CHANNEL_FD from the env; we delete ours and put NODE_OPTIONS back as it was.
+  delete env[RUNTIME_FD];
+  delete env[RUNTIME_MODE];
+  delete env[RUNTIME_NODE_OPTIONS];
+  if (typeof nodeOptions === 'string') env.NODE_OPTIONS = nodeOptions;
+  else delete env.NODE_OPTIONS;
+
+  if (process.channel !== undefined || typeof process.send === 'function') {
+    runtimeFailed('this process already has an IPC channel (NODE_CHANNEL_FD was set too)');
+  }
+  if (!Number.isInteger(fd) || fd < 0) runtimeFailed(`${RUNTIME_FD} is not a file descriptor`);
+  if (serialization !== 'json' && serialization !== 'advanced') {
+    runtimeFailed(`unknown serialization ${util.inspect(serialization)}`);
+  }
+  let nat;
+  try {
+    nat = native.NativeChannel.open(fd, serialization, () => process._onWake());
+  } catch (err) {
+    runtimeFailed(`cannot open the channel on fd ${fd} (${err.message})`);
+  }
+
+  const control = setupChannel(process, nat, serialization, EXIT_FLUSH_MS);
+
+  // Node's _forkChild: the channel keeps the process alive only while someone listens for 'message' or
+  // 'disconnect'; messages that came before the first 'message' listener wait for it.
+  const counts = (name) => name === 'message' || name === 'disconnect';
+  process.on('newListener', (name) => {
+    process.nextTick(flushPendingMessages, process);
+    if (counts(name)) control.refCounted();
+  });
+  process.on('removeListener', (name) => {
+    if (counts(name)) control.unrefCounted();
+  });
+  // Listeners a preload before us added.
+  for (const name of ['message', 'disconnect']) {
+    for (let i = process.listenerCount(name); i > 0; i--) control.refCounted();
+  }
+}
+
+if (process.env[RUNTIME_FD] !== undefined && isMainThread) startChildRuntime();

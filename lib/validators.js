@@ -1,0 +1,96 @@
+'use strict';
+
+// Argument validation (Node's lib/internal/validators.js, the parts fork() and cluster use) and signal names.
+
+const os = require('node:os');
+const { fileURLToPath } = require('node:url');
+const { makeError } = require('./errors');
+
+function validateString(value, name) {
+  if (typeof value !== 'string') throw makeError('ERR_INVALID_ARG_TYPE', name, 'string', value);
+}
+
+function validateObject(value, name) {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw makeError('ERR_INVALID_ARG_TYPE', name, 'Object', value);
+  }
+}
+
+function validateArray(value, name) {
+  if (!Array.isArray(value)) throw makeError('ERR_INVALID_ARG_TYPE', name, 'Array', value);
+}
+
+function validateBoolean(value, name) {
+  if (typeof value !== 'boolean') throw makeError('ERR_INVALID_ARG_TYPE', name, 'boolean', value);
+}
+
+function isInt32(value) {
+  return value === (value | 0);
+}
+
+function validateTimeout(timeout) {
+  if (timeout != null && !(Number.isInteger(timeout) && timeout >= 0)) {
+    throw makeError('ERR_OUT_OF_RANGE', 'timeout', 'an unsigned integer', timeout);
+  }
+}
+
+function validateAbortSignal(signal, name) {
+  if (signal !== undefined && (signal === null || typeof signal !== 'object' || !('aborted' in signal))) {
+    throw makeError('ERR_INVALID_ARG_TYPE', name, 'AbortSignal', signal);
+  }
+}
+
+function validateNullCheck(value, name) {
+  if (typeof value === 'string' && value.includes('\u0000')) {
+    throw makeError('ERR_INVALID_ARG_VALUE', name, value, 'must be a string without null bytes');
+  }
+}
+
+// Node's getValidatedPath: a string, Buffer/Uint8Array or file: URL, without null bytes.
+function toPath(value, name) {
+  const path = value instanceof URL ? fileURLToPath(value) : value;
+  if (typeof path !== 'string' && !(path instanceof Uint8Array)) {
+    throw makeError('ERR_INVALID_ARG_TYPE', name, ['string', 'Buffer', 'URL'], value);
+  }
+  const text = typeof path === 'string' ? path : Buffer.from(path).toString();
+  if (text.includes('\u0000')) {
+    throw makeError('ERR_INVALID_ARG_VALUE', name, path, 'must be a string, Uint8Array, or URL without null bytes');
+  }
+  return text;
+}
+
+const SIGNALS = os.constants.signals;
+const SIGNAL_NAMES = Object.fromEntries(Object.entries(SIGNALS).map(([name, number]) => [number, name]));
+
+function convertToValidSignal(signal) {
+  if (typeof signal === 'number' && SIGNAL_NAMES[signal]) return signal;
+  if (typeof signal === 'string') {
+    const number = SIGNALS[signal.toUpperCase()];
+    if (number) return number;
+  }
+  throw makeError('ERR_UNKNOWN_SIGNAL', signal);
+}
+
+function sanitizeKillSignal(killSignal) {
+  if (typeof killSignal === 'string' || typeof killSignal === 'number') return convertToValidSignal(killSignal);
+  if (killSignal != null) {
+    throw makeError('ERR_INVALID_ARG_TYPE', 'options.killSignal', ['string', 'number'], killSignal);
+  }
+  return SIGNALS.SIGTERM;
+}
+
+module.exports = {
+  validateString,
+  validateObject,
+  validateArray,
+  validateBoolean,
+  isInt32,
+  validateTimeout,
+  validateAbortSignal,
+  validateNullCheck,
+  toPath,
+  SIGNALS,
+  SIGNAL_NAMES,
+  convertToValidSignal,
+  sanitizeKillSignal,
+};
