@@ -83,6 +83,9 @@ for (const policy of ['rr', 'reuseport']) {
         HOST: '127.0.0.1',
       });
       await waitUntil(async () => (await ask(port)) !== null, 15_000, 'the app answers');
+      // The first answer can come while the second worker is still starting: under round-robin wait until both are
+      // listening, then every request must still be answered.
+      if (policy === 'rr') await waitUntil(async () => (await pidsAnswering(port)).size === 2, 15_000, 'both answer');
       const first = await pidsAnswering(port);
       if (policy === 'rr') assert.strictEqual(first.size, 2, 'round-robin: both workers answer');
 
