@@ -10,35 +10,38 @@ const kEnv = Symbol('kEnv');
 // Set when the primary kills a worker on purpose: such a worker is not restarted.
 const kNoRestart = Symbol('kNoRestart');
 
-class Worker extends EventEmitter {
-  constructor(options) {
-    super();
-    if (options === null || typeof options !== 'object') options = {};
-    this.exitedAfterDisconnect = undefined;
-    this.state = options.state || 'none';
-    this.id = options.id | 0;
-    if (options.process) {
-      this.process = options.process;
-      this.process.on('error', (code, signal) => this.emit('error', code, signal));
-      this.process.on('message', (message, handle) => this.emit('message', message, handle));
-    }
-  }
-
-  kill(...args) {
-    return this.destroy(...args);
-  }
-
-  send(...args) {
-    return this.process.send(...args);
-  }
-
-  isDead() {
-    return this.process.exitCode != null || this.process.signalCode != null;
-  }
-
-  isConnected() {
-    return this.process.connected;
+// A function constructor, as Node's: `Worker(options)` and `Worker.call({}, options)` return a Worker too.
+function Worker(options) {
+  if (!(this instanceof Worker)) return new Worker(options);
+  EventEmitter.call(this);
+  if (options === null || typeof options !== 'object') options = {};
+  this.exitedAfterDisconnect = undefined;
+  this.state = options.state || 'none';
+  this.id = options.id | 0;
+  if (options.process) {
+    this.process = options.process;
+    this.process.on('error', (code, signal) => this.emit('error', code, signal));
+    this.process.on('message', (message, handle) => this.emit('message', message, handle));
   }
 }
+
+Object.setPrototypeOf(Worker.prototype, EventEmitter.prototype);
+Object.setPrototypeOf(Worker, EventEmitter);
+
+Worker.prototype.kill = function kill(...args) {
+  return this.destroy(...args);
+};
+
+Worker.prototype.send = function send(...args) {
+  return this.process.send(...args);
+};
+
+Worker.prototype.isDead = function isDead() {
+  return this.process.exitCode != null || this.process.signalCode != null;
+};
+
+Worker.prototype.isConnected = function isConnected() {
+  return this.process.connected;
+};
 
 module.exports = { Worker, kEnv, kNoRestart };
