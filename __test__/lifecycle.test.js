@@ -642,3 +642,67 @@ test(
     child.unref();
   },
 );
+
+// tinypool destroys a pool right after replacing a worker: send() then kill() in one tick. Node's send() has written
+// the bytes before kill() runs, so nothing fails; forkline must not fail either, whatever it batches.
+test("send() then kill() in the same tick: no 'error', every child killed", { timeout: 60_000 }, async (t) => {
+  for (const [impl, forkFn] of Object.entries(IMPLS)) {
+    const children = [];
+    for (let i = 0; i < 20; i++) {
+      const child = spawnChild(t, forkFn, ECHO, [], QUIET);
+      const log = recordEvents(child, ['error', 'exit']);
+      // Half before the child is up (the bytes wait in the socket), half once it echoes.
+      if (i % 2 === 1) {
+        child.send('up?');
+        await once(child, 'message');
+      }
+      child.send({ last: i });
+      assert.strictEqual(child.kill(), true, `${impl}: kill() of child ${i}`);
+      children.push({ child, log });
+    }
+    for (const { child, log } of children) {
+      await whenClosed(child);
+      assert.deepStrictEqual(log, [['exit', null, 'SIGTERM']], `${impl}: child ${child.pid}'s events`);
+    }
+  }
+});
+
+// Run in a fresh process per implementation: a deprecation warns once per process.
+const CHANNEL_ALIAS_SCRIPT = `
+const warnings = [];
+process.on('warning', (warning) => warnings.push(warning.code));
+const child = require(process.argv[1]).fork(process.argv[2], [], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+const result = { same: child._channel === child.channel, enumerable: Object.keys(child).includes('_channel') };
+child._channel;
+child.on('close', () => {
+  result.afterClose = [child._channel, child.channel];
+  setImmediate(() => console.log(JSON.stringify({ ...result, warnings })));
+});
+child.send('exit:0');
+`;
+
+test(
+  'child._channel is the deprecated alias of child.channel (DEP0129, once), null once closed',
+  { timeout: 20_000 },
+  () => {
+    const results = {};
+    for (const [impl, module] of [
+      ['node', 'node:child_process'],
+      ['forkline', path.join(__dirname, '..')],
+    ]) {
+      const out = spawnSync(process.execPath, ['--no-warnings', '-e', CHANNEL_ALIAS_SCRIPT, module, ECHO], {
+        encoding: 'utf8',
+        timeout: 15_000,
+      });
+      assert.strictEqual(out.status, 0, `${impl}: ${out.stderr}`);
+      results[impl] = JSON.parse(out.stdout);
+    }
+    assert.deepStrictEqual(results.node, {
+      same: true,
+      enumerable: false,
+      afterClose: [null, null],
+      warnings: ['DEP0129'],
+    });
+    assert.deepStrictEqual(results.forkline, results.node);
+  },
+);

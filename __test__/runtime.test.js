@@ -202,6 +202,26 @@ test('process looks as under Node: connected, channel, send, disconnect, enumera
   assert.deepStrictEqual(results.forkline, results.node);
 });
 
+test('a child that replaces globalThis.process keeps its channel, as under Node', { timeout: 20_000 }, async (t) => {
+  const results = await both(t, async (t, forkFn) => {
+    const child = spawnChild(t, forkFn, CHILD, ['replaced-global'], QUIET);
+    const log = recordEvents(child, ['message', 'exit', 'error']);
+    await once(child, 'message');
+    child.send('one');
+    await waitUntil(() => log.some(([, msg]) => msg === 'done'), 10_000, "the child's 'done'");
+    child.disconnect();
+    await whenExited(child);
+    return log;
+  });
+  assert.deepStrictEqual(results.node, [
+    ['message', 'ready'],
+    ['message', ['got', 'one']],
+    ['message', 'done'],
+    ['exit', 0, null],
+  ]);
+  assert.deepStrictEqual(results.forkline, results.node);
+});
+
 test('argv, execArgv and env look as under Node, NODE_OPTIONS included', { timeout: 20_000 }, async (t) => {
   for (const env of [
     { PATH: process.env.PATH, FORKLINE_TEST_VAR: 'x' },

@@ -2,6 +2,7 @@
 
 // The native addon (src/, built by `npm run build`), loaded once for every module of lib/.
 
+const process = require('node:process');
 const { RUNTIME_FD } = require('./runtime_env');
 
 function load() {

@@ -7,6 +7,8 @@
 
 const EventEmitter = require('node:events');
 const util = require('node:util');
+// The process object of start-up, not the global at call time: code may replace globalThis.process (tinypool does).
+const process = require('node:process');
 const { makeError, errnoException } = require('./errors');
 const { validateObject } = require('./validators');
 const { codecFor, decodeFrame } = require('./serialization');
@@ -526,13 +528,9 @@ function setupChannel(target, nat, serialization, exitFlushMs) {
   for (const name of Object.getOwnPropertyNames(shared)) {
     if (name === 'constructor') continue;
     const visible = name === 'send' || name === 'disconnect';
-    Object.defineProperty(target, name, {
-      value: shared[name],
-      writable: true,
-      configurable: true,
-      enumerable: visible,
-    });
+    Object.defineProperty(target, name, { ...Object.getOwnPropertyDescriptor(shared, name), enumerable: visible });
   }
+  defineChannelAlias(target);
   const before = new Set(Object.keys(target));
   shared._initChannel.call(target);
   for (const key of Object.keys(target)) {
@@ -576,6 +574,27 @@ function setupChannel(target, nat, serialization, exitFlushMs) {
   return control;
 }
 
+const deprecatedChannel = util.deprecate(
+  (end) => end.channel,
+  '_channel is deprecated. Use ChildProcess.channel instead.',
+  'DEP0129',
+);
+
+// Node's deprecated `_channel` alias of `channel`, which setupChannel() defines on every end that has a channel.
+function defineChannelAlias(end) {
+  Object.defineProperty(end, '_channel', {
+    get() {
+      return deprecatedChannel(this);
+    },
+    // Node warns on reading only.
+    set(value) {
+      this.channel = value;
+    },
+    configurable: true,
+    enumerable: false,
+  });
+}
+
 // Sends `fd` as a handle of `type` (a Native kind: the cluster primary's listening sockets are no JS objects), with
 // the same NODE_HANDLE handshake as send(message, handle).
 function sendFd(end, message, type, fd) {
@@ -591,6 +610,7 @@ module.exports = {
   ChannelEnd,
   Control,
   setupChannel,
+  defineChannelAlias,
   sendFd,
   nativeChannelOf,
   flushPendingMessages,

@@ -7,6 +7,7 @@
 const net = require('node:net');
 const os = require('node:os');
 const util = require('node:util');
+const process = require('node:process');
 const native = require('./binding');
 const { makeError, errnoException, AbortError } = require('./errors');
 const {
@@ -24,7 +25,7 @@ const {
   sanitizeKillSignal,
 } = require('./validators');
 const { codecFor } = require('./serialization');
-const { ChannelEnd, Control, flushPendingMessages, emitDisconnectNT } = require('./channel');
+const { ChannelEnd, Control, defineChannelAlias, flushPendingMessages, emitDisconnectNT } = require('./channel');
 const { resolveChildRuntime, childRuntimeOf, childRuntimeEnv } = require('./runtime_env');
 
 const { ESRCH, EINVAL, ENOSYS, EMFILE, ENFILE } = os.constants.errno;
@@ -127,6 +128,7 @@ class ChildProcess extends ChannelEnd {
       this._channelOpen = true;
       this.connected = true;
       this.channel = new Control(this);
+      defineChannelAlias(this);
       // Node queues messages that arrive before a 'message' listener exists, and hands them over once one does.
       this.on('newListener', () => process.nextTick(flushPendingMessages, this));
     } else {
@@ -137,6 +139,8 @@ class ChildProcess extends ChannelEnd {
 
   kill(sig) {
     const signal = sig === 0 ? sig : convertToValidSignal(sig === undefined ? 'SIGTERM' : sig);
+    // What send() accepted is on the socket before the signal, as with Node's synchronous writes.
+    if (this._flushScheduled) this._flush();
     if (this._native && !this._exited && this.pid !== undefined) {
       const err = this._native.kill(signal);
       if (err === 0) {

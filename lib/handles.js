@@ -8,6 +8,7 @@
 const dgram = require('node:dgram');
 const fs = require('node:fs');
 const net = require('node:net');
+const process = require('node:process');
 const native = require('./binding');
 const { makeError, errnoException } = require('./errors');
 

@@ -8,6 +8,8 @@
 const fs = require('node:fs');
 const util = require('node:util');
 const { isMainThread } = require('node:worker_threads');
+// The process object of start-up, not the global at call time: code may replace globalThis.process (tinypool does).
+const process = require('node:process');
 const native = require('./binding');
 const { setupChannel, flushPendingMessages } = require('./channel');
 const { RUNTIME_FD, RUNTIME_MODE, RUNTIME_NODE_OPTIONS } = require('./runtime_env');

@@ -6,6 +6,7 @@
 // NODE_OPTIONS; the runtime reads these variables back and removes them.
 
 const path = require('node:path');
+const process = require('node:process');
 const { makeError } = require('./errors');
 
 const CHILD_RUNTIMES = ['node', 'forkline'];

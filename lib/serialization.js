@@ -5,6 +5,7 @@
 // have the same shape: encode(message) gives one frame, join(frames) the bytes of one write.
 
 const v8 = require('node:v8');
+const { Buffer } = require('node:buffer');
 
 const json = {
   encode(message) {

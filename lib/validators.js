@@ -4,6 +4,7 @@
 
 const os = require('node:os');
 const { fileURLToPath } = require('node:url');
+const { Buffer } = require('node:buffer');
 const { makeError } = require('./errors');
 
 function validateString(value, name) {

@@ -8,6 +8,7 @@
 const EventEmitter = require('node:events');
 const os = require('node:os');
 const path = require('node:path');
+const process = require('node:process');
 const native = require('../binding');
 const { fork } = require('../child_process');
 const { sendFd, nativeChannelOf } = require('../channel');
