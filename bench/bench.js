@@ -267,8 +267,8 @@ function connectMany(session, port, count) {
 // Cluster: HTTP hello world behind a cluster primary with 2 workers, node:cluster vs forkline's cluster, per
 // scheduling policy. The forked child is the primary (always forked with node's own fork: it is only the harness's
 // control channel); what differs is the cluster module the primary uses. The load generator is a separate process on
-// 127.0.0.1: wrk (`-t1 -c32 --latency`) if it is on PATH, else bench/http-load.js (same shape: one thread, 32
-// connections, one request in flight on each).
+// 127.0.0.1: wrk (`-t1 -c32 --latency`) if it is on PATH, else bench/children/http-load.js (same shape: one thread,
+// 32 connections, one request in flight on each).
 
 const CLUSTER_WORKERS = 2;
 const CLUSTER_CONNECTIONS = 32;
@@ -305,7 +305,7 @@ function chooseLoader() {
     return { name: 'wrk', describe: `wrk ${version ? version[1] : ''} -t1 -c${CLUSTER_CONNECTIONS} --latency` };
   }
   const why = wrk ? '--loader=node' : 'wrk not on PATH';
-  return { name: 'node', describe: `bench/http-load.js, ${CLUSTER_CONNECTIONS} connections (${why})` };
+  return { name: 'node', describe: `bench/children/http-load.js, ${CLUSTER_CONNECTIONS} connections (${why})` };
 }
 
 // Runs the loader against 127.0.0.1:port for `ms` milliseconds. Resolves to { rps, p50, p99 (ms), requests,
@@ -320,7 +320,7 @@ function runLoad(session, port, ms, close) {
     ? ['-t1', `-c${CLUSTER_CONNECTIONS}`, `-d${Math.ceil(ms / 1000) + 10}s`, '--latency', '--timeout', '5s']
         .concat(close ? ['-H', 'Connection: close'] : [])
         .concat(`http://127.0.0.1:${port}/`)
-    : [path.join(__dirname, 'http-load.js'), String(port), String(ms), String(CLUSTER_CONNECTIONS), mode];
+    : [path.join(__dirname, 'children', 'http-load.js'), String(port), String(ms), String(CLUSTER_CONNECTIONS), mode];
   const proc = nodeChildProcess.spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(proc);
   let stopped = false;
@@ -540,8 +540,9 @@ function clusterSection(lines, group, tableRows) {
   );
   const { params } = group[0];
   lines.push(
-    `Per measurement: a fresh primary (bench/cluster-primary.js) forks ${CLUSTER_WORKERS} workers ` +
-      "(bench/http-worker.js: `http.createServer((req, res) => res.end('hello world'))` on one port of 127.0.0.1) " +
+    `Per measurement: a fresh primary (bench/children/cluster-primary.js) forks ${CLUSTER_WORKERS} workers ` +
+      '(bench/children/http-worker.js: ' +
+      "`http.createServer((req, res) => res.end('hello world'))` on one port of 127.0.0.1) " +
       `and reports once both fired 'listening'; ${params.warmMs} ms of load as a warm-up, then ${params.ms} ms ` +
       `measured. keep-alive: ${CLUSTER_CONNECTIONS} persistent connections, one request in flight on each; new ` +
       'connection per request: every request says `Connection: close` and the next one opens a new connection. p99 ' +
@@ -726,7 +727,7 @@ function withTimeout(promise, ms, what) {
 }
 
 function openSession(impl, script, args, options) {
-  const modulePath = path.join(__dirname, script);
+  const modulePath = path.join(__dirname, 'children', script);
   const child = options ? impl.fork(modulePath, args, options) : impl.fork(modulePath, args);
   live.add(child);
   const session = {
