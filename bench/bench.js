@@ -13,15 +13,23 @@
 //   --list                          list the scenario ids and exit
 //   --loader=wrk|node               cluster rows: the HTTP load generator (default: wrk if on PATH, else node)
 //
-// To add a row: add an entry to SCENARIOS. A scenario forks one child per measurement, runs `run(session, params)`
-// and returns named numbers; each of its `rows` picks one number. The harness interleaves the implementations,
-// takes the median of the rounds, kills the child and reports errors, early exits and hangs as errors.
-// Progress goes to stderr so that stdout is only the report.
+// This file reads the command line, runs the scenarios of every family in FAMILIES and prints the report.
+// bench/harness.js forks the children, measures, interleaves the rounds and writes the table rows. bench/scenarios/
+// holds the families: channel.js (messages with JSON serialization), handles.js, advanced.js (`serialization:
+// 'advanced'`) and cluster.js. bench/children/ holds the scripts they fork.
+//
+// To add a row: add a scenario to its family's `scenarios` in bench/scenarios/ (the order there is the order of the
+// table; a new family also goes in FAMILIES below). What a scenario holds is described at the top of harness.js. A
+// scenario forks one child per measurement, runs `run(session, params)` and returns named numbers; each of its `rows`
+// picks one number. The harness interleaves the implementations, takes the median of the rounds, kills the child
+// and reports errors, early exits and hangs as errors. A row that sends something new also gets its sentence in
+// childProcessSection below. Progress goes to stderr so that stdout is only the report.
 //
 // The cluster scenarios (cluster-keepalive, cluster-close) are the same harness with their own list of
-// implementations (`impls`: node:cluster and forkline's cluster, each with a scheduling policy) and their own table:
-// the forked child is a cluster primary (cluster-primary.js) that forks 2 HTTP workers (http-worker.js) and reports
-// the port; the load comes from wrk or, without it, from http-load.js, both separate processes on 127.0.0.1.
+// implementations (`impls`: node:cluster and forkline's cluster, each with a scheduling policy) and their own section
+// of the report: the forked child is a cluster primary (children/cluster-primary.js) that forks 2 HTTP workers
+// (children/http-worker.js) and reports the port; the load comes from wrk or, without it, from
+// children/http-load.js, both separate processes on 127.0.0.1.
 
 const {
   now,

@@ -12,12 +12,14 @@
 //   params           the full-run sizes; --quick divides each by 10 (at least 1) ...
 //   quickParams      ... unless the scenario gives its own --quick sizes here
 //   timeoutSeconds   for the ready message and for `run`, each (halved under --quick); past it, a hang is reported
-//   impls            optional: the implementations to compare (default IMPLS)
+//   impls            optional: the implementations to compare (default IMPLS), each { name, fork(modulePath, args,
+//                    options), unavailable?() => why it cannot run, or null }
 //   rows             [{ name ('what, unit'), key (of run's result), higherIsBetter, format, impls? }]: one table row
 //                    each; a row's `impls` picks its columns, the first one being the base of the ratios
 //   describe         optional (values) => the progress line for one measurement (default: every row's value)
 //   run(session, params)  on a ready child; returns named numbers (`seconds` is shown in the progress line). The
-//                    clock never includes the spawn.
+//                    clock never includes the spawn. The session (openSession below) has the child, its ready
+//                    message, next() for control replies, onMessage for the hot path, fail(), defer(cleanup), notes.
 
 const fs = require('node:fs');
 const os = require('node:os');
