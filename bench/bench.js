@@ -6,7 +6,7 @@
 // info and a Markdown table.
 //
 //   node bench/bench.js             full run: 5 interleaved rounds per row, median shown
-//   node bench/bench.js --quick     smoke run: every N divided by 10, 1 round
+//   node bench/bench.js --quick     smoke run: every N divided by 10 (cluster rows: a third of the load), 1 round
 //   node bench/bench.js --json      also print the raw numbers (every round) as JSON after the table
 //   --rounds=K                      rounds per row (default 5, 1 with --quick)
 //   --only=ID[,ID...]               run only these scenarios (ids are listed by --list)
