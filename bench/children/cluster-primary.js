@@ -3,7 +3,7 @@
 // Benchmark cluster primary: forks WORKERS unmodified HTTP workers (http-worker.js) with node:cluster or forkline's
 // cluster and a given scheduling policy, and says where they listen once every worker's 'listening' event fired.
 //
-//   node bench/cluster-primary.js <node|forkline> <rr|none|reuseport> [workers=2]
+//   node bench/children/cluster-primary.js <node|forkline> <rr|none|reuseport> [workers=2]
 //
 // Standalone it prints `port <port>` on stdout and runs until SIGINT/SIGTERM. Forked by bench.js (an IPC channel to
 // its parent) it sends { ready: true, port, policy, pids } instead, and shuts the workers down and exits when that
@@ -16,14 +16,14 @@ const [implName, policyName, workersArg = '2'] = process.argv.slice(2);
 const WORKERS = Number(workersArg);
 const POLICIES = { rr: ['SCHED_RR', 2], none: ['SCHED_NONE', 1], reuseport: ['SCHED_REUSEPORT', 3] };
 if (!['node', 'forkline'].includes(implName) || !POLICIES[policyName] || !(WORKERS >= 1)) {
-  console.error('usage: node bench/cluster-primary.js <node|forkline> <rr|none|reuseport> [workers=2]');
+  console.error('usage: node bench/children/cluster-primary.js <node|forkline> <rr|none|reuseport> [workers=2]');
   process.exit(2);
 }
 const HOST = '127.0.0.1';
 
 function loadCluster() {
   if (implName === 'node') return require('node:cluster');
-  const forkline = require('..');
+  const forkline = require('../..');
   if (typeof forkline.cluster !== 'object' || forkline.cluster === null) {
     throw new Error("require('forkline').cluster is not there (yet)");
   }

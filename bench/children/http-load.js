@@ -3,7 +3,7 @@
 // Built-in HTTP load generator for the cluster rows, used when wrk is not on PATH: one process, one thread, raw `net`
 // sockets, a fixed number of connections, each with one request in flight (as `wrk -t1 -cN`).
 //
-//   node bench/http-load.js <port> <milliseconds> [connections=32] [keepalive|close]
+//   node bench/children/http-load.js <port> <milliseconds> [connections=32] [keepalive|close]
 //
 // keepalive: every connection sends its next `GET /` as soon as the previous response is complete.
 // close: every request carries `Connection: close` and goes on a new connection, opened once the previous one's
@@ -20,7 +20,7 @@ const MS = Number(msArg);
 const CONNECTIONS = Number(connectionsArg);
 const CLOSE = mode === 'close';
 if (!(PORT > 0) || !(MS > 0) || !(CONNECTIONS > 0) || !['keepalive', 'close'].includes(mode)) {
-  console.error('usage: node bench/http-load.js <port> <milliseconds> [connections=32] [keepalive|close]');
+  console.error('usage: node bench/children/http-load.js <port> <milliseconds> [connections=32] [keepalive|close]');
   process.exit(2);
 }
 const HOST = '127.0.0.1';

@@ -1,0 +1,158 @@
+'use strict';
+
+// The channel itself, with JSON serialization: small messages parent → child and child → parent (throughput), round
+// trips (latency), and echoes of strings from 1 KB to 16 MB.
+
+const { now, seconds, percentile, mean, fmtRate, fmtMicros, fmtMBs } = require('../harness');
+
+// Payloads: built once, shared by every implementation.
+const KB = 1024;
+const MB = 1024 * 1024;
+const SMALL = 'hello';
+const small = (i) => ({ i, s: SMALL });
+const strings = new Map();
+const payload = (size) => {
+  if (!strings.has(size)) strings.set(size, 'x'.repeat(size));
+  return strings.get(size);
+};
+
+function echoScenario(label, size, count) {
+  return {
+    id: `echo-${label.replace(' ', '').toLowerCase()}`,
+    child: 'echo-child.js',
+    params: { n: count, warm: Math.max(1, Math.round(count / 10)) },
+    rows: [{ name: `echo ${label} string, MB/s`, key: 'mbps', higherIsBetter: true, format: fmtMBs }],
+    timeoutSeconds: 60,
+    async run(session, { n, warm }) {
+      const s = payload(size);
+      // Warm-up, with a full check of what comes back (outside the clock).
+      await echo(session, s, 0, warm, true);
+      const t0 = now();
+      await echo(session, s, warm, warm + n, false);
+      const t1 = now();
+      return { mbps: (n * size) / MB / seconds(t0, t1), seconds: seconds(t0, t1) };
+    },
+  };
+}
+
+// Sends { i, s } for i in [from, to), one at a time, each after the previous echo came back.
+function echo(session, s, from, to, fullCheck) {
+  return new Promise((resolve, reject) => {
+    let i = from;
+    session.onMessage = (msg) => {
+      if (msg.i !== i || msg.s.length !== s.length || (fullCheck && msg.s !== s)) {
+        reject(new Error(`echo ${i}: got back i=${msg.i}, ${msg.s.length} chars, expected i=${i}, ${s.length}`));
+        return;
+      }
+      if (++i === to) resolve();
+      else session.child.send({ i, s });
+    };
+    session.child.send({ i, s });
+  });
+}
+
+// Parent → child throughput: `make(k)` for k in [0, warm + n), all sent in one synchronous loop per phase; the
+// sink child reports once at `warm` and once at `warm + n`.
+function sinkScenario({ id, name, forkOptions, params, make }) {
+  return {
+    id,
+    child: 'sink-child.js',
+    forkOptions,
+    params,
+    childArgs: ({ n, warm }) => [String(warm), String(warm + n)],
+    rows: [{ name, key: 'rate', higherIsBetter: true, format: fmtRate }],
+    timeoutSeconds: 60,
+    async run(session, { n, warm }) {
+      const { child } = session;
+      for (let k = 0; k < warm; k++) child.send(make(k));
+      expectReport(await session.next(), warm);
+      const t0 = now();
+      for (let k = warm; k < warm + n; k++) child.send(make(k));
+      expectReport(await session.next(), warm + n);
+      const t1 = now();
+      return { rate: n / seconds(t0, t1), seconds: seconds(t0, t1) };
+    },
+  };
+}
+
+function expectReport(report, got) {
+  if (report.got !== got || report.outOfOrder !== 0 || report.malformed !== 0) {
+    throw new Error(`child reported ${JSON.stringify(report)}, expected { got: ${got}, outOfOrder: 0, malformed: 0 }`);
+  }
+}
+
+const scenarios = [
+  sinkScenario({ id: 'p2c', name: 'parent → child, msgs/s', params: { n: 400_000, warm: 20_000 }, make: small }),
+  {
+    id: 'c2p',
+    child: 'source-child.js',
+    params: { n: 200_000, warm: 20_000 },
+    rows: [{ name: 'child → parent, msgs/s', key: 'rate', higherIsBetter: true, format: fmtRate }],
+    timeoutSeconds: 60,
+    run(session, { n, warm }) {
+      return new Promise((resolve, reject) => {
+        let got = 0;
+        let target = warm;
+        let t0;
+        session.onMessage = (msg) => {
+          if (msg.i !== got) {
+            reject(new Error(`message ${got} out of order: got i=${msg.i}`));
+            return;
+          }
+          if (++got !== target) return;
+          if (target === warm) {
+            target = warm + n;
+            t0 = now();
+            session.child.send({ go: n });
+          } else {
+            const t1 = now();
+            resolve({ rate: n / seconds(t0, t1), seconds: seconds(t0, t1) });
+          }
+        };
+        session.child.send({ go: warm });
+      });
+    },
+  },
+  {
+    id: 'rtt',
+    child: 'echo-child.js',
+    params: { n: 10_000, warm: 2_000 },
+    rows: [
+      { name: 'round trip p50, µs', key: 'p50', higherIsBetter: false, format: fmtMicros },
+      { name: 'round trip p99, µs', key: 'p99', higherIsBetter: false, format: fmtMicros },
+    ],
+    timeoutSeconds: 60,
+    run(session, { n, warm }) {
+      return new Promise((resolve, reject) => {
+        const micros = new Float64Array(n);
+        const total = warm + n;
+        let i = 0;
+        let t0;
+        session.onMessage = (msg) => {
+          const t1 = now();
+          if (msg.i !== i) {
+            reject(new Error(`round trip ${i}: got back i=${msg.i}`));
+            return;
+          }
+          if (i >= warm) micros[i - warm] = Number(t1 - t0) / 1e3;
+          if (++i === total) {
+            micros.sort();
+            resolve({ p50: percentile(micros, 0.5), p99: percentile(micros, 0.99), mean: mean(micros) });
+            return;
+          }
+          t0 = now();
+          session.child.send(small(i));
+        };
+        t0 = now();
+        session.child.send(small(i));
+      });
+    },
+  },
+  echoScenario('1 KB', KB, 10_000),
+  echoScenario('64 KB', 64 * KB, 1_000),
+  echoScenario('1 MB', MB, 40),
+  echoScenario('16 MB', 16 * MB, 3),
+];
+
+// sinkScenario and SMALL are for the advanced family's parent → child row, the same row with another serialization.
+module.exports = { scenarios, sinkScenario, SMALL };

@@ -1,0 +1,94 @@
+'use strict';
+
+// Handles: sockets passed to the child with `child.send('sock', socket)`, counted from the client's connect to its
+// close.
+
+const net = require('node:net');
+const { now, seconds, fmtRate, withTimeout } = require('../harness');
+
+// Connections open at once in the handles row: enough to keep both processes busy, far from any fd limit.
+const IN_FLIGHT = 32;
+
+// A net.Server on 127.0.0.1 (port 0) that hands every accepted socket to the session's child with
+// `child.send('sock', socket)`. Closed when the measurement ends, whatever happened. Resolves to the port.
+function handOffServer(session) {
+  const server = net.createServer({ pauseOnConnect: true });
+  session.defer(async (notes) => {
+    if (!server.listening) return;
+    const closed = new Promise((resolve) => server.close(resolve));
+    await withTimeout(closed, 5000, 'server.close()').catch(() => notes.push('server not closed 5 s after close()'));
+  });
+  server.on('error', (err) => session.fail(new Error(`server: ${err.code ?? ''} ${err.message}`)));
+  server.on('connection', (socket) => {
+    session.child.send('sock', socket, (err) => {
+      if (!err) return;
+      socket.destroy();
+      session.fail(new Error(`send('sock', socket): ${err.code ?? ''} ${err.message}`));
+    });
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve(server.address().port);
+    });
+  });
+}
+
+// Opens `count` loopback connections to `port`, at most IN_FLIGHT at once; each must read exactly `ok` and then EOF.
+// A new connection starts when one closes. Resolves once all `count` are closed. Open sockets are destroyed when the
+// measurement ends.
+function connectMany(session, port, count) {
+  const open = new Set();
+  let stopped = false;
+  session.defer(() => {
+    stopped = true;
+    for (const socket of open) socket.destroy();
+  });
+  return new Promise((resolve, reject) => {
+    let started = 0;
+    let done = 0;
+    let failed = false;
+    const fail = (err) => {
+      failed = true;
+      reject(err);
+    };
+    const start = () => {
+      const id = started++;
+      let reply = '';
+      const socket = net.connect({ port, host: '127.0.0.1' });
+      open.add(socket);
+      socket.setEncoding('latin1');
+      socket.on('data', (chunk) => (reply += chunk));
+      socket.on('error', (err) => fail(new Error(`connection ${id}: ${err.code ?? ''} ${err.message}`)));
+      socket.on('close', () => {
+        open.delete(socket);
+        if (failed || stopped) return;
+        if (reply !== 'ok') fail(new Error(`connection ${id}: closed after ${JSON.stringify(reply)}, expected "ok"`));
+        else if (++done === count) resolve();
+        else if (started < count) start();
+      });
+    };
+    for (let k = 0; k < Math.min(IN_FLIGHT, count); k++) start();
+  });
+}
+
+const scenarios = [
+  {
+    id: 'handles',
+    child: 'handle-child.js',
+    params: { n: 3_000, warm: 300 },
+    rows: [{ name: 'handles parent → child, sockets/s', key: 'rate', higherIsBetter: true, format: fmtRate }],
+    timeoutSeconds: 60,
+    async run(session, { n, warm }) {
+      const port = await handOffServer(session);
+      await connectMany(session, port, warm);
+      const t0 = now();
+      await connectMany(session, port, n);
+      const t1 = now();
+      return { rate: n / seconds(t0, t1), seconds: seconds(t0, t1) };
+    },
+  },
+];
+
+module.exports = { scenarios, IN_FLIGHT };
