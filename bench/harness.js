@@ -253,7 +253,7 @@ function machineInfo() {
     }
   };
   let commit = git('rev-parse', '--short', 'HEAD');
-  if (commit && git('status', '--porcelain', '--', 'src', 'index.js', 'Cargo.toml')) commit += '+uncommitted';
+  if (commit && git('status', '--porcelain', '--', 'src', 'lib', 'index.js', 'Cargo.toml')) commit += '+uncommitted';
   let addonBuilt = null;
   try {
     addonBuilt = fs.statSync(path.join(__dirname, '..', 'forkline.node')).mtime.toISOString();
