@@ -8,16 +8,17 @@
 // The addon first: a missing build fails here, with a message that says how to build it.
 require('./lib/binding');
 const nodeChildProcess = require('node:child_process');
-const { fork, ChildProcess } = require('./lib/child_process');
+const { fork, spawn, ChildProcess } = require('./lib/child_process');
 // Preloaded into a child (a parent chose `childRuntime: 'forkline'`), this starts the runtime before user code.
 require('./lib/runtime');
 
-// Plain assignments, so ESM's named imports (`import { fork } from 'forkline'`) see them. The rest of
-// node:child_process is re-exported as it is, so that swapping the require just works.
+// Plain assignments, so ESM's named imports (`import { fork } from 'forkline'`) see them. spawn() is forkline's
+// for children with an 'ipc' slot; the rest of node:child_process is re-exported as it is, so that swapping the
+// require just works.
 exports.fork = fork;
+exports.spawn = spawn;
 exports.ChildProcess = ChildProcess;
 exports.cluster = require('./lib/cluster');
-exports.spawn = nodeChildProcess.spawn;
 exports.spawnSync = nodeChildProcess.spawnSync;
 exports.exec = nodeChildProcess.exec;
 exports.execSync = nodeChildProcess.execSync;

@@ -4,6 +4,7 @@
 // 'disconnect' and 'close', stdio) and lib/child_process.js fork() with normalizeSpawnArguments(), for the options
 // fork() takes. The channel side of a ChildProcess is lib/channel.js; spawn, kill and reaping are native.
 
+const nodeChildProcess = require('node:child_process');
 const net = require('node:net');
 const os = require('node:os');
 const util = require('node:util');
@@ -320,6 +321,41 @@ function fork(modulePath, args, options) {
   return spawnWithOptions(options.execPath, args, options);
 }
 
+// Node's spawn(file[, args][, options]). A child with an 'ipc' slot gets forkline's channel, whatever it runs; any
+// other spawn is Node's own, since without a channel forkline has nothing to add.
+function spawn(file, args, options) {
+  validateString(file, 'file');
+  validateNullCheck(file, 'file');
+  if (file.length === 0) throw makeError('ERR_INVALID_ARG_VALUE', 'file', file, 'cannot be empty');
+  if (Array.isArray(args)) {
+    args = args.slice();
+  } else if (args == null) {
+    args = [];
+  } else if (typeof args !== 'object') {
+    throw makeError('ERR_INVALID_ARG_TYPE', 'args', 'object', args);
+  } else {
+    options = args;
+    args = [];
+  }
+  if (options === undefined) options = {};
+  else validateObject(options, 'options');
+  if (!Array.isArray(options.stdio) || !options.stdio.includes('ipc')) {
+    return nodeChildProcess.spawn(file, args, options);
+  }
+  options = { ...options };
+  const shell = options.shell;
+  if (shell != null && typeof shell !== 'boolean' && typeof shell !== 'string') {
+    throw makeError('ERR_INVALID_ARG_TYPE', 'options.shell', ['boolean', 'string'], shell);
+  }
+  if (shell) {
+    validateNullCheck(shell, 'options.shell');
+    const command = [file, ...args].join(' ');
+    file = typeof shell === 'string' ? shell : '/bin/sh';
+    args = ['-c', command];
+  }
+  return spawnWithOptions(file, args, options);
+}
+
 function spawnWithOptions(file, args, options) {
   const normalized = normalizeSpawnArguments(file, args, options);
   validateTimeout(options.timeout);
@@ -420,4 +456,4 @@ function normalizeSpawnArguments(file, args, options) {
   };
 }
 
-module.exports = { ChildProcess, fork };
+module.exports = { ChildProcess, fork, spawn };
