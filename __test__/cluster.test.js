@@ -175,6 +175,20 @@ for (const [label, policyEnv, expected] of [
   );
 }
 
+test(
+  'per-worker inspector ports, from the primary debugPort or settings.inspectPort, as node:cluster',
+  { timeout: TIMEOUT },
+  async (t) => {
+    const [nodeResult, forklineResult] = await compare(t, 'cluster-inspect.js');
+    assert.deepStrictEqual(
+      nodeResult.offsets.map((info) => info.execArgv.at(-1)),
+      [1, 2, 3].map((n) => `--inspect-port=${nodeResult.primaryDebugPort + n}`),
+    );
+    assert.strictEqual(nodeResult.nullPort.code, 'ERR_SOCKET_BAD_PORT');
+    assert.deepStrictEqual(forklineResult, nodeResult);
+  },
+);
+
 // 1. Event order.
 for (const impl of IMPLS) {
   test(

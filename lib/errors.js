@@ -37,6 +37,11 @@ const ERRORS = {
     },
   ],
   ERR_UNKNOWN_SIGNAL: [TypeError, (sig) => `Unknown signal: ${sig}`],
+  ERR_SOCKET_BAD_PORT: [
+    RangeError,
+    (name, port, allowZero = true) =>
+      `${name} should be ${allowZero ? '>=' : '>'} 0 and < 65536. Received ${describe(port)}.`,
+  ],
   ERR_INVALID_HANDLE_TYPE: [TypeError, () => 'This handle type cannot be sent'],
   // forkline's own: faults on the wire, reported as 'error' events instead of crashing the parent.
   FORKLINE_MALFORMED_MESSAGE: [Error, (detail) => detail],

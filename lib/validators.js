@@ -47,6 +47,19 @@ function validateNullCheck(value, name) {
   }
 }
 
+function validatePort(port, name = 'Port', allowZero = true) {
+  if (
+    (typeof port !== 'number' && typeof port !== 'string') ||
+    (typeof port === 'string' && port.trim().length === 0) ||
+    +port !== +port >>> 0 ||
+    port > 0xffff ||
+    (port === 0 && !allowZero)
+  ) {
+    throw makeError('ERR_SOCKET_BAD_PORT', name, port, allowZero);
+  }
+  return port | 0;
+}
+
 // Node's getValidatedPath: a string, Buffer/Uint8Array or file: URL, without null bytes.
 function toPath(value, name) {
   const path = value instanceof URL ? fileURLToPath(value) : value;
@@ -89,6 +102,7 @@ module.exports = {
   validateTimeout,
   validateAbortSignal,
   validateNullCheck,
+  validatePort,
   toPath,
   SIGNALS,
   SIGNAL_NAMES,

@@ -15,6 +15,7 @@ const { sendFd, nativeChannelOf } = require('../channel');
 const { Worker, kEnv, kNoRestart } = require('./worker');
 const { Restarts } = require('./restart');
 const { rollingReload } = require('./reload');
+const { workerExecArgv } = require('./inspect');
 
 const { EINVAL } = os.constants.errno;
 
@@ -91,6 +92,19 @@ cluster.setupPrimary = function setupPrimary(options) {
     throw new Error(`Bad cluster.schedulingPolicy: ${schedulingPolicy}`);
   }
   process.nextTick(() => cluster.emit('setup', settings));
+  // A primary that is itself a child: its parent may ask it to start every worker's inspector (Node's primary.js).
+  process.on('internalMessage', (message) => {
+    if (message.cmd !== 'NODE_DEBUG_ENABLED') return;
+    for (const worker of Object.values(cluster.workers)) {
+      if (worker.state === 'online' || worker.state === 'listening') {
+        process._debugProcess(worker.process.pid);
+      } else {
+        worker.once('online', function debugWhenOnline() {
+          process._debugProcess(this.process.pid);
+        });
+      }
+    }
+  });
 };
 cluster.setupMaster = cluster.setupPrimary;
 
@@ -98,13 +112,14 @@ cluster.fork = function forkWorker(env) {
   cluster.setupPrimary();
   const id = ++workerIds;
   const settings = cluster.settings;
+  const execArgv = workerExecArgv(settings);
   const workerProcess = fork(settings.exec, settings.args, {
     cwd: settings.cwd,
     env: { ...process.env, ...env, NODE_UNIQUE_ID: `${id}` },
     serialization: settings.serialization,
     silent: settings.silent,
     windowsHide: settings.windowsHide,
-    execArgv: [...settings.execArgv],
+    execArgv,
     stdio: settings.stdio,
     gid: settings.gid,
     uid: settings.uid,
