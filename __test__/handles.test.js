@@ -418,3 +418,43 @@ test(
     assert.deepStrictEqual(echoes, ['release']);
   },
 );
+
+// Node's SocketList: sockets that came from a net.Server and were sent to the peer still count for that server
+// (getConnections) and hold its close() until the peer has closed them, both directions, through NODE_SOCKET_*.
+const SOCKET_LIST_CHILD = path.join(FIXTURES, 'socket-list-child.js');
+const { runHolder, runGiver } = require('./fixtures/socket-list');
+const SOCKET_LIST_ENDS = [
+  ['node parent, node child', nodeChildProcess.fork],
+  ['forkline parent, node child', forkline.fork],
+  ['forkline parent, forkline runtime child', (m, a, o) => forkline.fork(m, a, { ...o, childRuntime: 'forkline' })],
+];
+
+test('SocketList: the parent gives sockets from its server; the child holds them', { timeout: 30_000 }, async (t) => {
+  const results = {};
+  for (const [ends, forkFn] of SOCKET_LIST_ENDS) {
+    const child = forkFn(SOCKET_LIST_CHILD, ['hold']);
+    t.after(() => child.kill('SIGKILL'));
+    results[ends] = await runGiver(child);
+    child.disconnect();
+  }
+  for (const [ends] of SOCKET_LIST_ENDS) {
+    assert.deepStrictEqual(results[ends], { count: 2, closedEarly: false, closed: true }, ends);
+  }
+});
+
+test('SocketList: the child gives sockets from its server; the parent holds them', { timeout: 30_000 }, async (t) => {
+  const results = {};
+  for (const [ends, forkFn] of SOCKET_LIST_ENDS) {
+    const child = forkFn(SOCKET_LIST_CHILD, ['give']);
+    t.after(() => child.kill('SIGKILL'));
+    runHolder(child);
+    const [{ result }] = await new Promise((resolve) => {
+      const onMessage = (msg) => msg && msg.result && (child.off('message', onMessage), resolve([msg]));
+      child.on('message', onMessage);
+    });
+    results[ends] = result;
+  }
+  for (const [ends] of SOCKET_LIST_ENDS) {
+    assert.deepStrictEqual(results[ends], { count: 2, closedEarly: false, closed: true }, ends);
+  }
+});

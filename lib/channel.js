@@ -192,7 +192,7 @@ class ChannelEnd extends EventEmitter {
   _sendHandle(message, handle, type, fd, options, callback) {
     const conversion = HANDLE_TYPES[type];
     const envelope = { cmd: 'NODE_HANDLE', type, msg: message };
-    if (conversion.envelope) conversion.envelope(envelope, handle, options);
+    if (conversion.envelope) conversion.envelope(envelope, handle, options, this);
     const encoded = this._codec.encode(envelope);
     // Earlier sends go first; later ones wait in the core until the child acknowledges this handle.
     this._flush();
@@ -437,7 +437,7 @@ class ChannelEnd extends EventEmitter {
     }
     let handle;
     try {
-      handle = conversion.got(envelope, fd);
+      handle = conversion.got(envelope, fd, this);
     } catch (err) {
       closeFd(fd);
       this._channelFault(err);

@@ -13,6 +13,7 @@ const ERRORS = {
     Error,
     (name) => `Forked processes must have an IPC channel, missing value 'ipc' in ${name}`,
   ],
+  ERR_CHILD_CLOSED_BEFORE_REPLY: [Error, () => 'Child closed before reply received'],
   ERR_MISSING_ARGS: [TypeError, (name) => `The "${name}" argument must be specified`],
   ERR_INVALID_ARG_TYPE: [TypeError, invalidArgTypeMessage],
   ERR_INVALID_ARG_VALUE: [

@@ -2,8 +2,8 @@
 
 // Handles (Node's handleConversion in lib/internal/child_process.js). The core sends an fd with its envelope and
 // keeps a duplicate until the peer's ACK; here a handle object gives up its fd, and a received fd becomes an object.
-// Each type has `fd(handle)`, optionally `envelope(envelope, handle, options)` and `postSend(handle, options)`, and
-// `got(envelope, fd)`.
+// Each type has `fd(handle)`, optionally `envelope(envelope, handle, options, end)` and `postSend(handle, options)`,
+// and `got(envelope, fd, end)`; `end` is the channel end the handle crosses.
 
 const dgram = require('node:dgram');
 const fs = require('node:fs');
@@ -11,6 +11,7 @@ const net = require('node:net');
 const process = require('node:process');
 const native = require('./binding');
 const { makeError, errnoException } = require('./errors');
+const { socketList } = require('./socket_list');
 
 function nop() {}
 
@@ -49,9 +50,12 @@ function openWrap(handle, fd) {
 const HANDLE_TYPES = {
   'net.Socket': {
     fd: (socket) => (socket._handle ? socket._handle.fd : undefined),
-    envelope(envelope, socket, options) {
+    // A socket that came from a net.Server still counts for it in the peer (Node's SocketList).
+    envelope(envelope, socket, options, end) {
       if (socket.server) {
         envelope.key = socket.server._connectionKey;
+        const { list, created } = socketList('send', end, envelope.key);
+        if (created) socket.server._setupWorker(list);
         // Act like the socket is detached.
         if (!options.keepOpen) socket.server._connections--;
       }
@@ -70,7 +74,11 @@ const HANDLE_TYPES = {
       }
       handle.close();
     },
-    got: (envelope, fd) => new net.Socket({ fd, readable: true, writable: true }),
+    got(envelope, fd, end) {
+      const socket = new net.Socket({ fd, readable: true, writable: true });
+      if (envelope.key) socketList('got', end, envelope.key).list.add({ socket });
+      return socket;
+    },
   },
   'net.Server': {
     fd: (server) => (server._handle ? server._handle.fd : undefined),
