@@ -189,6 +189,24 @@ test(
   },
 );
 
+test(
+  'workers send handles in every order (the same socket twice, closed, then plain): all arrive, all exit',
+  { timeout: TIMEOUT },
+  async (t) => {
+    const [nodeResult, forklineResult] = await compare(t, 'cluster-handle-orders.js');
+    assert.deepStrictEqual(nodeResult['same socket twice'], {
+      got: [
+        ['a', 'Socket'],
+        ['b', null],
+      ],
+      code: 0,
+      signal: null,
+      state: 'dead',
+    });
+    assert.deepStrictEqual(forklineResult, nodeResult);
+  },
+);
+
 // 1. Event order.
 for (const impl of IMPLS) {
   test(

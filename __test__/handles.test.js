@@ -458,3 +458,36 @@ test('SocketList: the child gives sockets from its server; the parent holds them
     assert.deepStrictEqual(results[ends], { count: 2, closedEarly: false, closed: true }, ends);
   }
 });
+
+// Every order of "same handle twice / closed handle / handle then plain message", both directions: what arrives,
+// the send callbacks, and that both ends finish (a stall here once hung a cluster worker under forkline's primary).
+const ORDERS = path.join(FIXTURES, 'handle-orders.js');
+const { VARIANTS, sendSequence, receiveUntilDone } = require('./fixtures/handle-orders');
+
+function resultOf(child) {
+  return new Promise((resolve, reject) => {
+    child.on('message', (msg) => msg && (msg.got || msg.errors) && resolve(msg));
+    child.once('error', reject);
+  });
+}
+
+for (const variant of Object.keys(VARIANTS)) {
+  test(
+    `handle orders, ${variant}: parent → child and child → parent, as node:child_process`,
+    { timeout: 30_000 },
+    async (t) => {
+      const results = {};
+      for (const [name, impl] of IMPLS) {
+        const toChild = spawnChild(t, impl, ORDERS, ['receive']);
+        const [errors, { got }] = await Promise.all([sendSequence(toChild, variant), resultOf(toChild)]);
+        await once(toChild, 'exit');
+        const fromChild = spawnChild(t, impl, ORDERS, ['send', variant]);
+        const received = receiveUntilDone(fromChild);
+        const [{ errors: childErrors }, gotFromChild] = await Promise.all([resultOf(fromChild), received]);
+        const [code] = await once(fromChild, 'exit');
+        results[name] = { toChild: { errors, got }, fromChild: { errors: childErrors, got: gotFromChild, code } };
+      }
+      assert.deepStrictEqual(results.forkline, results['node:child_process']);
+    },
+  );
+}
