@@ -207,6 +207,20 @@ test(
   },
 );
 
+test(
+  "a worker that dies while connections are handed to it gets 'close' with channel null, every time",
+  { timeout: TIMEOUT },
+  async (t) => {
+    const [nodeResult, forklineResult] = await compare(t, 'cluster-close-under-load.js', [3]);
+    const expected = (how, code, signal) => ({ how, code, signal, channel: null });
+    assert.deepStrictEqual(nodeResult, [
+      ...Array(3).fill(expected('SIGKILL', null, 'SIGKILL')),
+      ...Array(3).fill(expected('exit', 0, null)),
+    ]);
+    assert.deepStrictEqual(forklineResult, nodeResult);
+  },
+);
+
 // 1. Event order.
 for (const impl of IMPLS) {
   test(
