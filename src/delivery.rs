@@ -14,7 +14,7 @@ use crossbeam_channel::{unbounded, Receiver, Sender};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 
-use crate::channel::{Event, EventSink};
+use crate::core::channel::{Event, EventSink};
 
 /// Events a reader thread may run ahead of JS. With ≤ 64 KiB of lines per event this bounds memory at a few MiB
 /// per channel.

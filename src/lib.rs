@@ -1,14 +1,11 @@
 //! The napi surface: `NativeChild`, the native half of a forked ChildProcess. Everything below this file is plain
-//! Rust (see channel.rs, spawn.rs, process.rs), testable with `cargo test` alone.
+//! Rust (see core/, spawn.rs, process.rs), testable with `cargo test` alone.
 
 #![deny(clippy::all)]
 
-mod channel;
 mod cluster;
+mod core;
 mod delivery;
-mod error;
-mod frame;
-mod internal;
 mod js_call;
 mod process;
 mod runtime;
@@ -24,10 +21,10 @@ use napi::bindgen_prelude::{Buffer, Either, Function, FunctionRef};
 use napi::{sys as napi_sys, Env, Error, Result, Status};
 use napi_derive::napi;
 
-use crate::channel::{Channel, Event, EventSink, ReadOutcome, WriteProgress};
+use crate::core::channel::{Channel, Event, EventSink, ReadOutcome, WriteProgress};
+use crate::core::error::SysError;
+use crate::core::frame::{Decoder, Frame};
 use crate::delivery::{Delivery, KeepAlive};
-use crate::error::SysError;
-use crate::frame::{Decoder, Frame};
 use crate::process::Process;
 use crate::spawn::{SpawnOptions, Stdio};
 

@@ -11,8 +11,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::channel::{Event, EventSink};
-use crate::error::SysError;
+use crate::core::channel::{Event, EventSink};
+use crate::core::error::SysError;
 
 #[derive(Debug)]
 pub struct Process {

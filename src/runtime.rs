@@ -9,9 +9,9 @@ use napi::bindgen_prelude::{Buffer, Either, Function};
 use napi::{Env, Result};
 use napi_derive::napi;
 
-use crate::channel::{Channel, EventSink};
+use crate::core::channel::{Channel, EventSink};
+use crate::core::frame::Decoder;
 use crate::delivery::Delivery;
-use crate::frame::Decoder;
 use crate::{start_reading, sys, sys_error, ChannelSide, Polled};
 
 /// The child's end of its IPC channel.

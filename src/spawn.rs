@@ -13,7 +13,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::libc;
 use nix::sys::stat::Mode;
 
-use crate::error::SysError;
+use crate::core::error::SysError;
 use crate::sys;
 
 /// SO_SNDBUF asked for on the child's end of the channel.

@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use nix::errno::Errno;
 
-use crate::channel::Channel;
-use crate::error::SysError;
+use crate::core::channel::Channel;
+use crate::core::error::SysError;
 use listen::{Kind, SockName, Spec};
 use round_robin::RoundRobin;
 

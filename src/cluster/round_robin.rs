@@ -15,9 +15,9 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::listen;
-use crate::channel::{Channel, NewconnReplies};
-use crate::error::SysError;
-use crate::internal::{self, NewconnReply};
+use crate::core::channel::{Channel, NewconnReplies};
+use crate::core::error::SysError;
+use crate::core::internal::{self, NewconnReply};
 use crate::sys;
 
 /// The `seq` of every `newconn` this process sends, so that one table can route every reply.
@@ -265,8 +265,8 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::channel::{Event, EventSink};
-    use crate::frame::Decoder;
+    use crate::core::channel::{Event, EventSink};
+    use crate::core::frame::Decoder;
     use crate::sys;
     use std::io::{BufRead, BufReader, Write};
     use std::net::TcpStream;

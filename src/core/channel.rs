@@ -18,9 +18,9 @@ use std::thread;
 
 use nix::errno::Errno;
 
-use crate::error::{Code, SysError};
-use crate::frame::{Decoder, Frame, FrameSink};
-use crate::internal::{self, Handshake, NewconnReply};
+use crate::core::error::{Code, SysError};
+use crate::core::frame::{Decoder, Frame, FrameSink};
+use crate::core::internal::{self, Handshake, NewconnReply};
 use crate::sys;
 
 /// Read size per recvmsg. Deno's ReadBuffer starts at 64 KiB; the perfect parent of shared/perf-limits.md reads
