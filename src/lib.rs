@@ -1,5 +1,5 @@
 //! The napi surface: `NativeChild`, the native half of a forked ChildProcess. Everything below this file is plain
-//! Rust (see core/, spawn.rs, process.rs), testable with `cargo test` alone.
+//! Rust (see core/ and os/), testable with `cargo test` alone.
 
 #![deny(clippy::all)]
 
@@ -7,10 +7,8 @@ mod cluster;
 mod core;
 mod delivery;
 mod js_call;
-mod process;
+mod os;
 mod runtime;
-mod spawn;
-mod sys;
 mod uv;
 
 use std::os::fd::{IntoRawFd, OwnedFd};
@@ -25,8 +23,9 @@ use crate::core::channel::{Channel, Event, EventSink, ReadOutcome, WriteProgress
 use crate::core::error::SysError;
 use crate::core::frame::{Decoder, Frame};
 use crate::delivery::{Delivery, KeepAlive};
-use crate::process::Process;
-use crate::spawn::{SpawnOptions, Stdio};
+use crate::os::process::Process;
+use crate::os::spawn::{SpawnOptions, Stdio};
+use crate::os::{spawn, sys};
 
 /// Default cap on one message: V8's longest string is just under 512 MiB, so nothing larger could be delivered.
 pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: usize = 512 * 1024 * 1024;

@@ -12,7 +12,8 @@ use napi_derive::napi;
 use crate::core::channel::{Channel, EventSink};
 use crate::core::frame::Decoder;
 use crate::delivery::Delivery;
-use crate::{start_reading, sys, sys_error, ChannelSide, Polled};
+use crate::os::sys;
+use crate::{start_reading, sys_error, ChannelSide, Polled};
 
 /// The child's end of its IPC channel.
 #[napi]

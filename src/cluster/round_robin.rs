@@ -18,7 +18,7 @@ use super::listen;
 use crate::core::channel::{Channel, NewconnReplies};
 use crate::core::error::SysError;
 use crate::core::internal::{self, NewconnReply};
-use crate::sys;
+use crate::os::sys;
 
 /// The `seq` of every `newconn` this process sends, so that one table can route every reply.
 static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
@@ -267,7 +267,7 @@ mod tests {
     use super::*;
     use crate::core::channel::{Event, EventSink};
     use crate::core::frame::Decoder;
-    use crate::sys;
+    use crate::os::sys;
     use std::io::{BufRead, BufReader, Write};
     use std::net::TcpStream;
     use std::os::unix::net::UnixStream;

@@ -13,7 +13,7 @@ use super::inbound::Inbound;
 use super::{thread_error, Channel, Event, EventSink, ReadOutcome};
 use crate::core::error::{Code, SysError};
 use crate::core::frame::{Decoder, Frame};
-use crate::sys;
+use crate::os::sys;
 
 /// Read size per recvmsg. Deno's ReadBuffer starts at 64 KiB; the perfect parent of shared/perf-limits.md reads
 /// 256 KiB, and a message that fits is read in one go on the JS thread (a read that fills the buffer counts as a

@@ -15,7 +15,7 @@ use super::{Channel, Event, EventSink, ReadOutcome};
 use crate::core::error::Code;
 use crate::core::frame::{Decoder, Frame};
 use crate::core::internal::{self, Handshake};
-use crate::sys;
+use crate::os::sys;
 
 struct TestSink(Sender<Event>, Sender<()>);
 impl EventSink for TestSink {

@@ -14,7 +14,7 @@ use nix::errno::Errno;
 use super::{thread_error, Channel, Event, WriteProgress, Written};
 use crate::core::error::{Code, SysError};
 use crate::core::frame::Frame;
-use crate::sys;
+use crate::os::sys;
 
 /// Most iovecs the writer hands one sendmsg (Linux's UIO_MAXIOV is 1024).
 const MAX_IOV: usize = 256;

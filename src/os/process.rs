@@ -97,7 +97,7 @@ pub fn wait_blocking(pid: i32) -> (Option<i32>, Option<i32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spawn::{spawn, SpawnOptions, Stdio};
+    use crate::os::spawn::{spawn, SpawnOptions, Stdio};
     use crossbeam_channel::{unbounded, Sender};
     use std::time::Duration;
 
