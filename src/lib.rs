@@ -4,7 +4,7 @@
 //! - `core/`: one end of a Node IPC channel, its wire formats and its handshake; symmetric and napi-free.
 //! - `os/`: the syscalls: sockets, spawning a child, reaping and signalling it.
 //! - `cluster/`: a cluster primary's server sockets and its round-robin hand-off of connections.
-//! - `napi/`: the thin surface index.js sees (`NativeChild`, `NativeChannel`, `NativeServer`).
+//! - `napi/`: the thin surface the JS layer sees (`NativeChild`, `NativeChannel`, `NativeServer`).
 //!
 //! Everything but `napi/` is plain Rust, tested by `cargo test` alone. Nothing imports `napi/`.
 
