@@ -13,7 +13,7 @@ use nix::sys::socket::{
     SockaddrStorage, UnixAddr,
 };
 
-use crate::error::SysError;
+use crate::core::error::SysError;
 
 /// libuv's flag bits, as Node's workers pass them in `queryServer`.
 const UV_TCP_IPV6ONLY: u32 = 1;

@@ -7,9 +7,13 @@
 //!   primary keeps a copy of each: when a worker goes, the connections already queued on its socket are not
 //!   lost: the acceptor takes them (round-robin to the workers left) until a new worker takes the socket over.
 //!   A bound socket that nobody listens on keeps the port while workers come and go.
+//!
+//! The layer: napi-free, over `crate::core` (the worker channels a connection goes on, the `newconn` messages) and
+//! `crate::os` (socket syscalls); never `crate::napi`, whose server.rs wraps `Server` for JS. listen.rs makes the
+//! cluster's own sockets, so its two fd-ownership `unsafe` blocks (with their `// SAFETY:` lines) sit there.
 
-pub mod listen;
-pub mod round_robin;
+pub(crate) mod listen;
+pub(crate) mod round_robin;
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -17,8 +21,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use nix::errno::Errno;
 
-use crate::channel::Channel;
-use crate::error::SysError;
+use crate::core::channel::Channel;
+use crate::core::error::SysError;
 use listen::{Kind, SockName, Spec};
 use round_robin::RoundRobin;
 

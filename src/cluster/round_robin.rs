@@ -15,10 +15,10 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::listen;
-use crate::channel::{Channel, NewconnReplies};
-use crate::error::SysError;
-use crate::internal::{self, NewconnReply};
-use crate::sys;
+use crate::core::channel::{Channel, NewconnReplies};
+use crate::core::error::SysError;
+use crate::core::internal::{self, NewconnReply};
+use crate::os::sys;
 
 /// The `seq` of every `newconn` this process sends, so that one table can route every reply.
 static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
@@ -265,9 +265,9 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::channel::{Event, EventSink};
-    use crate::frame::Decoder;
-    use crate::sys;
+    use crate::core::channel::{Event, EventSink};
+    use crate::core::frame::Decoder;
+    use crate::os::sys;
     use std::io::{BufRead, BufReader, Write};
     use std::net::TcpStream;
     use std::os::unix::net::UnixStream;

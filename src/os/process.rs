@@ -11,8 +11,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::channel::{Event, EventSink};
-use crate::error::SysError;
+use crate::core::channel::{Event, EventSink};
+use crate::core::error::SysError;
 
 #[derive(Debug)]
 pub struct Process {
@@ -97,7 +97,7 @@ pub fn wait_blocking(pid: i32) -> (Option<i32>, Option<i32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spawn::{spawn, SpawnOptions, Stdio};
+    use crate::os::spawn::{spawn, SpawnOptions, Stdio};
     use crossbeam_channel::{unbounded, Sender};
     use std::time::Duration;
 

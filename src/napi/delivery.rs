@@ -6,6 +6,8 @@
 //! one each. A reader thread waits for room (`reserve`) before each read once the queue holds enough: it stops
 //! reading and the kernel pushes back on the peer. Reads on the JS thread never wait (they would wait for
 //! themselves).
+//!
+//! In napi/, not core/: the wake-up is a napi `ThreadsafeFunction`. The core sees only its `EventSink`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -14,7 +16,7 @@ use crossbeam_channel::{unbounded, Receiver, Sender};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 
-use crate::channel::{Event, EventSink};
+use crate::core::channel::{Event, EventSink};
 
 /// Events a reader thread may run ahead of JS. With ≤ 64 KiB of lines per event this bounds memory at a few MiB
 /// per channel.

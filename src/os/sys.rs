@@ -12,7 +12,7 @@ use nix::sys::socket::{
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use crate::error::SysError;
+use crate::core::error::SysError;
 
 /// Most fds one recvmsg accepts; Node sends one per message, so more than one is already a protocol fault.
 const MAX_FDS_PER_READ: usize = 8;

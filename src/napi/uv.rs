@@ -3,6 +3,10 @@
 //!
 //! libuv's functions are looked up in the running process at run time (Node exports them for addons), the way
 //! napi-rs looks up napi's own: the crate then links without libuv, and `cargo test` runs without Node.
+//!
+//! It sits in napi/, not os/: it makes no syscall but reaches into Node's runtime, as napi does. The loop is the
+//! one napi hands out (`napi_get_uv_event_loop`), the symbols are Node's own, the callback runs on the JS thread,
+//! and only the napi layer uses it (`side.rs`, with `js_call.rs` to call JS from that callback).
 
 use std::ffi::{c_int, c_void, CStr};
 use std::os::fd::RawFd;

@@ -39,7 +39,7 @@ impl Handshake {
 pub fn may_be_handshake(bytes: &[u8]) -> bool {
     const NEEDLE: &[u8] = b"NODE_HANDLE";
     let mut at = 0;
-    while let Some(i) = crate::frame::memchr(b'N', &bytes[at..]) {
+    while let Some(i) = crate::core::frame::memchr(b'N', &bytes[at..]) {
         if bytes[at + i..].starts_with(NEEDLE) {
             return true;
         }

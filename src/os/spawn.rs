@@ -13,8 +13,8 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::libc;
 use nix::sys::stat::Mode;
 
-use crate::error::SysError;
-use crate::sys;
+use crate::core::error::SysError;
+use crate::os::sys;
 
 /// SO_SNDBUF asked for on the child's end of the channel.
 const CHILD_SEND_BUFFER: usize = 1 << 20;
@@ -337,7 +337,7 @@ fn fork_exec(opts: &SpawnOptions, sources: &[(OwnedFd, RawFd)]) -> Result<i32, S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::wait_blocking;
+    use crate::os::process::wait_blocking;
 
     fn sh(script: &str, stdio: Vec<Stdio>) -> SpawnOptions {
         SpawnOptions {

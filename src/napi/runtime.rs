@@ -9,10 +9,13 @@ use napi::bindgen_prelude::{Buffer, Either, Function};
 use napi::{Env, Result};
 use napi_derive::napi;
 
-use crate::channel::{Channel, EventSink};
-use crate::delivery::Delivery;
-use crate::frame::Decoder;
-use crate::{start_reading, sys, sys_error, ChannelSide, Polled};
+use crate::core::channel::{Channel, EventSink};
+use crate::core::frame::Decoder;
+use crate::napi::delivery::Delivery;
+use crate::napi::error::sys_error;
+use crate::napi::event::Polled;
+use crate::napi::side::{start_reading, ChannelSide, DEFAULT_MAX_MESSAGE_SIZE};
+use crate::os::sys;
 
 /// The child's end of its IPC channel.
 #[napi]
@@ -41,11 +44,7 @@ impl NativeChannel {
         let wake_fn = on_wake.create_ref()?;
         let delivery = Arc::new(Delivery::new(wake));
         let sink: Arc<dyn EventSink> = delivery.clone();
-        let channel = Channel::new(
-            sock,
-            Decoder::new(advanced, crate::DEFAULT_MAX_MESSAGE_SIZE),
-            sink,
-        );
+        let channel = Channel::new(sock, Decoder::new(advanced, DEFAULT_MAX_MESSAGE_SIZE), sink);
         let poller = start_reading(&env, &channel, &delivery, &on_wake).map_err(sys_error)?;
         Ok(NativeChannel {
             side: ChannelSide {

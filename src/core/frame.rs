@@ -6,7 +6,7 @@
 //! Decoders never buffer more than `max` bytes of one message: an oversized message is skipped (json: to the next
 //! newline; advanced: by its declared length) and reported once, so the messages around it still arrive.
 
-use crate::error::Code;
+use crate::core::error::Code;
 
 /// What a decoder hands on, in wire order.
 #[derive(Debug, PartialEq, Eq)]

@@ -1,0 +1,402 @@
+//! The channel's tests: a `Channel` on one end of a socketpair, a plain socket on the other.
+
+use std::io::{IoSlice, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use crossbeam_channel::{unbounded, Receiver, Sender};
+use nix::errno::Errno;
+
+use super::write::MAX_HANDLE_RETRANSMISSIONS;
+use super::{Channel, Event, EventSink, ReadOutcome};
+use crate::core::error::Code;
+use crate::core::frame::{Decoder, Frame};
+use crate::core::internal::{self, Handshake};
+use crate::os::sys;
+
+struct TestSink(Sender<Event>, Sender<()>);
+impl EventSink for TestSink {
+    fn push(&self, event: Event) {
+        if matches!(event, Event::Progress(_)) {
+            let _ = self.1.send(());
+        }
+        let _ = self.0.send(event);
+    }
+}
+
+fn open(max: usize) -> (Arc<Channel>, UnixStream, Receiver<Event>, Receiver<()>) {
+    let (ours, theirs) = sys::socketpair().unwrap();
+    let (tx, rx) = unbounded();
+    let (ptx, prx) = unbounded();
+    let ch = Channel::open(ours, Decoder::new(false, max), Arc::new(TestSink(tx, ptx))).unwrap();
+    (ch, UnixStream::from(theirs), rx, prx)
+}
+
+/// The next event other than write progress.
+fn next(rx: &Receiver<Event>) -> Event {
+    loop {
+        match rx.recv_timeout(Duration::from_secs(5)).expect("event") {
+            Event::Progress(_) => continue,
+            other => return other,
+        }
+    }
+}
+
+#[test]
+fn reads_lines_then_eof() {
+    let (_ch, mut peer, rx, _) = open(1024);
+    peer.write_all(b"{\"a\":1}\n").unwrap();
+    assert!(matches!(next(&rx), Event::Frame(Frame::Lines(s)) if s == "{\"a\":1}\n"));
+    drop(peer);
+    assert!(matches!(next(&rx), Event::Eof));
+}
+
+#[test]
+fn peer_dying_mid_message_is_truncation_then_eof() {
+    let (_ch, mut peer, rx, _) = open(1024);
+    peer.write_all(b"1\n{\"half\":").unwrap();
+    drop(peer);
+    assert!(matches!(next(&rx), Event::Frame(Frame::Lines(_))));
+    assert!(matches!(
+        next(&rx),
+        Event::Frame(Frame::Error {
+            code: Code::TruncatedMessage,
+            ..
+        })
+    ));
+    assert!(matches!(next(&rx), Event::Eof));
+}
+
+#[test]
+fn writes_keep_order_when_the_socket_is_full() {
+    let (ch, mut peer, rx, _) = open(1024);
+    let big = vec![b'x'; 300_000];
+    let mut last = None;
+    for i in 0..20u8 {
+        let mut msg = big.clone();
+        msg[0] = i;
+        last = Some(ch.write(&msg).unwrap());
+    }
+    assert!(
+        last.unwrap().queued_bytes > 0,
+        "a full socket queues instead of blocking"
+    );
+    let mut got = vec![0u8; big.len() * 20];
+    peer.read_exact(&mut got).unwrap();
+    for i in 0..20 {
+        assert_eq!(got[i * big.len()], i as u8);
+    }
+    let p = loop {
+        match rx.recv_timeout(Duration::from_secs(5)).expect("progress") {
+            Event::Progress(p) if p.done == 20 => break p,
+            _ => {}
+        }
+    };
+    assert_eq!(p.queued_bytes, 0);
+}
+
+#[test]
+fn close_flushes_queued_writes_before_eof() {
+    let (ch, mut peer, rx, _) = open(1024);
+    let big = vec![b'y'; 1 << 20];
+    ch.write(&big).unwrap();
+    ch.close();
+    let mut got = Vec::new();
+    peer.read_to_end(&mut got).unwrap();
+    assert_eq!(got.len(), big.len());
+    assert!(ch.write(b"late\n").is_err(), "no writes after close");
+    drop(peer);
+    assert!(matches!(next(&rx), Event::Eof));
+}
+
+#[test]
+fn write_to_a_dead_peer_is_epipe() {
+    let (ch, peer, _rx, _) = open(1024);
+    drop(peer);
+    let err = loop {
+        match ch.write(b"x\n") {
+            Ok(_) => thread::sleep(Duration::from_millis(1)),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err.errno, Errno::EPIPE);
+}
+
+#[test]
+fn stray_fd_is_reported_and_closed_at_eof() {
+    let (_ch, peer, rx, _) = open(1024);
+    let (x, _y) = sys::socketpair().unwrap();
+    sys::send(peer.as_fd(), &[IoSlice::new(b"1\n")], Some(x.as_fd()), true).unwrap();
+    assert!(matches!(next(&rx), Event::Frame(Frame::Lines(s)) if s == "1\n"));
+    drop(peer);
+    assert!(matches!(
+        next(&rx),
+        Event::Frame(Frame::Error {
+            code: Code::StrayFd,
+            ..
+        })
+    ));
+    assert!(matches!(next(&rx), Event::Eof));
+}
+
+fn read_line(peer: &mut UnixStream) -> String {
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while peer.read(&mut b).unwrap() == 1 && b[0] != b'\n' {
+        line.push(b[0]);
+    }
+    String::from_utf8(line).unwrap()
+}
+
+const ENVELOPE: &str = "{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Socket\",\"msg\":1}\n";
+
+#[test]
+fn an_envelope_with_its_fd_becomes_one_handle_event_and_is_acked() {
+    let (_ch, mut peer, rx, _) = open(1024);
+    let (x, _y) = sys::socketpair().unwrap();
+    let wire = format!("\"before\"\n{ENVELOPE}\"after\"\n");
+    sys::send(
+        peer.as_fd(),
+        &[IoSlice::new(wire.as_bytes())],
+        Some(x.as_fd()),
+        true,
+    )
+    .unwrap();
+    assert!(matches!(next(&rx), Event::Frame(Frame::Lines(s)) if s == "\"before\"\n"));
+    assert!(matches!(next(&rx), Event::Handle { envelope: Frame::Lines(s), .. } if s == ENVELOPE));
+    assert!(matches!(next(&rx), Event::Frame(Frame::Lines(s)) if s == "\"after\"\n"));
+    assert_eq!(read_line(&mut peer), "{\"cmd\":\"NODE_HANDLE_ACK\"}");
+}
+
+#[test]
+fn an_envelope_without_its_fd_is_nacked_and_not_delivered() {
+    let (_ch, mut peer, rx, _) = open(1024);
+    peer.write_all(format!("{ENVELOPE}2\n").as_bytes()).unwrap();
+    assert_eq!(read_line(&mut peer), "{\"cmd\":\"NODE_HANDLE_NACK\"}");
+    assert!(matches!(next(&rx), Event::Frame(Frame::Lines(s)) if s == "2\n"));
+}
+
+/// Reads one chunk and the fds that came with it.
+fn recv_with_fds(peer: &UnixStream) -> (String, usize) {
+    let mut buf = [0u8; 4096];
+    assert!(sys::wait_readable(peer.as_fd(), 5000));
+    let got = sys::recv(peer.as_fd(), &mut buf).unwrap();
+    (
+        String::from_utf8_lossy(&buf[..got.n]).into_owned(),
+        got.fds.len(),
+    )
+}
+
+#[test]
+fn writes_after_a_handle_wait_for_its_ack_and_a_nack_resends_it() {
+    let (ch, mut peer, rx, _) = open(1024);
+    let (x, _y) = sys::socketpair().unwrap();
+    ch.write_handle(ENVELOPE.as_bytes(), x.as_fd()).unwrap();
+    ch.write(b"\"queued\"\n").unwrap();
+    assert_eq!(recv_with_fds(&peer), (ENVELOPE.to_string(), 1));
+    // NACK: the envelope and its fd come again, and nothing else yet.
+    peer.write_all(b"{\"cmd\":\"NODE_HANDLE_NACK\"}\n").unwrap();
+    assert_eq!(recv_with_fds(&peer), (ENVELOPE.to_string(), 1));
+    peer.write_all(b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n").unwrap();
+    assert_eq!(read_line(&mut peer), "\"queued\"");
+    // Both handshake answers are also handed on (Node emits them as 'internalMessage').
+    assert!(matches!(next(&rx), Event::Frame(Frame::Lines(s)) if s.contains("NACK")));
+    assert!(matches!(next(&rx), Event::Frame(Frame::Lines(s)) if s.contains("ACK")));
+}
+
+#[test]
+fn the_cores_own_handles_keep_their_place_but_take_no_sequence_number() {
+    let (ch, mut peer, rx, _) = open(1024);
+    let (x, _y) = sys::socketpair().unwrap();
+    assert_eq!(ch.write(b"1\n").unwrap().seq, 1);
+    ch.write_handle(ENVELOPE.as_bytes(), x.as_fd()).unwrap();
+    ch.write_own_handle(ENVELOPE.as_bytes(), x.as_fd()).unwrap();
+    let third = ch.write(b"3\n").unwrap();
+    assert_eq!(third.seq, 3, "the core's own handle took no seq");
+    assert_eq!(
+        third.queued_bytes, 2,
+        "nor does it count in the owner's queued bytes"
+    );
+    assert_eq!(read_line(&mut peer), "1");
+    assert_eq!(recv_with_fds(&peer), (ENVELOPE.to_string(), 1));
+    // Each ACK releases the next write, sent at once by the reader that saw the ACK.
+    peer.write_all(b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n").unwrap();
+    assert_eq!(recv_with_fds(&peer), (ENVELOPE.to_string(), 1));
+    peer.write_all(b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n").unwrap();
+    assert_eq!(read_line(&mut peer), "3");
+    let done = loop {
+        match rx.recv_timeout(Duration::from_secs(5)).expect("progress") {
+            Event::Progress(p) if p.done == 3 => break p,
+            _ => {}
+        }
+    };
+    assert_eq!(done.queued_bytes, 0);
+}
+
+#[test]
+fn a_handle_nacked_too_often_is_dropped_with_an_error_and_the_queue_moves_on() {
+    let (ch, mut peer, rx, _) = open(1024);
+    let (x, _y) = sys::socketpair().unwrap();
+    ch.write_handle(ENVELOPE.as_bytes(), x.as_fd()).unwrap();
+    ch.write(b"\"queued\"\n").unwrap();
+    assert_eq!(recv_with_fds(&peer).1, 1);
+    for _ in 0..MAX_HANDLE_RETRANSMISSIONS {
+        peer.write_all(b"{\"cmd\":\"NODE_HANDLE_NACK\"}\n").unwrap();
+        assert_eq!(recv_with_fds(&peer), (ENVELOPE.to_string(), 1));
+    }
+    peer.write_all(b"{\"cmd\":\"NODE_HANDLE_NACK\"}\n").unwrap();
+    assert_eq!(read_line(&mut peer), "\"queued\"");
+    let mut saw_error = false;
+    while let Ok(ev) = rx.recv_timeout(Duration::from_millis(500)) {
+        saw_error |= matches!(
+            ev,
+            Event::Frame(Frame::Error {
+                code: Code::HandleNotReceived,
+                ..
+            })
+        );
+    }
+    assert!(saw_error);
+}
+
+#[test]
+fn advanced_envelope_with_fd_is_acked_in_v8_format() {
+    let (ours, theirs) = sys::socketpair().unwrap();
+    let (tx, rx) = unbounded();
+    let (ptx, _prx) = unbounded();
+    let _ch = Channel::open(ours, Decoder::new(true, 1024), Arc::new(TestSink(tx, ptx))).unwrap();
+    let peer = UnixStream::from(theirs);
+    let body: Vec<u8> = [0xff, 0x0f, b'o', b'"', 3]
+        .iter()
+        .copied()
+        .chain(*b"cmd")
+        .chain([b'"', 11])
+        .chain(*b"NODE_HANDLE")
+        .chain([b'{', 1])
+        .collect();
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    let (x, _y) = sys::socketpair().unwrap();
+    sys::send(peer.as_fd(), &[IoSlice::new(&frame)], Some(x.as_fd()), true).unwrap();
+    assert!(matches!(next(&rx), Event::Handle { envelope: Frame::Frames(f), .. } if f == frame));
+    let mut buf = [0u8; 64];
+    assert!(sys::wait_readable(peer.as_fd(), 5000));
+    let got = sys::recv(peer.as_fd(), &mut buf).unwrap();
+    assert_eq!(&buf[..got.n], &internal::encode(Handshake::Ack, true)[..]);
+}
+
+#[test]
+fn a_burst_reader_hands_reading_back_when_idle() {
+    let (ours, theirs) = sys::socketpair().unwrap();
+    let (tx, rx) = unbounded();
+    let (ptx, _prx) = unbounded();
+    let ch = Channel::new(ours, Decoder::new(false, 1024), Arc::new(TestSink(tx, ptx)));
+    let mut peer = UnixStream::from(theirs);
+    assert_eq!(ch.read_ready(1), ReadOutcome::Idle, "nothing to read yet");
+    // More than the socket holds, so the writer blocks until the burst thread drains it.
+    let burst = "1\n".repeat(400_000);
+    let mut writer = peer.try_clone().unwrap();
+    let writing = thread::spawn(move || writer.write_all(burst.as_bytes()).unwrap());
+    assert!(sys::wait_readable(ch.sock.as_fd(), 5000));
+    ch.read_burst().unwrap();
+    let mut lines = 0;
+    loop {
+        match next(&rx) {
+            Event::Frame(Frame::Lines(s)) => lines += s.len() / 2,
+            Event::ReaderIdle => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    writing.join().unwrap();
+    assert_eq!(
+        lines, 400_000,
+        "the thread read the whole burst, then went idle"
+    );
+    peer.write_all(b"2\n").unwrap();
+    assert!(sys::wait_readable(ch.sock.as_fd(), 5000));
+    assert_eq!(ch.read_ready(1), ReadOutcome::Idle);
+    assert!(matches!(next(&rx), Event::Frame(Frame::Lines(s)) if s == "2\n"));
+    drop(peer);
+    assert!(sys::wait_readable(ch.sock.as_fd(), 5000));
+    assert_eq!(ch.read_ready(1), ReadOutcome::Ended);
+    assert!(matches!(next(&rx), Event::Eof));
+}
+
+/// A sink that holds at most `cap` events until the test drains it.
+struct BoundedSink {
+    events: Mutex<Vec<Event>>,
+    room: Condvar,
+    cap: usize,
+}
+
+impl EventSink for BoundedSink {
+    fn push(&self, event: Event) {
+        self.events.lock().unwrap().push(event);
+    }
+    fn reserve(&self) {
+        let mut events = self.events.lock().unwrap();
+        while events.len() >= self.cap {
+            events = self.room.wait(events).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_burst_reader_stops_reading_while_its_owner_is_behind() {
+    let (ours, theirs) = sys::socketpair().unwrap();
+    let sink = Arc::new(BoundedSink {
+        events: Mutex::new(Vec::new()),
+        room: Condvar::new(),
+        cap: 4,
+    });
+    let ch = Channel::new(ours, Decoder::new(false, 1024), sink.clone());
+    let mut writer = UnixStream::from(theirs);
+    let flood = "1\n".repeat(8 << 20);
+    let writing = thread::spawn(move || writer.write_all(flood.as_bytes()).unwrap());
+    ch.read_burst().unwrap();
+    thread::sleep(Duration::from_millis(300));
+    assert!(
+        !writing.is_finished(),
+        "the peer must be held back while nobody drains"
+    );
+    assert!(
+        sink.events.lock().unwrap().len() <= 4 + 2,
+        "at most a read past the cap"
+    );
+    // Drain until the whole flood is through.
+    let mut lines = 0;
+    while lines < 8 << 20 {
+        let mut events = sink.events.lock().unwrap();
+        for ev in events.drain(..) {
+            if let Event::Frame(Frame::Lines(s)) = ev {
+                lines += s.len() / 2;
+            }
+        }
+        sink.room.notify_all();
+        drop(events);
+        thread::sleep(Duration::from_millis(1));
+    }
+    writing.join().unwrap();
+}
+
+#[test]
+fn wait_written_returns_once_a_large_write_is_on_the_wire() {
+    let (ch, mut peer, _rx, _prx) = open(1024);
+    let big = vec![b'x'; 8 << 20];
+    let w = ch.write(&big).unwrap();
+    assert!(w.queued_bytes > 0, "8 MiB cannot fit the socket buffer");
+    assert!(
+        !ch.wait_written(Duration::from_millis(50)),
+        "nobody reads yet: still queued"
+    );
+    let reading = thread::spawn(move || {
+        let mut got = vec![0u8; 8 << 20];
+        peer.read_exact(&mut got).unwrap();
+        got.len()
+    });
+    assert!(ch.wait_written(Duration::from_secs(10)));
+    assert_eq!(reading.join().unwrap(), 8 << 20);
+}

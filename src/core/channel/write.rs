@@ -1,0 +1,499 @@
+//! The write side of a [`Channel`]: one ordered queue, written at once while the socket takes it and by a
+//! writer thread after that, with the sending half of the NODE_HANDLE handshake (held writes behind an
+//! unacknowledged handle, ACK, NACK and retransmission), write progress, and `close`.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, MutexGuard};
+use std::thread;
+
+use nix::errno::Errno;
+
+use super::{thread_error, Channel, Event, WriteProgress, Written};
+use crate::core::error::{Code, SysError};
+use crate::core::frame::Frame;
+use crate::os::sys;
+
+/// Most iovecs the writer hands one sendmsg (Linux's UIO_MAXIOV is 1024).
+const MAX_IOV: usize = 256;
+
+/// Node's MAX_HANDLE_RETRANSMISSIONS: NACKs answered by sending the handle again before giving up.
+pub(super) const MAX_HANDLE_RETRANSMISSIONS: u32 = 3;
+
+#[derive(Debug)]
+struct Chunk {
+    data: Vec<u8>,
+    sent: usize,
+    /// 0 for the channel's own messages (ACK/NACK, retransmissions, cluster hand-offs), which complete no write of
+    /// the owner's and do not count in its `queued_bytes`.
+    seq: u64,
+    /// Sent as SCM_RIGHTS with the chunk's first byte.
+    fd: Option<Arc<OwnedFd>>,
+}
+
+impl Chunk {
+    fn new(data: Vec<u8>, seq: u64, fd: Option<Arc<OwnedFd>>) -> Self {
+        Chunk {
+            data,
+            sent: 0,
+            seq,
+            fd,
+        }
+    }
+}
+
+/// A handle on the wire whose ACK has not come yet: kept whole for a retransmission.
+#[derive(Debug)]
+struct Unacked {
+    envelope: Vec<u8>,
+    fd: Arc<OwnedFd>,
+    retransmissions: u32,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct WriteState {
+    /// Ready to go, in order.
+    queue: VecDeque<Chunk>,
+    /// Written after a handle whose ACK has not come yet: they wait, in order.
+    held: VecDeque<Chunk>,
+    unacked: Option<Unacked>,
+    queued_bytes: usize,
+    /// The writer thread holds chunks outside the lock while it sends; direct writes must wait their turn.
+    in_flight: bool,
+    writer_started: bool,
+    /// close() was called (or the peer is gone): shut down once nothing is left to send.
+    closing: bool,
+    next_seq: u64,
+    progress: WriteProgress,
+    /// The progress last handed out by `take_progress`, so each change is reported once.
+    reported: WriteProgress,
+}
+
+impl WriteState {
+    fn idle(&self) -> bool {
+        self.queue.is_empty() && self.held.is_empty() && self.unacked.is_none() && !self.in_flight
+    }
+
+    fn add_queued(&mut self, n: usize) {
+        self.queued_bytes += n;
+        self.progress.queued_bytes = self.queued_bytes;
+    }
+
+    /// After an ACK (or giving up): held writes go out, up to and including the next handle, which then waits.
+    fn release_held(&mut self) {
+        while let Some(chunk) = self.held.pop_front() {
+            let handle = chunk.fd.clone();
+            if let Some(fd) = handle.clone() {
+                self.unacked = Some(Unacked {
+                    envelope: chunk.data.clone(),
+                    fd,
+                    retransmissions: 0,
+                });
+            }
+            self.queue.push_back(chunk);
+            if handle.is_some() {
+                break;
+            }
+        }
+    }
+
+    /// The stream has ended (the reader's `end_stream`): no ACK can come now. Fails what waits behind a handle
+    /// (and the rest with it), and marks the channel closing so the writer exits rather than wait forever.
+    pub(super) fn peer_gone(&mut self) {
+        self.closing = true;
+        if !self.held.is_empty() || self.unacked.is_some() {
+            self.fail_all(SysError::new(Errno::EPIPE, "write"));
+        }
+    }
+
+    /// The peer is gone: whatever waits will never arrive.
+    fn fail_all(&mut self, err: SysError) {
+        let last = self
+            .queue
+            .iter()
+            .chain(self.held.iter())
+            .map(|c| c.seq)
+            .max()
+            .unwrap_or(0);
+        self.queue.clear();
+        self.held.clear();
+        self.unacked = None;
+        self.queued_bytes = 0;
+        self.progress.queued_bytes = 0;
+        if self.progress.error.is_none() {
+            self.progress.error = Some(err);
+        }
+        self.progress.failed = self.progress.failed.max(last).max(self.progress.done);
+    }
+}
+
+fn dup(fd: BorrowedFd<'_>) -> Result<Arc<OwnedFd>, SysError> {
+    fd.try_clone_to_owned()
+        .map(Arc::new)
+        .map_err(|e| SysError::new(Errno::from_raw(e.raw_os_error().unwrap_or(0)), "dup"))
+}
+
+impl Channel {
+    pub(super) fn state(&self) -> MutexGuard<'_, WriteState> {
+        // A panic while holding this lock leaves plain data behind; carry on with it.
+        self.write.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `data` after every earlier write. Tries the socket at once, without blocking; what does not fit goes
+    /// to the writer thread. Never blocks the caller on the peer.
+    pub fn write(self: &Arc<Self>, data: &[u8]) -> Result<Written, SysError> {
+        self.submit(data, None, true)
+    }
+
+    /// Queues a NODE_HANDLE envelope with `fd` (which we duplicate and keep until the ACK).
+    pub fn write_handle(
+        self: &Arc<Self>,
+        envelope: &[u8],
+        fd: BorrowedFd<'_>,
+    ) -> Result<Written, SysError> {
+        self.submit(envelope, Some(dup(fd)?), true)
+    }
+
+    /// Like `write_handle`, for a handle the core sends on its own (a cluster hand-off): in order with the owner's
+    /// writes, but taking none of their sequence numbers, so the owner's count stays its own.
+    pub fn write_own_handle(
+        self: &Arc<Self>,
+        envelope: &[u8],
+        fd: BorrowedFd<'_>,
+    ) -> Result<(), SysError> {
+        self.submit(envelope, Some(dup(fd)?), false).map(drop)
+    }
+
+    fn submit(
+        self: &Arc<Self>,
+        data: &[u8],
+        fd: Option<Arc<OwnedFd>>,
+        owners: bool,
+    ) -> Result<Written, SysError> {
+        let mut st = self.state();
+        if let Some(err) = st.progress.error {
+            return Err(err);
+        }
+        if st.closing {
+            return Err(SysError::new(Errno::EPIPE, "write"));
+        }
+        // The seq is only taken by a write that is accepted, so the owner can count the same writes.
+        let seq = if owners { st.next_seq + 1 } else { 0 };
+        let counted = |n: usize| if owners { n } else { 0 };
+        if st.unacked.is_some() || !st.held.is_empty() {
+            st.next_seq = st.next_seq.max(seq);
+            st.held.push_back(Chunk::new(data.to_vec(), seq, fd));
+            st.add_queued(counted(data.len()));
+            return Ok(Written {
+                seq,
+                queued_bytes: st.queued_bytes,
+            });
+        }
+        if let Some(fd) = &fd {
+            st.unacked = Some(Unacked {
+                envelope: data.to_vec(),
+                fd: fd.clone(),
+                retransmissions: 0,
+            });
+        }
+        let mut sent = 0;
+        if st.queue.is_empty() && !st.in_flight {
+            match self.send_now(data, fd.as_deref()) {
+                Ok(n) => sent = n,
+                Err(err) => {
+                    st.unacked = None;
+                    st.progress.error = Some(err);
+                    return Err(err);
+                }
+            }
+            if sent == data.len() {
+                if owners {
+                    st.next_seq = seq;
+                    st.progress.done = seq;
+                    // The caller learns of this one from our return value; don't wake it again to say so.
+                    if st.reported.done == seq - 1 {
+                        st.reported.done = seq;
+                    }
+                }
+                return Ok(Written {
+                    seq,
+                    queued_bytes: st.queued_bytes,
+                });
+            }
+        }
+        st.next_seq = st.next_seq.max(seq);
+        // If any byte went, the fd went with it.
+        let fd = if sent == 0 { fd } else { None };
+        st.queue
+            .push_back(Chunk::new(data[sent..].to_vec(), seq, fd));
+        st.add_queued(counted(data.len() - sent));
+        let queued_bytes = st.queued_bytes;
+        self.kick_writer(&mut st)?;
+        Ok(Written { seq, queued_bytes })
+    }
+
+    /// Writes without blocking until done or the socket is full; returns the bytes written.
+    fn send_now(&self, data: &[u8], fd: Option<&OwnedFd>) -> Result<usize, SysError> {
+        let mut sent = 0;
+        while sent < data.len() {
+            let with = if sent == 0 {
+                fd.map(|f| f.as_fd())
+            } else {
+                None
+            };
+            match sys::send(
+                self.sock.as_fd(),
+                &[IoSlice::new(&data[sent..])],
+                with,
+                false,
+            )? {
+                0 => break,
+                n => sent += n,
+            }
+        }
+        Ok(sent)
+    }
+
+    /// The channel's own messages (ACK/NACK, retransmissions) go ahead of held and queued writes, but never into
+    /// the middle of one: the writer sends whole chunks.
+    pub(super) fn send_control(self: &Arc<Self>, data: Vec<u8>, fd: Option<Arc<OwnedFd>>) {
+        let mut st = self.state();
+        if st.closing || st.progress.error.is_some() {
+            return;
+        }
+        let mut sent = 0;
+        if st.queue.is_empty() && !st.in_flight {
+            match self.send_now(&data, fd.as_deref()) {
+                Ok(n) if n == data.len() => return,
+                Ok(n) => sent = n,
+                Err(err) => {
+                    st.fail_all(err);
+                    drop(st);
+                    self.report_progress();
+                    return;
+                }
+            }
+        }
+        let fd = if sent == 0 { fd } else { None };
+        st.queue.push_front(Chunk {
+            data,
+            sent,
+            seq: 0,
+            fd,
+        });
+        // A thread that cannot start leaves the bytes queued; the channel then ends at the peer's next write.
+        let _ = self.kick_writer(&mut st);
+    }
+
+    pub(super) fn on_ack(self: &Arc<Self>) {
+        let mut st = self.state();
+        if st.unacked.take().is_none() {
+            return;
+        }
+        st.release_held();
+        // Send what the ACK released from here, without waking the writer thread for it, as far as the socket
+        // takes it now (a handle at a time is the common case: the next connection, the next socket).
+        let mut progressed = false;
+        while !st.in_flight {
+            let Some(chunk) = st.queue.front_mut() else {
+                break;
+            };
+            let fd = chunk.fd.clone().filter(|_| chunk.sent == 0);
+            let sent = match self.send_now(&chunk.data[chunk.sent..], fd.as_deref()) {
+                Ok(n) => n,
+                // The writer meets the same error and fails what is queued.
+                Err(_) => break,
+            };
+            if sent > 0 {
+                chunk.fd = None;
+            }
+            chunk.sent += sent;
+            if chunk.sent < chunk.data.len() {
+                break;
+            }
+            let (seq, len) = (chunk.seq, chunk.data.len());
+            st.queue.pop_front();
+            if seq != 0 {
+                st.queued_bytes = st.queued_bytes.saturating_sub(len);
+                st.progress.queued_bytes = st.queued_bytes;
+                st.progress.done = st.progress.done.max(seq);
+                progressed = true;
+            }
+        }
+        if !st.queue.is_empty() {
+            let _ = self.kick_writer(&mut st);
+        }
+        drop(st);
+        if progressed {
+            self.report_progress();
+        }
+    }
+
+    /// Sends the unacknowledged handle again; false once it has been sent too often (it is then dropped).
+    pub(super) fn on_nack(self: &Arc<Self>) -> bool {
+        let mut st = self.state();
+        let Some(unacked) = st.unacked.as_mut() else {
+            return true;
+        };
+        if unacked.retransmissions == MAX_HANDLE_RETRANSMISSIONS {
+            st.unacked = None;
+            st.release_held();
+            let _ = self.kick_writer(&mut st);
+            return false;
+        }
+        unacked.retransmissions += 1;
+        let (envelope, fd) = (unacked.envelope.clone(), unacked.fd.clone());
+        drop(st);
+        self.send_control(envelope, Some(fd));
+        true
+    }
+
+    fn kick_writer(self: &Arc<Self>, st: &mut WriteState) -> Result<(), SysError> {
+        if !st.writer_started {
+            let me = self.clone();
+            thread::Builder::new()
+                .name("forkline-writer".into())
+                .spawn(move || {
+                    if catch_unwind(AssertUnwindSafe(|| me.write_loop())).is_err() {
+                        me.sink.push(Event::Frame(Frame::Error {
+                            code: Code::Internal,
+                            message: "forkline's writer thread failed; the channel is closed"
+                                .into(),
+                        }));
+                        sys::shutdown(me.sock.as_fd());
+                    }
+                })
+                .map_err(thread_error)?;
+            st.writer_started = true;
+        }
+        self.wake_writer.notify_one();
+        Ok(())
+    }
+
+    fn write_loop(&self) {
+        let mut st = self.state();
+        loop {
+            while st.queue.is_empty() && !(st.closing && st.idle()) {
+                st = self.wake_writer.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+            if st.queue.is_empty() {
+                // closing, and everything queued before close() is on the wire and acknowledged.
+                sys::shutdown(self.sock.as_fd());
+                return;
+            }
+            // Take every queued chunk and send them in as few syscalls as the socket allows.
+            let mut batch: Vec<Chunk> = st.queue.drain(..).collect();
+            st.in_flight = true;
+            drop(st);
+            let result = self.send_all(&mut batch);
+            st = self.state();
+            st.in_flight = false;
+            match result {
+                Ok(()) => {
+                    let total: usize = batch
+                        .iter()
+                        .filter(|c| c.seq != 0)
+                        .map(|c| c.data.len())
+                        .sum();
+                    st.queued_bytes = st.queued_bytes.saturating_sub(total);
+                    st.progress.queued_bytes = st.queued_bytes;
+                    let last = batch.iter().map(|c| c.seq).max().unwrap_or(0);
+                    st.progress.done = st.progress.done.max(last);
+                }
+                Err(err) => {
+                    // The peer is gone: nothing queued will ever arrive. Fail it all, loudly.
+                    let last = batch.iter().map(|c| c.seq).max().unwrap_or(0);
+                    st.fail_all(err);
+                    st.progress.failed = st.progress.failed.max(last);
+                }
+            }
+            drop(batch);
+            drop(st);
+            self.written_cv.notify_all();
+            self.report_progress();
+            st = self.state();
+            if st.progress.error.is_some() {
+                return;
+            }
+        }
+    }
+
+    fn send_all(&self, batch: &mut [Chunk]) -> Result<(), SysError> {
+        let mut first = 0;
+        while first < batch.len() {
+            // One sendmsg per fd: an fd rides with its own chunk's first byte, never with an earlier chunk's.
+            let fd = batch[first].fd.clone().filter(|_| batch[first].sent == 0);
+            let mut iov = vec![IoSlice::new(&batch[first].data[batch[first].sent..])];
+            iov.extend(
+                batch[first + 1..]
+                    .iter()
+                    .take(MAX_IOV - 1)
+                    .take_while(|c| c.fd.is_none())
+                    .map(|c| IoSlice::new(&c.data[c.sent..])),
+            );
+            let mut n = sys::send(
+                self.sock.as_fd(),
+                &iov,
+                fd.as_deref().map(|f| f.as_fd()),
+                true,
+            )?;
+            if n > 0 {
+                batch[first].fd = None;
+            }
+            while n > 0 {
+                let c = &mut batch[first];
+                let take = n.min(c.data.len() - c.sent);
+                c.sent += take;
+                n -= take;
+                if c.sent == c.data.len() {
+                    first += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells the owner how far the writes got, if that changed since it last heard.
+    pub(super) fn report_progress(&self) {
+        let progress = {
+            let mut st = self.state();
+            if st.progress == st.reported {
+                return;
+            }
+            st.reported = st.progress;
+            st.progress
+        };
+        self.sink.push(Event::Progress(progress));
+    }
+
+    /// Blocks until every write queued so far is on the wire (or can never be), for at most `timeout`; true if
+    /// nothing is left. For a process about to exit: its writer thread dies with it. Writes held behind an
+    /// unacknowledged handle cannot leave without a read, which nobody does here, so they do not count.
+    pub fn wait_written(&self, timeout: std::time::Duration) -> bool {
+        let st = self.state();
+        let (st, _) = self
+            .written_cv
+            .wait_timeout_while(st, timeout, |st| {
+                st.progress.error.is_none() && (st.in_flight || !st.queue.is_empty())
+            })
+            .unwrap_or_else(|p| p.into_inner());
+        st.queue.is_empty() && !st.in_flight
+    }
+
+    /// Ends the channel once every write queued so far is on the wire (and any handle acknowledged); the reader
+    /// then sees EOF.
+    pub fn close(self: &Arc<Self>) {
+        let mut st = self.state();
+        if st.closing {
+            return;
+        }
+        st.closing = true;
+        // With nothing left to send we shut down now; otherwise the writer does once it is done (or now, if no
+        // writer thread can be started).
+        if st.idle() || self.kick_writer(&mut st).is_err() {
+            sys::shutdown(self.sock.as_fd());
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! `NativeChild`, the native half of a forked ChildProcess (the parent's end): spawns the child, watches its
+//! process and holds its channel and stdio pipes.
+
+use std::os::fd::{IntoRawFd, OwnedFd};
+use std::sync::Arc;
+
+use napi::bindgen_prelude::{Buffer, Either, Function};
+use napi::{Env, Error, Result, Status};
+use napi_derive::napi;
+
+use crate::core::channel::{Channel, EventSink};
+use crate::core::error::SysError;
+use crate::core::frame::Decoder;
+use crate::napi::delivery::{Delivery, KeepAlive};
+use crate::napi::error::sys_error;
+use crate::napi::event::Polled;
+use crate::napi::side::{keep_alive, start_reading, ChannelSide, DEFAULT_MAX_MESSAGE_SIZE};
+use crate::os::process::Process;
+use crate::os::spawn::{self, SpawnOptions, Stdio};
+
+/// How long a child's exit waits for its channel's EOF to be reported first.
+const EXIT_AFTER_EOF_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// One entry of the stdio array, already normalised by index.js.
+#[napi(object)]
+pub struct StdioSlot {
+    /// 'pipe' | 'ipc' | 'ignore' | 'fd'
+    pub kind: String,
+    pub fd: Option<i32>,
+}
+
+/// What index.js hands over after Node's option juggling and validation.
+#[napi(object)]
+pub struct NativeSpawnOptions {
+    pub file: String,
+    /// The full argv, argv[0] included.
+    pub args: Vec<String>,
+    /// `KEY=value` pairs.
+    pub env: Vec<String>,
+    pub cwd: Option<String>,
+    pub stdio: Vec<StdioSlot>,
+    pub detached: Option<bool>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// 'json' | 'advanced'
+    pub serialization: Option<String>,
+    pub max_message_size: Option<f64>,
+}
+
+/// The native half of a forked child: its process, its channel and its stdio pipes.
+#[napi]
+pub struct NativeChild {
+    pub(super) side: ChannelSide,
+    process: Option<Arc<Process>>,
+    spawn_error: Option<SysError>,
+    pipes: Vec<Option<OwnedFd>>,
+    process_ref: Option<KeepAlive>,
+}
+
+#[napi]
+impl NativeChild {
+    /// Spawns the child. `onWake` is called (with no arguments) whenever `poll()` has something.
+    #[napi(factory)]
+    pub fn spawn(
+        env: Env,
+        options: NativeSpawnOptions,
+        on_wake: Function<(), ()>,
+    ) -> Result<NativeChild> {
+        let stdio = options
+            .stdio
+            .iter()
+            .map(|s| match (s.kind.as_str(), s.fd) {
+                ("pipe", _) => Ok(Stdio::Pipe),
+                ("ipc", _) => Ok(Stdio::Ipc),
+                ("ignore", _) => Ok(Stdio::Ignore),
+                ("fd", Some(fd)) if fd >= 0 => Ok(Stdio::Fd(fd)),
+                (kind, _) => Err(Error::new(
+                    Status::InvalidArg,
+                    format!("bad stdio slot {kind:?}"),
+                )),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let opts = SpawnOptions {
+            file: options.file,
+            args: options.args,
+            env: options.env,
+            cwd: options.cwd,
+            stdio,
+            detached: options.detached.unwrap_or(false),
+            uid: options.uid,
+            gid: options.gid,
+        };
+        let advanced = options.serialization.as_deref() == Some("advanced");
+        let max = options
+            .max_message_size
+            .map_or(DEFAULT_MAX_MESSAGE_SIZE, |m| m as usize);
+
+        let wake = on_wake
+            .build_threadsafe_function::<()>()
+            .callee_handled::<false>()
+            .weak::<true>()
+            .build()?;
+        let wake_fn = on_wake.create_ref()?;
+        let delivery = Arc::new(Delivery::new(wake));
+        let sink: Arc<dyn EventSink> = delivery.clone();
+
+        let spawned = spawn::spawn(&opts).map_err(sys_error)?;
+        let channel = spawned
+            .ipc
+            .map(|sock| Channel::new(sock, Decoder::new(advanced, max), sink.clone()));
+        let poller = match &channel {
+            Some(channel) => match start_reading(&env, channel, &delivery, &on_wake) {
+                Ok(poller) => poller,
+                Err(e) => {
+                    if let Some(pid) = spawned.pid {
+                        let pid = nix::unistd::Pid::from_raw(pid);
+                        let _ = nix::sys::signal::kill(pid, nix::sys::signal::SIGKILL);
+                        let _ = nix::sys::wait::waitpid(pid, None);
+                    }
+                    return Err(sys_error(e));
+                }
+            },
+            None => None,
+        };
+        let process = match spawned.pid {
+            Some(pid) => {
+                // The child is gone, so its end of the channel is closed and EOF is moments away, unless a
+                // grandchild kept a copy: wait for it a little, not forever.
+                let ended = channel.as_ref().map(Arc::downgrade);
+                let before_exit = move || {
+                    if let Some(channel) = ended.and_then(|weak| weak.upgrade()) {
+                        channel.wait_ended(EXIT_AFTER_EOF_WAIT);
+                    }
+                };
+                Some(Process::watch(pid, sink, before_exit).map_err(sys_error)?)
+            }
+            None => None,
+        };
+        let mut child = NativeChild {
+            side: ChannelSide {
+                delivery,
+                channel,
+                wake_fn,
+                channel_ref: None,
+                poller,
+            },
+            process,
+            spawn_error: spawned.error,
+            pipes: spawned.pipes,
+            process_ref: None,
+        };
+        child.ref_process(env)?;
+        child.ref_channel(env)?;
+        Ok(child)
+    }
+
+    #[napi(getter)]
+    pub fn pid(&self) -> Option<i32> {
+        self.process.as_ref().map(|p| p.pid())
+    }
+
+    /// libuv-style (negative) errno of a spawn that failed the way Node reports asynchronously.
+    #[napi(getter)]
+    pub fn spawn_errno(&self) -> Option<i32> {
+        self.spawn_error.map(|e| e.uv_errno())
+    }
+
+    #[napi(getter)]
+    pub fn channel_fd(&self) -> Option<i32> {
+        self.side.fd()
+    }
+
+    /// Hands our ends of the 'pipe' slots to JS, which wraps them in net.Sockets and owns them from then on.
+    #[napi]
+    pub fn take_stdio(&mut self) -> Vec<Option<i32>> {
+        self.pipes
+            .iter_mut()
+            .map(|p| p.take().map(IntoRawFd::into_raw_fd))
+            .collect()
+    }
+
+    /// Everything that happened since the last call, in order: json lines as strings, the rest as events.
+    #[napi(ts_return_type = "Array<string | ChannelEvent>")]
+    pub fn poll(&self) -> Vec<Polled> {
+        self.side.poll()
+    }
+
+    /// Queues bytes for the child. Returns the bytes still queued (0: all written now), or -errno.
+    #[napi]
+    pub fn write(&self, data: Either<String, Buffer>) -> f64 {
+        self.side.submit(&data, None)
+    }
+
+    /// Sends a NODE_HANDLE envelope with `fd` (duplicated: the caller keeps its own). Later writes wait for the
+    /// peer's ACK. Returns like `write`.
+    #[napi]
+    pub fn write_handle(&self, envelope: Either<String, Buffer>, fd: i32) -> f64 {
+        self.side.submit(&envelope, Some(fd))
+    }
+
+    /// Closes the channel once queued writes are out (Node's disconnect()); the reader then reports 'eof'.
+    #[napi]
+    pub fn close_channel(&self) {
+        self.side.close();
+    }
+
+    /// Drops our hold on the channel after its EOF, so its socket closes now rather than at garbage collection
+    /// (the reader and writer threads hold it only until they end).
+    #[napi]
+    pub fn release_channel(&mut self) {
+        self.side.release();
+    }
+
+    /// Sends a signal: 0 on success, else -errno (ESRCH once the child is gone).
+    #[napi]
+    pub fn kill(&self, signal: i32) -> i32 {
+        match &self.process {
+            Some(p) => p.kill(signal).map_or_else(|e| -(e as i32), |()| 0),
+            None => -nix::libc::ESRCH,
+        }
+    }
+
+    /// While the process is ref'd and alive, the event loop stays alive (Node's subprocess.ref()).
+    #[napi]
+    pub fn ref_process(&mut self, env: Env) -> Result<()> {
+        if self.process_ref.is_none() && self.process.is_some() {
+            self.process_ref = Some(keep_alive(&self.side.wake_fn, &env)?);
+        }
+        Ok(())
+    }
+
+    #[napi]
+    pub fn unref_process(&mut self) {
+        self.process_ref = None;
+    }
+
+    /// While the channel is ref'd and open, the event loop stays alive (Node's subprocess.channel.ref()).
+    #[napi]
+    pub fn ref_channel(&mut self, env: Env) -> Result<()> {
+        self.side.ref_channel(&env)
+    }
+
+    #[napi]
+    pub fn unref_channel(&mut self) {
+        self.side.unref_channel();
+    }
+}

@@ -1,0 +1,158 @@
+//! The channel as either napi end holds it (`ChannelSide`, shared by `NativeChild` and `NativeChannel`), and
+//! `start_reading`, which sets up who reads it: libuv's poll on the JS thread, or a reader thread.
+
+use std::sync::Arc;
+
+use napi::bindgen_prelude::{Buffer, Either, Function, FunctionRef};
+use napi::{Env, Result};
+
+use crate::core::channel::{Channel, Event, ReadOutcome};
+use crate::core::error::SysError;
+use crate::core::frame::Frame;
+use crate::napi::delivery::{Delivery, KeepAlive};
+use crate::napi::event::{ChannelEvent, Polled};
+use crate::napi::payload::Text;
+use crate::napi::{js_call, uv};
+
+/// Default cap on one message: V8's longest string is just under 512 MiB, so nothing larger could be delivered.
+pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: usize = 512 * 1024 * 1024;
+
+/// Reads the channel on the JS thread while traffic is light: one wake-up per message, as Node's own channel has.
+/// A read that fills the whole buffer hands the channel to a reader thread, which reads off the JS thread in big
+/// batches until the socket goes quiet and then hands it back. Without libuv at hand a reader thread does it all.
+pub(crate) fn start_reading(
+    env: &Env,
+    channel: &Arc<Channel>,
+    delivery: &Arc<Delivery>,
+    on_wake: &Function<(), ()>,
+) -> std::result::Result<Option<uv::Poll>, SysError> {
+    let direct = js_call::DirectCall::new(env, on_wake).ok();
+    let (ch, delivery) = (channel.clone(), delivery.clone());
+    let on_readable = Box::new(move |stop: &dyn Fn()| {
+        let mut outcome = ReadOutcome::Idle;
+        let pending = delivery.quietly(|| outcome = ch.read_ready(1));
+        match outcome {
+            ReadOutcome::Idle => {}
+            ReadOutcome::Ended => stop(),
+            // Stop before JS runs below: a quick burst may already be over, and JS then starts polling again.
+            // Polling goes on on the JS thread only if no reader thread could start.
+            ReadOutcome::Busy => {
+                if ch.read_burst().is_ok() {
+                    stop();
+                }
+            }
+        }
+        if pending {
+            match &direct {
+                Some(direct) => direct.call(),
+                None => delivery.push_wake(),
+            }
+        }
+    });
+    let poller = env
+        .get_uv_event_loop()
+        .ok()
+        .and_then(|uv_loop| uv::Poll::new(uv_loop.cast(), channel.raw_fd(), on_readable));
+    match poller {
+        Some(poller) => {
+            poller.start();
+            Ok(Some(poller))
+        }
+        None => {
+            channel.spawn_reader()?;
+            Ok(None)
+        }
+    }
+}
+
+/// What either end's napi class holds of its channel: the channel, its event queue, the JS-thread poller and
+/// the keep-alive of `ref()`. NativeChild (the parent's end) and NativeChannel (runtime.rs, the child's) delegate
+/// their channel methods here.
+pub(crate) struct ChannelSide {
+    pub(crate) delivery: Arc<Delivery>,
+    pub(crate) channel: Option<Arc<Channel>>,
+    pub(crate) wake_fn: FunctionRef<(), ()>,
+    pub(crate) channel_ref: Option<KeepAlive>,
+    /// Watches the channel on the JS thread while no reader thread has it.
+    pub(crate) poller: Option<uv::Poll>,
+}
+
+impl ChannelSide {
+    pub(crate) fn fd(&self) -> Option<i32> {
+        self.channel.as_ref().map(|c| c.raw_fd())
+    }
+
+    pub(crate) fn poll(&self) -> Vec<Polled> {
+        let mut out = Vec::new();
+        for event in self.delivery.drain() {
+            match event {
+                // A burst is over: the JS thread reads again, in order after everything the thread read.
+                Event::ReaderIdle => {
+                    if let Some(poller) = &self.poller {
+                        poller.start();
+                    }
+                }
+                Event::Frame(Frame::Lines(text)) => out.push(Either::A(Text(text))),
+                other => out.push(Either::B(ChannelEvent::from(other))),
+            }
+        }
+        out
+    }
+
+    /// Queues a write (with an fd for a NODE_HANDLE envelope). Returns the bytes still queued (0: all written
+    /// now), or -errno.
+    pub(crate) fn submit(&self, data: &Either<String, Buffer>, fd: Option<i32>) -> f64 {
+        let Some(channel) = &self.channel else {
+            return -(nix::libc::EPIPE as f64);
+        };
+        let bytes: &[u8] = match data {
+            Either::A(s) => s.as_bytes(),
+            Either::B(b) => b,
+        };
+        let result = match fd {
+            Some(fd) if fd < 0 => return -(nix::libc::EBADF as f64),
+            Some(fd) => {
+                // SAFETY: borrowed only for this call, during which JS keeps the handle (and fd) open.
+                let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+                channel.write_handle(bytes, fd)
+            }
+            None => channel.write(bytes),
+        };
+        match result {
+            Ok(w) => w.queued_bytes as f64,
+            Err(e) => e.uv_errno() as f64,
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        if let Some(c) = &self.channel {
+            c.close();
+        }
+    }
+
+    pub(crate) fn release(&mut self) {
+        self.poller = None;
+        self.channel_ref = None;
+        self.channel = None;
+    }
+
+    pub(crate) fn ref_channel(&mut self, env: &Env) -> Result<()> {
+        if self.channel_ref.is_none() && self.channel.is_some() {
+            self.channel_ref = Some(keep_alive(&self.wake_fn, env)?);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn unref_channel(&mut self) {
+        self.channel_ref = None;
+    }
+}
+
+/// A strong hold on the wake function, whose only job is to keep the event loop alive while it exists.
+pub(crate) fn keep_alive(wake_fn: &FunctionRef<(), ()>, env: &Env) -> Result<KeepAlive> {
+    wake_fn
+        .borrow_back(env)?
+        .build_threadsafe_function::<()>()
+        .callee_handled::<false>()
+        .build()
+}

@@ -1,0 +1,8 @@
+//! The operating system: socket syscalls (`sys.rs`), starting a child (`spawn.rs`), reaping and signalling it
+//! (`process.rs`). The syscalls' `unsafe` lives here, each block with its `// SAFETY:` line; the one exception is
+//! cluster/listen.rs, the cluster's own sockets (two fd-ownership blocks). It may import `crate::core`'s
+//! vocabulary: `SysError`, and the `Event`/`EventSink` the reaper reports an exit on; never `crate::napi`.
+
+pub(crate) mod process;
+pub(crate) mod spawn;
+pub(crate) mod sys;
