@@ -2,7 +2,7 @@
 
 // Bounded memory, end to end: while the parent's JS thread is busy, the child's writes stop completing, so the
 // kernel pushes back on it instead of the parent buffering whatever it sends. (That the core's reader thread stops at
-// a full queue is tested in src/channel.rs: a_burst_reader_stops_reading_while_its_owner_is_behind.)
+// a full queue is tested in src/core/channel/tests.rs: a_burst_reader_stops_reading_while_its_owner_is_behind.)
 const test = require('node:test');
 const assert = require('node:assert');
 const path = require('node:path');

@@ -1,5 +1,5 @@
 //! Error codes shared by the core and the napi boundary. Node's own `ERR_*` codes are raised by the JS layer
-//! (index.js), where Node raises them; these are the codes only forkline's channel can produce.
+//! (lib/errors.js), where Node raises them; these are the codes only forkline's channel can produce.
 
 use nix::errno::Errno;
 

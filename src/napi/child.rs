@@ -21,7 +21,7 @@ use crate::os::spawn::{self, SpawnOptions, Stdio};
 /// How long a child's exit waits for its channel's EOF to be reported first.
 const EXIT_AFTER_EOF_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// One entry of the stdio array, already normalised by index.js.
+/// One entry of the stdio array, already normalised by lib/child_process.js.
 #[napi(object)]
 pub struct StdioSlot {
     /// 'pipe' | 'ipc' | 'ignore' | 'fd'
@@ -29,7 +29,7 @@ pub struct StdioSlot {
     pub fd: Option<i32>,
 }
 
-/// What index.js hands over after Node's option juggling and validation.
+/// What lib/child_process.js hands over after Node's option juggling and validation.
 #[napi(object)]
 pub struct NativeSpawnOptions {
     pub file: String,

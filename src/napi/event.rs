@@ -12,7 +12,7 @@ use crate::core::frame::Frame;
 use crate::napi::payload::{Bytes, Text};
 use crate::os::sys;
 
-/// One event for index.js. `kind` says which fields are set:
+/// One event for the JS layer (lib/channel.js). `kind` says which fields are set:
 /// 'lines' text · 'frames' bytes (length-prefixed advanced frames) · 'error' code, message · 'readError' code, errno, syscall · 'eof' ·
 /// 'handle' text or bytes (one NODE_HANDLE envelope) and fd, which JS now owns · 'exit' exitCode, signal · 'written' seq, failed, queued (+ code, errno, syscall when writes failed).
 #[napi(object, object_from_js = false)]

@@ -1,5 +1,5 @@
 //! The napi surface of the child runtime (#7): `NativeChannel`, the child's end of a channel its forkline parent
-//! made, served by the same `Channel` and `Delivery` as the parent's `NativeChild`. index.js installs it as the
+//! made, served by the same `Channel` and `Delivery` as the parent's `NativeChild`. lib/runtime.js installs it as the
 //! child's `process.send` / `process.on('message')` before user code runs.
 
 use std::sync::Arc;

@@ -9,7 +9,7 @@ use crate::core::error::SysError;
 use crate::napi::child::NativeChild;
 use crate::napi::error::sys_error;
 
-/// A worker's `queryServer`, as index.js normalises it.
+/// A worker's `queryServer`, as lib/cluster/primary.js normalises it.
 #[napi(object)]
 pub struct ServerSpec {
     /// Node's handle key: `${address}:${port}:${addressType}:${fd}:${index}`.
