@@ -1,7 +1,8 @@
 'use strict';
 
 // fork() options, ChildProcess events and exit/close/kill/disconnect/ref/unref, each scenario run through
-// node:child_process's fork() (the oracle) and forkline's.
+// node:child_process's fork() (the oracle) and forkline's. Over 600 lines on purpose: many short scenarios sharing
+// the oracle helpers at the top; each stands alone.
 
 const test = require('node:test');
 const assert = require('node:assert');
