@@ -2,9 +2,10 @@
 
 // The cluster primary: forkline's `cluster` against node:cluster as the oracle (over 600 lines on purpose: many
 // short scenarios sharing the runner below). Each scenario is a primary program in fixtures/cluster-*.js, run as its
-// own process with the implementation named on its command line ('node' or 'forkline'); it prints its observations as one JSON line. Where Node has an answer (events, their order and
-// arguments, states, errors), forkline's observations must equal node:cluster's; forkline's own features
-// (SCHED_REUSEPORT, settings.restart, 'giveup', reload()) are asserted directly.
+// own process with the implementation named on its command line ('node' or 'forkline'); it prints its observations
+// as one JSON line. Where Node has an answer (events, their order and arguments, states, errors), forkline's
+// observations must equal node:cluster's; forkline's own features (SCHED_REUSEPORT, settings.restart, 'giveup',
+// reload()) are asserted directly.
 const test = require('node:test');
 const assert = require('node:assert');
 const { spawn } = require('node:child_process');
