@@ -339,6 +339,29 @@ test(
   },
 );
 
+test(
+  'a peer flooding fds (200 a message, cut short by the kernel) leaks none; every message arrives',
+  { timeout: 20_000 },
+  async (t) => {
+    const before = fdCount();
+    const peer = rawPeer(t, 'fd-flood');
+    const handles = [];
+    peer.child.on('message', (m, handle) => {
+      if (!handle) return;
+      handle.close();
+      handles.push(handle);
+    });
+    await peer.closed;
+    const messages = peer.seen.filter(([kind]) => kind === 'message').map(([, m]) => m);
+    assert.deepStrictEqual(messages, [...Array.from({ length: 50 }, (_, i) => ({ flood: i })), 'after']);
+    assert.strictEqual(handles.length, 25, 'each envelope got one of the fds that came with it');
+    const errors = new Set(peer.seen.filter(([kind]) => kind === 'error').map(([, code]) => code));
+    assert.deepStrictEqual([...errors].sort(), ['FORKLINE_FD_LOST', 'FORKLINE_STRAY_FD']);
+    assert.strictEqual(peer.stdout(), '{"cmd":"NODE_HANDLE_ACK"}\n'.repeat(25));
+    await assertNoFdLeak(before);
+  },
+);
+
 test('an fd with no envelope is closed and reported; the messages around it arrive', { timeout: 20_000 }, async (t) => {
   const before = fdCount();
   const peer = rawPeer(t, 'stray-fd');

@@ -1,13 +1,13 @@
 //! Socket syscalls: every fd enters and leaves this module as an `OwnedFd`, and every fd we create or receive is
 //! close-on-exec, so a child Node spawns later never holds a stray copy of our channel (which would hide EOF).
 
-use std::io::{IoSlice, IoSliceMut};
+use std::io::IoSlice;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
+use nix::libc;
 use nix::sys::socket::{
-    self, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
-    SockaddrLike,
+    self, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, SockaddrLike,
 };
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -38,41 +38,89 @@ pub struct Received {
 }
 
 /// One recvmsg that never blocks (the socket may be O_NONBLOCK for libuv's poll, or not): EAGAIN means nothing is
-/// ready; use `wait_readable` to block. fds arrive close-on-exec and owned.
+/// ready; use `wait_readable` to block. fds arrive close-on-exec and owned, every one of them: when the control data
+/// was truncated (MSG_CTRUNC) the fds that did fit are still ours to close, so the walk is done here rather than by
+/// nix, which refuses to iterate a truncated buffer (those fds then leaked).
 pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Received, SysError> {
-    let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS_PER_READ]);
-    let mut iov = [IoSliceMut::new(buf)];
+    // u64 words keep the control buffer aligned for `cmsghdr`.
+    let mut control = [0u64; CONTROL_WORDS];
     loop {
-        match socket::recvmsg::<()>(
-            fd.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
-        ) {
-            Ok(msg) => {
-                let mut fds = Vec::new();
-                let fds_truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
-                // nix refuses to iterate a truncated control buffer; what did arrive is then lost to us either way.
-                if let Ok(cmsgs) = msg.cmsgs() {
-                    for c in cmsgs {
-                        if let ControlMessageOwned::ScmRights(raw) = c {
-                            for r in raw {
-                                // SAFETY: SCM_RIGHTS just installed `r` in our table; nothing else owns it.
-                                fds.push(unsafe { OwnedFd::from_raw_fd(r) });
-                            }
-                        }
-                    }
-                }
-                return Ok(Received {
-                    n: msg.bytes,
-                    fds,
-                    fds_truncated,
-                });
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: an all-zero msghdr is valid (no name, no iov, no control); the fields are set just below.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        // SAFETY: `msg` points at `iov` (over `buf`) and `control`, both live and writable for the whole call.
+        let n = unsafe {
+            libc::recvmsg(
+                fd.as_raw_fd(),
+                &mut msg,
+                libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT,
+            )
+        };
+        // Wrap the fds first, whatever else happened: an error return carries none, a short one may.
+        let fds = if n >= 0 {
+            take_rights(&msg)
+        } else {
+            Vec::new()
+        };
+        if n < 0 {
+            match Errno::last() {
+                Errno::EINTR => continue,
+                e => return Err(SysError::new(e, "read")),
             }
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(SysError::new(e, "read")),
         }
+        return Ok(Received {
+            n: n as usize,
+            fds,
+            fds_truncated: msg.msg_flags & libc::MSG_CTRUNC != 0,
+        });
     }
+}
+
+/// Control buffer size in u64 words: room for one SCM_RIGHTS message of MAX_FDS_PER_READ fds.
+const CONTROL_WORDS: usize = cmsg_space_for_fds(MAX_FDS_PER_READ).div_ceil(8);
+
+const fn cmsg_space_for_fds(n: usize) -> usize {
+    // CMSG_SPACE: the aligned header plus the aligned payload (the libc function is not const).
+    let align = std::mem::size_of::<usize>();
+    let header = std::mem::size_of::<libc::cmsghdr>().div_ceil(align) * align;
+    header + (n * std::mem::size_of::<RawFd>()).div_ceil(align) * align
+}
+
+/// Takes ownership of every fd SCM_RIGHTS put in `msg`'s control data (a truncated one included).
+fn take_rights(msg: &libc::msghdr) -> Vec<OwnedFd> {
+    let mut fds = Vec::new();
+    // SAFETY: `msg` came back from recvmsg: msg_control/msg_controllen describe the part of our buffer the kernel
+    // filled, and CMSG_FIRSTHDR/CMSG_NXTHDR never step past msg_controllen.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(msg) };
+    while !cmsg.is_null() {
+        // SAFETY: a non-null header from CMSG_FIRSTHDR/NXTHDR lies whole inside the control data.
+        let hdr = unsafe { &*cmsg };
+        if hdr.cmsg_level == libc::SOL_SOCKET && hdr.cmsg_type == libc::SCM_RIGHTS {
+            // SAFETY: CMSG_LEN(0) is plain arithmetic on its argument.
+            let header = unsafe { libc::CMSG_LEN(0) } as usize;
+            let count =
+                (hdr.cmsg_len as usize).saturating_sub(header) / std::mem::size_of::<RawFd>();
+            // SAFETY: the payload of a header inside the control data; cmsg_len (set by the kernel to what it
+            // wrote, also when truncating) bounds the `count` ints read from it, unaligned as CMSG_DATA may be.
+            let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<RawFd>();
+            for i in 0..count {
+                // SAFETY: see above: `i < count` stays inside this header's payload.
+                let raw = unsafe { data.add(i).read_unaligned() };
+                // SAFETY: SCM_RIGHTS just installed `raw` in our table; nothing else owns it.
+                fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
+            }
+        }
+        // SAFETY: as for CMSG_FIRSTHDR; NXTHDR returns null past the end of the control data.
+        cmsg = unsafe { libc::CMSG_NXTHDR(msg, cmsg) };
+    }
+    fds
 }
 
 /// One sendmsg of `bufs` (with `fd` as SCM_RIGHTS if given). `wait: false` never blocks (MSG_DONTWAIT): EAGAIN
@@ -187,6 +235,47 @@ pub fn set_send_buffer(sock: BorrowedFd<'_>, bytes: usize) {
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+
+    #[test]
+    fn control_buffer_holds_max_fds() {
+        // SAFETY: CMSG_SPACE is plain arithmetic on its argument.
+        let space = unsafe { libc::CMSG_SPACE((MAX_FDS_PER_READ * 4) as u32) } as usize;
+        assert!(CONTROL_WORDS * 8 >= space);
+    }
+
+    #[test]
+    fn fds_of_a_truncated_control_message_are_ours() {
+        let (a, b) = socketpair().unwrap();
+        let (x, _y) = socketpair().unwrap();
+        let many: Vec<OwnedFd> = (0..3 * MAX_FDS_PER_READ)
+            .map(|_| x.try_clone().unwrap())
+            .collect();
+        let raw: Vec<RawFd> = many.iter().map(|f| f.as_raw_fd()).collect();
+        socket::sendmsg::<()>(
+            a.as_raw_fd(),
+            &[IoSlice::new(b"flood\n")],
+            &[ControlMessage::ScmRights(&raw)],
+            MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
+        drop(many);
+        let mut buf = [0u8; 64];
+        let got = recv(b.as_fd(), &mut buf).unwrap();
+        assert_eq!(got.n, 6);
+        assert!(got.fds_truncated, "more fds than the control buffer holds");
+        assert_eq!(
+            got.fds.len(),
+            MAX_FDS_PER_READ,
+            "the fds that fit are handed over, not leaked"
+        );
+        let want = nix::sys::stat::fstat(&x).unwrap().st_ino;
+        for fd in &got.fds {
+            assert_eq!(nix::sys::stat::fstat(fd).unwrap().st_ino, want);
+            let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+            assert_ne!(flags & nix::libc::FD_CLOEXEC, 0);
+        }
+    }
 
     #[test]
     fn pair_is_cloexec_and_carries_bytes_and_fds() {
