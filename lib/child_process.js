@@ -227,8 +227,10 @@ function maybeClose(child) {
   if (child._closesGot === child._closesNeeded) child.emit('close', child.exitCode, child.signalCode);
 }
 
+// Every 'pipe' slot is a socketpair, as libuv makes them: the parent's end is writable in every slot (stdout and
+// extra slots included) and readable in all but stdin (Node's createSocket in lib/internal/child_process.js).
 function createSocket(fd, readable) {
-  return new net.Socket({ fd, readable, writable: !readable });
+  return new net.Socket({ fd, readable, writable: true });
 }
 
 // Node's getValidStdio: each slot becomes 'pipe', 'ipc', 'ignore' or a file descriptor.
