@@ -514,3 +514,34 @@ for (const variant of Object.keys(VARIANTS)) {
     },
   );
 }
+
+// Node's send() while a handle waits for its ACK: later messages queue behind it and only the first one queued
+// returns true (`_handleQueue.length === 1` in Node's setupChannel). All arrive, in order.
+test(
+  'send() returns false for the second message queued behind an unacknowledged handle, as Node',
+  { timeout: 20_000 },
+  async (t) => {
+    const results = {};
+    for (const [name, impl] of IMPLS) {
+      const child = spawnChild(t, impl, ORDERS, ['receive']);
+      const server = net.createServer();
+      await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const returned = [child.send('one', server), child.send('two', server), child.send('three'), child.send('four')];
+      child.send('done');
+      const [{ got }] = await Promise.all([resultOf(child)]);
+      server.close();
+      await once(child, 'exit');
+      results[name] = { returned, got };
+    }
+    assert.deepStrictEqual(results['node:child_process'], {
+      returned: [true, true, false, false],
+      got: [
+        ['one', 'Server'],
+        ['two', 'Server'],
+        ['three', null],
+        ['four', null],
+      ],
+    });
+    assert.deepStrictEqual(results.forkline, results['node:child_process']);
+  },
+);

@@ -126,6 +126,9 @@ class ChannelEnd extends EventEmitter {
     this._bareSeqs = [];
     this._queuedBytes = 0;
     this._needDrain = false;
+    // A handle sent and not yet acknowledged (as far as we know), and the sends queued behind it since.
+    this._handleInFlight = false;
+    this._heldSends = 0;
     // Incoming: parsed messages and events not yet emitted, and messages waiting for a 'message' listener.
     this._inbox = [];
     this._inboxAt = 0;
@@ -170,6 +173,7 @@ class ChannelEnd extends EventEmitter {
     }
     // Encode now, as Node does: a value that cannot be encoded throws in the caller's frame.
     const encoded = this._codec.encode(message);
+    const held = this._heldBehindHandle();
     this._outbox.push(encoded);
     this._outBytes += encoded.length;
     this._expect(this._writeSeq + 1, options, callback);
@@ -186,7 +190,7 @@ class ChannelEnd extends EventEmitter {
       // Inside _onWake the flush comes at its end.
       if (!this._inWake) process.nextTick(flushNT, this);
     }
-    return this._belowHighWaterMark();
+    return held ? held === 1 : this._belowHighWaterMark();
   }
 
   _sendHandle(message, handle, type, fd, options, callback) {
@@ -196,11 +200,28 @@ class ChannelEnd extends EventEmitter {
     const encoded = this._codec.encode(envelope);
     // Earlier sends go first; later ones wait in the core until the child acknowledges this handle.
     this._flush();
+    const held = this._heldBehindHandle();
     const seq = this._writeSeq + 1;
     this._expect(seq, options, callback);
     if (!this._wrote(seq, this._native.writeHandle(encoded, fd))) return false;
     if (conversion.postSend) conversion.postSend(handle, options);
+    if (held) return held === 1;
+    // This handle is the one in flight: what follows waits for its ACK.
+    this._handleInFlight = true;
+    this._heldSends = 0;
     return this._belowHighWaterMark();
+  }
+
+  // While a handle waits for the peer's ACK, later sends queue behind it and, as Node's send() (which returns
+  // `_handleQueue.length === 1`), only the first one queued says true. Returns how many are queued with this one,
+  // or 0 when no handle is in flight. Asks the core only while one may be.
+  _heldBehindHandle() {
+    if (!this._handleInFlight) return 0;
+    if (!this._native.awaitingAck()) {
+      this._handleInFlight = false;
+      return 0;
+    }
+    return ++this._heldSends;
   }
 
   // Notes whom to tell when write number `seq` completes or fails: the callback, or else (unless errors are

@@ -198,6 +198,12 @@ impl NativeChild {
         self.side.submit(&envelope, Some(fd))
     }
 
+    /// Whether a handle sent to the child still waits for its ACK (later writes are held behind it).
+    #[napi]
+    pub fn awaiting_ack(&self) -> bool {
+        self.side.awaiting_ack()
+    }
+
     /// Closes the channel once queued writes are out (Node's disconnect()); the reader then reports 'eof'.
     #[napi]
     pub fn close_channel(&self) {

@@ -91,6 +91,12 @@ impl NativeChannel {
             .is_none_or(|c| c.wait_written(Duration::from_millis(timeout_ms.into())))
     }
 
+    /// Whether a handle sent to the parent still waits for its ACK (later writes are held behind it).
+    #[napi]
+    pub fn awaiting_ack(&self) -> bool {
+        self.side.awaiting_ack()
+    }
+
     /// Closes the channel once queued writes are out (Node's disconnect()); the reader then reports 'eof'.
     #[napi]
     pub fn close_channel(&self) {

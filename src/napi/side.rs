@@ -82,6 +82,10 @@ impl ChannelSide {
         self.channel.as_ref().map(|c| c.raw_fd())
     }
 
+    pub(crate) fn awaiting_ack(&self) -> bool {
+        self.channel.as_ref().is_some_and(|c| c.awaiting_ack())
+    }
+
     pub(crate) fn poll(&self) -> Vec<Polled> {
         let mut out = Vec::new();
         for event in self.delivery.drain() {

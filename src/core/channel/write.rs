@@ -468,6 +468,12 @@ impl Channel {
         self.sink.push(Event::Progress(progress));
     }
 
+    /// Whether a handle sent on this channel still waits for the peer's ACK: later writes are held behind it
+    /// (Node's `_handleQueue` exists meanwhile, and its send() answers accordingly).
+    pub fn awaiting_ack(&self) -> bool {
+        self.state().unacked.is_some()
+    }
+
     /// Blocks until every write queued so far is on the wire (or can never be), for at most `timeout`; true if
     /// nothing is left. For a process about to exit: its writer thread dies with it. Writes held behind an
     /// unacknowledged handle cannot leave without a read, which nobody does here, so they do not count.
