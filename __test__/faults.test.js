@@ -534,3 +534,39 @@ test('arguments too long for exec (E2BIG) throw a system error, as Node', { time
   assert.deepStrictEqual(results.node, { name: 'Error', code: 'E2BIG', message: 'spawn E2BIG' });
   assert.deepStrictEqual(results.forkline, results.node);
 });
+
+// A peer that leaves with our bytes unread resets our end: epoll reports an error (and libuv stops polling) while
+// its last messages and the EOF still wait to be read. Everything must still arrive, then disconnect/exit/close.
+test(
+  'a peer that exits without reading what we sent: its last messages, disconnect and close still come',
+  { timeout: 20_000 },
+  async (t) => {
+    const results = {};
+    for (const [impl, forkFn] of Object.entries(IMPLS)) {
+      const child = spawnChild(t, forkFn, fixture('unread-close.py'), [], {
+        execPath: 'python3',
+        execArgv: [],
+        stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      });
+      const log = recordEvents(child, ['message', 'disconnect', 'exit', 'close']);
+      child.send('unread');
+      // Busy while the peer writes and leaves, so that the reset and the data are all there at the next poll.
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      const until = Date.now() + 800;
+      while (Date.now() < until);
+      await whenClosed(child);
+      // Where 'exit' falls among the rest is up to the scheduler (Node's own order varies here).
+      results[impl] = {
+        rest: log.filter(([event]) => event !== 'exit'),
+        exit: log.find(([event]) => event === 'exit'),
+        connected: child.connected,
+      };
+    }
+    assert.deepStrictEqual(results.node, {
+      rest: [['message', 'one'], ['message', 'two'], ['disconnect'], ['close', 0, null]],
+      exit: ['exit', 0, null],
+      connected: false,
+    });
+    assert.deepStrictEqual(results.forkline, results.node);
+  },
+);

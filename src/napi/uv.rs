@@ -121,11 +121,13 @@ impl Poll {
     }
 }
 
-unsafe extern "C" fn on_poll(handle: *mut c_void, _status: c_int, _events: c_int) {
+unsafe extern "C" fn on_poll(handle: *mut c_void, status: c_int, _events: c_int) {
     // SAFETY: `data` was set in Poll::new and stays valid until the close callback frees it; libuv calls this
     // only between start and close, on the loop's thread.
     let callback = unsafe { &mut **(handle as *mut *mut OnReadable) };
+    let stopped = std::cell::Cell::new(false);
     let stop = || {
+        stopped.set(true);
         if let Some(api) = api() {
             // SAFETY: stopping a poll handle on its loop's thread is allowed, unless it is closing (closing stops
             // it already, and uv_poll_stop asserts on a closing handle).
@@ -136,9 +138,23 @@ unsafe extern "C" fn on_poll(handle: *mut c_void, _status: c_int, _events: c_int
             }
         }
     };
-    // An error status is left to the read itself to find and report. A panic must not unwind into libuv: stop.
+    // A panic must not unwind into libuv: stop.
     if catch_unwind(AssertUnwindSafe(|| callback(&stop))).is_err() {
         stop();
+        return;
+    }
+    // An error status (EPOLLERR: e.g. the peer closed with our bytes unread, which sets ECONNRESET on our end)
+    // comes after libuv has stopped the handle itself. The read reports the error once the data before it is
+    // read; until then keep polling, or the bytes and EOF still queued would never be read.
+    if status < 0 && !stopped.get() {
+        if let Some(api) = api() {
+            // SAFETY: an initialised poll handle on its loop's thread, not closing (checked), restarted as `start`.
+            unsafe {
+                if (api.is_closing)(handle) == 0 {
+                    (api.poll_start)(handle, UV_READABLE, on_poll);
+                }
+            }
+        }
     }
 }
 
