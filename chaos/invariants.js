@@ -35,6 +35,37 @@ function threads() {
   return out;
 }
 
+// inode -> { local, remote } ports of this machine's TCP sockets (/proc/net/tcp and tcp6).
+function tcpSockets() {
+  const out = new Map();
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols.length < 10) continue;
+      const port = (addr) => parseInt(addr.slice(addr.lastIndexOf(':') + 1), 16);
+      out.set(cols[9], { local: port(cols[1]), remote: port(cols[2]) });
+    }
+  }
+  return out;
+}
+
+// This process's fds that are TCP sockets: [fd, { local, remote }].
+function tcpFds() {
+  const sockets = tcpSockets();
+  const out = [];
+  for (const [fd, target] of fds()) {
+    const m = /^socket:\[(\d+)\]$/.exec(target);
+    if (m && sockets.has(m[1])) out.push([fd, sockets.get(m[1])]);
+  }
+  return out;
+}
+
 // What the round is measured against.
 function snapshot() {
   return { fds: fds(), threads: threads() };
@@ -264,6 +295,7 @@ class Ledger {
 module.exports = {
   TOKEN_VAR,
   fds,
+  tcpFds,
   threads,
   snapshot,
   processTable,

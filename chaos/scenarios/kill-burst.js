@@ -188,8 +188,15 @@ async function run(round, variant) {
   function kill(kid) {
     if (kid.killed) return;
     kid.killed = true;
-    if (kid.kill.how === 'child.kill') kid.child.kill('SIGKILL');
-    else process.kill(kid.child.pid, 'SIGKILL');
+    if (kid.kill.how === 'child.kill') {
+      kid.child.kill('SIGKILL');
+    } else {
+      try {
+        process.kill(kid.child.pid, 'SIGKILL');
+      } catch {
+        // it killed itself already
+      }
+    }
   }
 
   // The parent's burst to one child: a few messages a tick, with callbacks; waits for 'drain' when send() says so.
