@@ -49,7 +49,7 @@ function tcpSockets() {
       const cols = line.trim().split(/\s+/);
       if (cols.length < 10) continue;
       const port = (addr) => parseInt(addr.slice(addr.lastIndexOf(':') + 1), 16);
-      out.set(cols[9], { local: port(cols[1]), remote: port(cols[2]) });
+      out.set(cols[9], { local: port(cols[1]), remote: port(cols[2]), listening: cols[3] === '0A' });
     }
   }
   return out;
@@ -62,6 +62,33 @@ function tcpFds() {
   for (const [fd, target] of fds()) {
     const m = /^socket:\[(\d+)\]$/.exec(target);
     if (m && sockets.has(m[1])) out.push([fd, sockets.get(m[1])]);
+  }
+  return out;
+}
+
+// Who holds a listening TCP socket on `port`: among this process and the live processes carrying `token` (a port
+// another process on the machine took since is not ours to judge). Returns ['<pid> fd <fd>', ...].
+function listenHolders(port, token) {
+  const inodes = new Set();
+  for (const [inode, s] of tcpSockets()) if (s.listening && s.local === port) inodes.add(inode);
+  if (inodes.size === 0) return [];
+  const out = [];
+  const pids = [process.pid, ...(token ? tagged(token).map((p) => p.pid) : [])];
+  for (const pid of pids) {
+    let entries;
+    try {
+      entries = fs.readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of entries) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
+        if (m && inodes.has(m[1])) out.push(`${pid === process.pid ? 'this process' : pid} fd ${fd}`);
+      } catch {
+        // closed meanwhile
+      }
+    }
   }
   return out;
 }
@@ -296,6 +323,7 @@ module.exports = {
   TOKEN_VAR,
   fds,
   tcpFds,
+  listenHolders,
   threads,
   snapshot,
   processTable,

@@ -12,13 +12,13 @@
 //
 // Afterwards: once the parent has ended what came back and closed the rest, every client sees EOF (no process
 // kept a copy of a connection), and what each client read is nothing, `back <k>` (it came back to the parent) or
-// `child <id> <k>` (a child wrote it), its own k, once; every listening socket that existed (the parent's and
-// the children's) refuses connections (no copy left anywhere); the parent's fds are back to what they were; the
+// `child <id> <k>` (a child wrote it), its own k, once; no listening socket that existed (the parent's and the
+// children's) is still held by this process or any process of the round (no copy left); the parent's fds are back to what they were; the
 // message checks of kill-burst (no duplicate, in order, no gap, what a victim's callbacks confirmed arrived,
 // everything from survivors, survivors got everything); every send callback fired once.
 
 const net = require('node:net');
-const { Ledger, tcpFds } = require('../invariants');
+const { Ledger, tcpFds, listenHolders } = require('../invariants');
 const { Rng } = require('../rng');
 
 const KILL_MODES = ['sent', 'returned', 'timer', 'self'];
@@ -292,12 +292,9 @@ async function run(round, variant) {
   }
   for (const port of ports) {
     if (stuckPorts.has(port)) continue;
-    const refused = await refuses(port);
-    round.check(
-      refused,
-      'socket-leak',
-      `port ${port} still accepts connections: a copy of its listening socket is left`,
-    );
+    await round.waitFor(() => listenHolders(port, round.token).length === 0, 2000);
+    const holders = listenHolders(port, round.token);
+    round.check(holders.length === 0, 'socket-leak', `port ${port} is still listened on by ${holders.join(', ')}`);
   }
   for (const p of ledger.check()) round.problem(p.id, p.message);
   round.set(
@@ -390,17 +387,6 @@ function closeHandle(handle) {
   } catch {
     // closed already
   }
-}
-
-function refuses(port) {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1');
-    socket.on('connect', () => {
-      socket.destroy();
-      resolve(false);
-    });
-    socket.on('error', () => resolve(true));
-  });
 }
 
 function sideChannel(round, kid) {
