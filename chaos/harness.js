@@ -311,7 +311,7 @@ async function runRound({ scenario: name, variant, seed, knownBugs: strict = fal
 // A child whose channel never saw EOF (problem 'no-eof') leaves its channel's fd open and may leave the channel's
 // parked reader thread (forkline-burst): those are that problem ('no-eof-fd', 'no-eof-thread'), not new ones.
 function blameStuckChannels(round, p) {
-  const fmt = (list) => list.join(', ');
+  const fmt = inv.brief;
   if (p.id === 'fd-leak' && round.stuckFds.size > 0) {
     const stuck = p.fds.filter(([fd]) => round.stuckFds.has(fd));
     const rest = p.fds.filter(([fd]) => !round.stuckFds.has(fd));

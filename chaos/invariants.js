@@ -156,6 +156,12 @@ function tagged(token, table = processTable(), { prefix = false } = {}) {
   return out;
 }
 
+// At most `max` items of a list, for a one-line message.
+function brief(items, max = 12) {
+  if (items.length <= max) return items.join(', ');
+  return `${items.slice(0, max).join(', ')}, ... (${items.length - max} more)`;
+}
+
 const describeProcess = (p) => `${p.pid} (${p.comm}, state ${p.state}, ppid ${p.ppid})`;
 
 // Waits up to `ms` for `measure()` to return an empty list; returns what is left.
@@ -182,7 +188,7 @@ async function checkAfterRound(before, { token, fdMs = 3000, threadMs = 3000, pr
   };
   const left = await settle(extraFds, fdMs);
   if (left.length > 0) {
-    const list = left.map(([fd, target]) => `fd ${fd} -> ${target}`).join(', ');
+    const list = brief(left.map(([fd, target]) => `fd ${fd} -> ${target}`));
     problems.push({ id: 'fd-leak', message: `${left.length} fd(s) left open: ${list}`, fds: left });
   }
 
@@ -195,7 +201,7 @@ async function checkAfterRound(before, { token, fdMs = 3000, threadMs = 3000, pr
   };
   const threadsLeft = await settle(extraThreads, threadMs);
   if (threadsLeft.length > 0) {
-    const list = threadsLeft.map(([tid, name]) => `${name} (${tid})`).join(', ');
+    const list = brief(threadsLeft.map(([tid, name]) => `${name} (${tid})`));
     problems.push({
       id: 'thread-leak',
       message: `${threadsLeft.length} thread(s) left: ${list}`,
@@ -214,7 +220,7 @@ async function checkAfterRound(before, { token, fdMs = 3000, threadMs = 3000, pr
   if (processes.length > 0) {
     problems.push({
       id: 'process-leak',
-      message: `${processes.length} process(es) left: ${processes.map(describeProcess).join(', ')}`,
+      message: `${processes.length} process(es) left: ${brief(processes.map(describeProcess))}`,
     });
   }
   return problems;
@@ -330,6 +336,7 @@ module.exports = {
   descendants,
   tagged,
   describeProcess,
+  brief,
   settle,
   checkAfterRound,
   killLeftovers,
