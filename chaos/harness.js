@@ -158,16 +158,17 @@ class Round {
   // Checks what a watched child went through, once it closed: 'disconnect', 'exit' and 'close' once each,
   // 'disconnect' before 'exit' before 'close', and the exit wanted ({ signal: 'SIGKILL' } or { code: 0 }); 'error'
   // events only with codes in `errors`. A child that exited while its channel never reported EOF is one problem,
-  // 'no-eof' (its missing 'disconnect' and 'close' and the channel's fd left open follow from it).
+  // 'no-eof' (its missing 'disconnect' and 'close' and the channel's fd left open follow from it); an EOF that
+  // came after 'exit' is 'exit-before-disconnect' (the README promises 'disconnect', 'exit', 'close').
   checkLifecycle(rec, { signal = null, code = null, errors = [] } = {}) {
     const count = (name) => rec.events.filter(([n]) => n === name).length;
     const order = rec.events.map(([n]) => n);
     const tail = rec.err ? ` (stderr: ${rec.err.trim().split('\n').slice(-3).join(' | ')})` : '';
-    if (count('exit') === 1 && !order.slice(0, order.indexOf('exit')).includes('disconnect')) {
+    if (count('exit') === 1 && count('disconnect') === 0) {
       this.problem(
         'no-eof',
-        `${rec.label}: 'exit' came without the channel's EOF before it; then 'disconnect' ${count('disconnect')} ` +
-          `and 'close' ${count('close')} times; connected = ${rec.child.connected}`,
+        `${rec.label}: 'exit' came, but the channel's EOF never did: no 'disconnect', 'close' ${count('close')} ` +
+          `times, connected = ${rec.child.connected}`,
       );
       if (rec.child.connected && rec.channelFd !== undefined) this.stuckFds.add(String(rec.channelFd));
     } else {
@@ -176,7 +177,7 @@ class Round {
       }
       this.check(
         order.indexOf('disconnect') < order.indexOf('exit') && order.indexOf('exit') < order.indexOf('close'),
-        'events',
+        order.indexOf('exit') < order.indexOf('disconnect') ? 'exit-before-disconnect' : 'events',
         () => `${rec.label}: events in the order ${order.join(', ')}`,
       );
     }

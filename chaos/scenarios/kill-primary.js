@@ -21,6 +21,7 @@ async function run(round, variant) {
   const slowMs = moment === 'load' && rng.chance(0.5) ? rng.int(50, 400) : 0;
   round.set('workers', workers);
   round.set('kill', moment + (slowMs ? ` slow=${slowMs}` : ''));
+  round.set('policy', variant);
 
   round.phase = 'start';
   const primary = round.spawn(
@@ -50,7 +51,7 @@ async function run(round, variant) {
   const requests = [];
   let loading = false;
   if (moment === 'early') {
-    await round.sleep(rng.int(0, 400));
+    await round.sleep(rng.int(20, 400));
   } else {
     await round.waitFor(
       () => ready || exited,
