@@ -46,6 +46,20 @@ for (const scenario of SCENARIOS) {
   }
 }
 
+test(
+  'the after-round checks catch what they are there for (chaos/scenarios/selftest.js)',
+  { timeout: 60_000 },
+  async () => {
+    const selftest = loadScenario('selftest');
+    for (const variant of selftest.variants) {
+      const result = await runRound({ scenario: 'selftest', variant, seed: 1, settleMs: 300 });
+      selftest.release();
+      const ids = result.problems.map((p) => p.id);
+      assert.ok(ids.includes(selftest.EXPECTED[variant]), `selftest/${variant}: problems ${JSON.stringify(ids)}`);
+    }
+  },
+);
+
 // ---- the known bugs (chaos/known-bugs.js), enforced: todo until fixed ----
 
 test(

@@ -20,7 +20,8 @@ const forkline = require(ROOT);
 const SCENARIOS = ['kill-burst', 'kill-handoff', 'kill-primary', 'hostile-peer', 'emfile'];
 
 function loadScenario(name) {
-  if (!SCENARIOS.includes(name)) throw new Error(`unknown scenario ${name} (one of: ${SCENARIOS.join(', ')})`);
+  if (!SCENARIOS.includes(name) && name !== 'selftest')
+    throw new Error(`unknown scenario ${name} (one of: ${SCENARIOS.join(', ')})`);
   return require(path.join(__dirname, 'scenarios', `${name}.js`));
 }
 
@@ -252,8 +253,9 @@ class Round {
 
 // Runs `scenario` (a name) once. Returns { scenario, variant, seed, ok, problems, known, stats, ms }: `problems`
 // are the failures, `known` the failures that the known-bugs table excuses (unless `knownBugs` is true, which
-// counts them as failures).
-async function runRound({ scenario: name, variant, seed, knownBugs: strict = false, timeoutMs }) {
+// counts them as failures). `settleMs` bounds each after-round wait (default: 3 s for fds and threads, 6 s for
+// processes).
+async function runRound({ scenario: name, variant, seed, knownBugs: strict = false, timeoutMs, settleMs }) {
   const scenario = loadScenario(name);
   if (!variant) variant = scenario.variants[seed % scenario.variants.length];
   if (!scenario.variants.includes(variant)) throw new Error(`unknown variant ${name}/${variant}`);
@@ -285,7 +287,8 @@ async function runRound({ scenario: name, variant, seed, knownBugs: strict = fal
   }
   for (const child of alive) killPid(child.pid);
   await round.cleanup();
-  const after = await inv.checkAfterRound(before, { token: round.token });
+  const settle = settleMs === undefined ? {} : { fdMs: settleMs, threadMs: settleMs, processMs: settleMs };
+  const after = await inv.checkAfterRound(before, { token: round.token, ...settle });
   for (const p of after) round.problems.push(...blameStuckChannels(round, p));
   if (after.some((p) => p.id === 'process-leak')) inv.killLeftovers(round.token);
 

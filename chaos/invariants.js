@@ -288,27 +288,23 @@ class Ledger {
     const problems = [];
     const where = (sender) => `${this.name}: sender ${sender}`;
     for (const [sender, seqs] of this.received) {
+      // One problem of each kind per sender, with its first instance.
+      const found = new Map();
       const seen = new Set();
       let last = -1;
-      let reported = false;
-      for (let i = 0; i < seqs.length && !reported; i++) {
+      for (let i = 0; i < seqs.length; i++) {
         const seq = seqs[i];
         if (seen.has(seq)) {
-          problems.push({ id: 'duplicate', message: `${where(sender)}: seq ${seq} delivered twice` });
-          reported = true;
+          if (!found.has('duplicate')) found.set('duplicate', `seq ${seq} delivered twice`);
         } else if (seq <= last) {
-          problems.push({ id: 'reordered', message: `${where(sender)}: seq ${seq} arrived after ${last}` });
-          reported = true;
-        } else if (this.prefix.has(sender) && seq !== i) {
-          problems.push({
-            id: 'gap',
-            message: `${where(sender)}: seq ${seq} arrived as message #${i} (seqs ${i}..${seq - 1} lost mid-stream)`,
-          });
-          reported = true;
+          if (!found.has('reordered')) found.set('reordered', `seq ${seq} arrived after ${last}`);
+        } else if (this.prefix.has(sender) && seq !== i && !found.has('gap') && found.size === 0) {
+          found.set('gap', `seq ${seq} arrived as message #${i} (seqs ${i}..${seq - 1} lost mid-stream)`);
         }
         seen.add(seq);
-        last = seq;
+        last = Math.max(last, seq);
       }
+      for (const [id, what] of found) problems.push({ id, message: `${where(sender)}: ${what}` });
     }
     for (const [sender, count] of this.required) {
       const seqs = new Set(this.received.get(sender) || []);
