@@ -31,9 +31,6 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const RUN_ID = `${process.pid}.${Date.now().toString(36)}`;
 let rounds = 0;
 
-// Processes started by rounds still running, for a driver that is interrupted.
-const live = new Set();
-
 function killPid(pid) {
   if (typeof pid !== 'number') return;
   try {
@@ -43,10 +40,10 @@ function killPid(pid) {
   }
 }
 
-// Kills everything any round of this process started (SIGINT, an uncaught exception, exit).
+// Kills everything any round of this process started that is still there (SIGINT, an uncaught exception, exit):
+// our descendants and whatever carries one of our rounds' tokens. By pid, found in /proc just now, so that no pid
+// reused since by someone else's process is hit.
 function killEverything() {
-  for (const pid of live) killPid(pid);
-  live.clear();
   return inv.killLeftovers(`${RUN_ID}.`, { prefix: true });
 }
 
@@ -69,7 +66,7 @@ function childEnv(token, extra = {}) {
 
 class RoundTimeout extends Error {}
 
-// What a scenario gets: the seeded draws, process starting with tracking, and the round's problems and numbers.
+// What a scenario gets: the seeded draws, processes started with the round's token, and its problems and numbers.
 class Round {
   constructor({ scenario, variant, seed, timeoutMs }) {
     this.scenario = scenario;
@@ -82,7 +79,6 @@ class Round {
     this.stats = {};
     this.phase = 'start';
     this.over = false;
-    this.pids = new Set();
     this.deferred = [];
     this.children = [];
     // Channel fds of children whose EOF never came (see checkLifecycle): their leak is that problem, not another.
@@ -93,25 +89,16 @@ class Round {
     return childEnv(this.token, extra);
   }
 
-  track(pid) {
-    if (typeof pid === 'number') {
-      this.pids.add(pid);
-      live.add(pid);
-    }
-  }
-
-  // forkline's fork(), the child tagged and tracked.
+  // forkline's fork(), the child tagged with the round's token and remembered.
   fork(modulePath, args = [], options = {}) {
     const child = forkline.fork(modulePath, args, { ...options, env: this.env(options.env) });
-    this.track(child.pid);
     this.children.push(child);
     return child;
   }
 
-  // node:child_process spawn() (for what is no forkline child: a cluster primary, a parent under prlimit).
+  // node:child_process spawn() (for what is no forkline child: a cluster primary, a parent under a low fd limit).
   spawn(file, args = [], options = {}) {
     const child = nodeChildProcess.spawn(file, args, { ...options, env: this.env(options.env) });
-    this.track(child.pid);
     this.children.push(child);
     return child;
   }
@@ -247,7 +234,6 @@ class Round {
         this.problem('cleanup', `cleanup failed: ${err && err.stack}`);
       }
     }
-    for (const pid of this.pids) live.delete(pid);
   }
 }
 
