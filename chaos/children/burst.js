@@ -10,7 +10,8 @@
 //
 // Side channel, stdout (fd 1, written synchronously, so what is there was there before any kill): `a<seq>` = the
 // send callbacks of every message up to seq have fired (the bytes are in the kernel: the parent must get them even
-// if we are killed right after), `bad <why>` = a message from the parent out of order.
+// if we are killed right after), `bad <why>` = a message from the parent out of order, `got <n> ok|bad` = at
+// 'disconnect', how many of the parent's messages had come.
 
 const fs = require('node:fs');
 
@@ -108,5 +109,10 @@ process.on('message', (msg) => {
     process.send({ fin: true, s: id, sent: seq, got: expected, ok: !bad && expected === msg.fin });
   }
 });
-process.on('disconnect', flushNote);
+// The parent may also end things with disconnect() mid-burst: what it sent before must all be here by then.
+process.on('disconnect', () => {
+  if (finishing === null) finishing = -1;
+  flushNote();
+  note(`got ${expected} ${bad ? 'bad' : 'ok'}`);
+});
 process.send({ ready: id, pid: process.pid });

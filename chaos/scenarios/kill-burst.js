@@ -6,13 +6,15 @@
 // runtime (drawn). Some are victims, killed by one of: a timer, the parent's k-th message received from it, the
 // parent's k-th send to it (same tick), the child itself right after its own k-th send (mid-write), with
 // child.kill() (which flushes the parent's pending sends first) or a bare process.kill(). The others live: they are
-// told to finish, answer with how many they sent and got, and are disconnected.
+// told to finish, answer with how many they sent and got, and are disconnected; or (drawn) the parent disconnects
+// one right in its burst, and everything it sent before must still arrive (the README: nothing sent is dropped by
+// disconnect()).
 //
 // Afterwards: every message from a child arrives at most once, in order, with no gap; from a victim, at least every
-// message whose send callback had fired before the kill (recorded on the child's stdout); from a survivor, all of
-// them; a survivor got all of the parent's messages in order; every send callback of the parent fired once; a
-// victim's only possible 'error' is FORKLINE_TRUNCATED_MESSAGE, a survivor has none; each child emits
-// disconnect/exit/close once.
+// message whose send callback had fired before the kill (recorded on the child's stdout); from a survivor told to
+// finish, all of them, and it got all of the parent's messages in order; a survivor disconnected mid-burst had got
+// all the parent sent before disconnect(); every send callback of the parent fired once; a victim's only possible
+// 'error' is FORKLINE_TRUNCATED_MESSAGE, a survivor has none; each child emits disconnect/exit/close once.
 
 const { Ledger } = require('../invariants');
 const { Rng } = require('../rng');
@@ -91,7 +93,15 @@ async function run(round, variant) {
           : rng.int(0, kid.spec.count - 1);
     kid.kill = { mode, at, how: rng.pick(['child.kill', 'process.kill']) };
   }
+  for (const kid of kids) if (!kid.victim) kid.abrupt = rng.chance(0.3);
   round.set('children', count);
+  round.set(
+    'abrupt',
+    kids
+      .filter((k) => k.abrupt)
+      .map((k) => k.id)
+      .join(' ') || 'none',
+  );
   round.set('victims', victims.map((k) => `${k.id}:${k.kill.mode}@${k.kill.at}`).join(' '));
 
   await round.waitFor(
@@ -123,15 +133,17 @@ async function run(round, variant) {
   );
   await round.sleep(rng.int(0, 300));
 
-  // The survivors finish: the parent stops, tells each how many it sent, and waits for its answer.
+  // The survivors finish: the parent stops, tells each how many it sent, and waits for its answer; or it stops
+  // with disconnect() right in its burst (what it sent before must all arrive: the child says how many came).
   round.phase = 'survivors finishing';
   const survivors = kids.filter((k) => !k.victim);
   for (const kid of survivors) {
     kid.stopped = true;
-    kid.child.send({ fin: kid.sent });
+    if (kid.abrupt) kid.child.disconnect();
+    else kid.child.send({ fin: kid.sent });
   }
   await round.waitFor(
-    () => survivors.every((k) => k.fin),
+    () => survivors.every((k) => k.fin || k.abrupt),
     15_000,
     'fin',
     () => `survivors did not answer fin: ${survivors.filter((k) => !k.fin).map((k) => k.id)}`,
@@ -154,7 +166,15 @@ async function run(round, variant) {
       if (acked >= 0) ledger.mustHave(kid.id, acked + 1);
       round.checkLifecycle(kid.rec, { signal: 'SIGKILL', errors: ['FORKLINE_TRUNCATED_MESSAGE'] });
     } else {
-      if (kid.fin) {
+      if (kid.abrupt) {
+        const got = /^got (\d+) (ok|bad)$/m.exec(kid.rec.out);
+        round.check(
+          got && Number(got[1]) === kid.sent && got[2] === 'ok',
+          'lost',
+          () =>
+            `${kid.rec.label}: disconnect() after ${kid.sent} sends; the child got ${got ? `${got[1]} (${got[2]})` : 'no report'}`,
+        );
+      } else if (kid.fin) {
         ledger.mustHave(kid.id, kid.fin.sent);
         round.check(
           kid.fin.ok,
