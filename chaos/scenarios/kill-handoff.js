@@ -30,7 +30,7 @@ async function run(round, variant) {
   const poolSize = rng.int(20, 60);
   const ledger = new Ledger('parent');
   const kids = [];
-  const ports = []; // every listening port of the round: all must refuse connections at the end
+  const ports = []; // every listening port of the round: nobody of the round may still listen on one at the end
   const received = []; // handles that came to the parent, closed at the end at the latest
 
   // The parent's server and the pool of connections to it.
