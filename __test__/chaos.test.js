@@ -60,26 +60,23 @@ test(
   },
 );
 
-// ---- the known bugs (chaos/known-bugs.js), enforced: todo until fixed ----
+// ---- bugs the suite found, enforced ----
 
 test(
   'chaos hostile-peer/ctrunc: the fds that arrive with a truncated SCM_RIGHTS message are closed',
-  { timeout: 60_000, todo: 'MSG_CTRUNC fd leak (issue #11): forkline reports FORKLINE_FD_LOST but leaks the fds' },
+  { timeout: 60_000 },
   (t) => rounds(t, 'hostile-peer', 'ctrunc', { count: 1, knownBugs: true }),
 );
 
 test(
   "chaos emfile: fork() at EMFILE emits 'error' on the returned child, as node:child_process, instead of throwing",
-  { timeout: 60_000, todo: "fork() at EMFILE throws 'spawn EMFILE' (issue #11)" },
+  { timeout: 60_000 },
   (t) => rounds(t, 'emfile', 'json', { count: 1, knownBugs: true }),
 );
 
 test(
   "a peer that dies with unread data in its queue: the parent still reads the EOF ('disconnect', 'close')",
-  {
-    timeout: 60_000,
-    todo: 'EPOLLERR stops the libuv poll handle and src/uv.rs never reads the EOF (chaos/repro/pollerr.js)',
-  },
+  { timeout: 60_000 },
   () => {
     const run = spawnSync(process.execPath, [path.join(REPRO, 'pollerr.js'), '10'], { encoding: 'utf8' });
     assert.strictEqual(run.status, 0, run.stdout + run.stderr);
@@ -88,10 +85,7 @@ test(
 
 test(
   "a socket whose send() fails at once (the child died, no 'disconnect' yet) is not left attached in the parent",
-  {
-    timeout: 60_000,
-    todo: 'a failed handle send skips postSend() in lib/channel.js (chaos/repro/send-handle-epipe.js)',
-  },
+  { timeout: 60_000 },
   () => {
     const run = spawnSync(process.execPath, [path.join(REPRO, 'send-handle-epipe.js')], { encoding: 'utf8' });
     assert.match(run.stdout, /_handle null/, run.stdout + run.stderr);

@@ -570,3 +570,31 @@ test(
     assert.deepStrictEqual(results.forkline, results.node);
   },
 );
+
+test(
+  "fork() at EMFILE: a ChildProcess without send() that emits 'error' EMFILE, then 'close', as Node",
+  { timeout: 30_000 },
+  () => {
+    const { spawnSync } = require('node:child_process');
+    const results = {};
+    for (const impl of ['node', 'forkline']) {
+      const run = spawnSync(
+        '/bin/sh',
+        ['-c', `ulimit -n 40 && exec "${process.execPath}" "${fixture('emfile-fork.js')}" ${impl}`],
+        {
+          encoding: 'utf8',
+          timeout: 20_000,
+        },
+      );
+      assert.strictEqual(run.status, 0, `${impl}: ${run.stderr}`);
+      results[impl] = JSON.parse(run.stdout.trim().split('\n').pop());
+    }
+    assert.deepStrictEqual(results.node.failed, {
+      code: 'EMFILE',
+      syscall: `spawn ${process.execPath}`,
+      errno: -24,
+      send: 'undefined',
+    });
+    assert.deepStrictEqual(results.forkline, results.node);
+  },
+);

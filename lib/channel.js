@@ -135,29 +135,6 @@ class ChannelEnd extends EventEmitter {
     this._pendingMessages = [];
   }
 
-  send(message, handle, options, callback) {
-    if (this.channel === undefined) {
-      // Node: a child spawned without an 'ipc' slot has no send() at all.
-      throw new TypeError('subprocess.send is not a function');
-    }
-    if (typeof handle === 'function') {
-      callback = handle;
-      handle = undefined;
-      options = undefined;
-    } else if (typeof options === 'function') {
-      callback = options;
-      options = undefined;
-    } else if (options !== undefined) {
-      validateObject(options, 'options');
-    }
-    options = { swallowErrors: false, ...options };
-    if (this.connected) return this._send(message, handle, options, callback);
-    const ex = makeError('ERR_IPC_CHANNEL_CLOSED');
-    if (typeof callback === 'function') process.nextTick(callback, ex);
-    else process.nextTick(() => this.emit('error', ex));
-    return false;
-  }
-
   _send(message, handle, options, callback) {
     if (message === undefined) throw makeError('ERR_MISSING_ARGS', 'message');
     const type = typeof message;
@@ -203,8 +180,10 @@ class ChannelEnd extends EventEmitter {
     const held = this._heldBehindHandle();
     const seq = this._writeSeq + 1;
     this._expect(seq, options, callback);
-    if (!this._wrote(seq, this._native.writeHandle(encoded, fd))) return false;
+    const written = this._wrote(seq, this._native.writeHandle(encoded, fd));
+    // As Node: the handle is handed over whether or not the write went, so a send that failed closes it too.
     if (conversion.postSend) conversion.postSend(handle, options);
+    if (!written) return this._belowHighWaterMark();
     if (held) return held === 1;
     // This handle is the one in flight: what follows waits for its ACK.
     this._handleInFlight = true;
@@ -283,22 +262,6 @@ class ChannelEnd extends EventEmitter {
     while (this._callbacks.length && this._callbacks[0].seq <= seq) {
       this._callbacks.shift().callback(null);
     }
-  }
-
-  disconnect() {
-    if (!this.connected) {
-      this.emit('error', makeError('ERR_IPC_DISCONNECTED'));
-      return;
-    }
-    // What was sent before disconnect() still goes out; the core closes the socket once it has. Nothing more is
-    // received from here on, not even what was already read (Node's docs; Node itself emits the rest of a chunk).
-    this._flush();
-    this.connected = false;
-    this._disconnectCalled = true;
-    // Node's _disconnect(): the channel property goes at once; the socket closes once queued writes are out.
-    this.channel = null;
-    this._native.closeChannel();
-    process.nextTick(() => this.emit('disconnect'));
   }
 
   // ---- incoming: the core wakes us once per batch ----
@@ -548,10 +511,9 @@ function setupChannel(target, nat, serialization, exitFlushMs) {
   const shared = ChannelEnd.prototype;
   for (const name of Object.getOwnPropertyNames(shared)) {
     if (name === 'constructor') continue;
-    const visible = name === 'send' || name === 'disconnect';
-    Object.defineProperty(target, name, { ...Object.getOwnPropertyDescriptor(shared, name), enumerable: visible });
+    Object.defineProperty(target, name, { ...Object.getOwnPropertyDescriptor(shared, name), enumerable: false });
   }
-  defineChannelAlias(target);
+  defineChannelApi(target);
   const before = new Set(Object.keys(target));
   shared._initChannel.call(target);
   for (const key of Object.keys(target)) {
@@ -595,14 +557,53 @@ function setupChannel(target, nat, serialization, exitFlushMs) {
   return control;
 }
 
+// send() and disconnect() exist only on an end that has a channel, as Node's setupChannel() defines them.
+function send(message, handle, options, callback) {
+  if (typeof handle === 'function') {
+    callback = handle;
+    handle = undefined;
+    options = undefined;
+  } else if (typeof options === 'function') {
+    callback = options;
+    options = undefined;
+  } else if (options !== undefined) {
+    validateObject(options, 'options');
+  }
+  options = { swallowErrors: false, ...options };
+  if (this.connected) return this._send(message, handle, options, callback);
+  const ex = makeError('ERR_IPC_CHANNEL_CLOSED');
+  if (typeof callback === 'function') process.nextTick(callback, ex);
+  else process.nextTick(() => this.emit('error', ex));
+  return false;
+}
+
+function disconnect() {
+  if (!this.connected) {
+    this.emit('error', makeError('ERR_IPC_DISCONNECTED'));
+    return;
+  }
+  // What was sent before disconnect() still goes out; the core closes the socket once it has. Nothing more is
+  // received from here on, not even what was already read (Node's docs; Node itself emits the rest of a chunk).
+  this._flush();
+  this.connected = false;
+  this._disconnectCalled = true;
+  // Node's _disconnect(): the channel property goes at once; the socket closes once queued writes are out.
+  this.channel = null;
+  this._native.closeChannel();
+  process.nextTick(() => this.emit('disconnect'));
+}
+
 const deprecatedChannel = util.deprecate(
   (end) => end.channel,
   '_channel is deprecated. Use ChildProcess.channel instead.',
   'DEP0129',
 );
 
-// Node's deprecated `_channel` alias of `channel`, which setupChannel() defines on every end that has a channel.
-function defineChannelAlias(end) {
+// What Node's setupChannel() puts on an end that has a channel: send(), disconnect() and the deprecated
+// `_channel` alias of `channel`.
+function defineChannelApi(end) {
+  end.send = send;
+  end.disconnect = disconnect;
   Object.defineProperty(end, '_channel', {
     get() {
       return deprecatedChannel(this);
@@ -631,7 +632,7 @@ module.exports = {
   ChannelEnd,
   Control,
   setupChannel,
-  defineChannelAlias,
+  defineChannelApi,
   sendFd,
   nativeChannelOf,
   flushPendingMessages,

@@ -26,10 +26,12 @@ const {
   sanitizeKillSignal,
 } = require('./validators');
 const { codecFor } = require('./serialization');
-const { ChannelEnd, Control, defineChannelAlias, flushPendingMessages, emitDisconnectNT } = require('./channel');
+const { ChannelEnd, Control, defineChannelApi, flushPendingMessages, emitDisconnectNT } = require('./channel');
 const { resolveChildRuntime, childRuntimeOf, childRuntimeEnv } = require('./runtime_env');
 
-const { ESRCH, EINVAL, ENOSYS, EMFILE, ENFILE } = os.constants.errno;
+const { ESRCH, EINVAL, ENOSYS, EMFILE, ENFILE, EACCES, EAGAIN, ENOENT } = os.constants.errno;
+// Errors of spawning that Node reports as an 'error' event instead of throwing.
+const RUNTIME_SPAWN_ERRORS = [EACCES, EAGAIN, EMFILE, ENFILE, ENOENT];
 
 class ChildProcess extends ChannelEnd {
   constructor() {
@@ -91,8 +93,12 @@ class ChildProcess extends ChannelEnd {
     } catch (err) {
       // The core reports system errors by their code (e.g. 'EBADF'); anything else is ours.
       const errno = os.constants.errno[err.message];
-      if (errno) throw errnoException(-errno, 'spawn');
-      throw err;
+      if (!errno) throw err;
+      // Node's run-time errors are an 'error' event on the child it returns, not a throw; at EMFILE/ENFILE there
+      // is no stdio or channel to set up either (lib/internal/child_process.js ChildProcess.prototype.spawn).
+      if (!RUNTIME_SPAWN_ERRORS.includes(errno)) throw errnoException(-errno, 'spawn');
+      process.nextTick(onErrorNT, this, -errno);
+      return -errno;
     }
     this._native = nat;
 
@@ -129,7 +135,7 @@ class ChildProcess extends ChannelEnd {
       this._channelOpen = true;
       this.connected = true;
       this.channel = new Control(this);
-      defineChannelAlias(this);
+      defineChannelApi(this);
       // Node queues messages that arrive before a 'message' listener exists, and hands them over once one does.
       this.on('newListener', () => process.nextTick(flushPendingMessages, this));
     } else {
@@ -203,7 +209,7 @@ function onSpawnNT(child) {
 // Node reports exec failures (ENOENT, EACCES, ...) as an 'error' event with exitCode set to the negative errno.
 function onErrorNT(child, errno) {
   child._exited = true;
-  child._native.unrefProcess();
+  if (child._native) child._native.unrefProcess();
   child.exitCode = errno;
   if (child.stdin) child.stdin.destroy();
   const err = errnoException(errno, child.spawnfile ? `spawn ${child.spawnfile}` : 'spawn');
