@@ -1,9 +1,11 @@
 //! The core: one end of a Node IPC channel (`channel/`), the two wire formats it decodes (`frame.rs`), the
 //! internal messages it answers itself (`internal.rs`) and the errors it reports (`error.rs`). Symmetric and
 //! napi-free: nothing here knows whether it is the parent's end or the child's, and `cargo test` tests all of it.
-//! It may import `crate::os` (the channel's socket syscalls); never `crate::napi`, nor `crate::cluster`.
+//! It may import `crate::os` (the channel's socket syscalls); never `crate::napi`, nor `crate::cluster`. The pure
+//! parts (`frame`, `internal`, `pairing`, `error`) are also compiled into the fuzz targets (fuzz/src/lib.rs).
 
 pub(crate) mod channel;
 pub(crate) mod error;
 pub(crate) mod frame;
 pub(crate) mod internal;
+pub(crate) mod pairing;

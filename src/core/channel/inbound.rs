@@ -9,12 +9,13 @@ use super::{Channel, Event};
 use crate::core::error::Code;
 use crate::core::frame::{Frame, FrameSink};
 use crate::core::internal::{self, Handshake, NewconnReply};
+use crate::core::pairing::Pairing;
 
 /// The reader's view of decoded frames: pairs a received fd with its NODE_HANDLE envelope and answers the
 /// handshake; everything else passes through.
 pub(super) struct Inbound<'a> {
     pub(super) channel: &'a Arc<Channel>,
-    pub(super) pending_fd: &'a mut Option<OwnedFd>,
+    pub(super) pending_fd: &'a mut Pairing<OwnedFd>,
 }
 
 impl Inbound<'_> {
@@ -27,7 +28,7 @@ impl Inbound<'_> {
     fn handshake(&mut self, kind: Handshake, envelope: Frame) -> Option<Frame> {
         let advanced = self.channel.advanced;
         match kind {
-            Handshake::Handle => match self.pending_fd.take() {
+            Handshake::Handle => match self.pending_fd.envelope() {
                 Some(fd) => {
                     self.channel
                         .send_control(internal::encode(Handshake::Ack, advanced), None);

@@ -29,6 +29,7 @@ use nix::errno::Errno;
 use crate::core::error::SysError;
 use crate::core::frame::{Decoder, Frame};
 use crate::core::internal::NewconnReply;
+use crate::core::pairing::Pairing;
 use read::{Burst, ReadState, READ_BUFFER};
 use write::WriteState;
 
@@ -154,7 +155,7 @@ impl Channel {
             written_cv: Condvar::new(),
             reader: Mutex::new(ReadState {
                 decoder,
-                pending_fd: None,
+                pending_fd: Pairing::default(),
                 buf: vec![0u8; READ_BUFFER],
                 ended: false,
             }),

@@ -13,6 +13,7 @@ use super::inbound::Inbound;
 use super::{thread_error, Channel, Event, EventSink, ReadOutcome};
 use crate::core::error::{Code, SysError};
 use crate::core::frame::{Decoder, Frame};
+use crate::core::pairing::Pairing;
 use crate::os::sys;
 
 /// Read size per recvmsg. Deno's ReadBuffer starts at 64 KiB; the perfect parent of shared/perf-limits.md reads
@@ -24,7 +25,7 @@ pub(super) const READ_BUFFER: usize = 256 * 1024;
 pub(super) struct ReadState {
     pub(super) decoder: Decoder,
     /// An fd waiting for its NODE_HANDLE envelope.
-    pub(super) pending_fd: Option<OwnedFd>,
+    pub(super) pending_fd: Pairing<OwnedFd>,
     pub(super) buf: Vec<u8>,
     pub(super) ended: bool,
 }
@@ -143,15 +144,13 @@ impl Channel {
                     return ReadOutcome::Ended;
                 }
             };
-            for fd in got.fds {
-                if let Some(earlier) = rs.pending_fd.replace(fd) {
-                    stray(
-                        sink,
-                        earlier,
-                        "a second file descriptor arrived before the first one's handle message",
-                    );
-                }
-            }
+            rs.pending_fd.arrived(got.fds, |earlier| {
+                stray(
+                    sink,
+                    earlier,
+                    "a second file descriptor arrived before the first one's handle message",
+                )
+            });
             if got.fds_truncated {
                 sink.push(Event::Frame(Frame::Error {
                     code: Code::FdLost,
@@ -197,7 +196,7 @@ impl Channel {
             channel: self,
             pending_fd,
         });
-        if let Some(fd) = rs.pending_fd.take() {
+        if let Some(fd) = rs.pending_fd.finish() {
             stray(
                 sink,
                 fd,
