@@ -59,4 +59,4 @@ function parseSeed(text) {
 
 const hex = (seed) => `0x${(seed >>> 0).toString(16).padStart(8, '0')}`;
 
-module.exports = { Rng, roundSeed, parseSeed, hex };
+module.exports = { Rng, mulberry32, roundSeed, parseSeed, hex };

@@ -13,32 +13,14 @@
 // if we are killed right after), `bad <why>` = a message from the parent out of order, `got <n> ok|bad` = at
 // 'disconnect', how many of the parent's messages had come.
 
-const fs = require('node:fs');
+const { note } = require('./note');
+const { mulberry32 } = require('../rng');
 
 const id = process.argv[2];
-let state = Number(process.argv[3]) >>> 0 || 1;
-function rand() {
-  state = (state + 0x6d2b79f5) >>> 0;
-  let t = state;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-}
+const rand = mulberry32(Number(process.argv[3]) >>> 0 || 1);
 const int = (min, max) => min + Math.floor(rand() * (max - min + 1));
 
 const advanced = process.argv[4] === 'advanced';
-
-function note(line) {
-  const bytes = Buffer.from(`${line}\n`);
-  let off = 0;
-  while (off < bytes.length) {
-    try {
-      off += fs.writeSync(1, bytes, off);
-    } catch (err) {
-      if (err.code !== 'EAGAIN') throw err;
-    }
-  }
-}
 
 let seq = 0; // next seq to send
 let acked = -1; // every callback up to here fired

@@ -12,17 +12,11 @@ const path = require('node:path');
 
 const [impl, serialization, seedText] = process.argv.slice(2);
 const { fork } = impl === 'node' ? require('node:child_process') : require(path.join(__dirname, '..', '..'));
+const { mulberry32 } = require('../rng');
 const ECHO = path.join(__dirname, 'echo.js');
 const MAX_CHILDREN = 300;
 
-let state = Number(seedText) >>> 0 || 1;
-function rand() {
-  state = (state + 0x6d2b79f5) >>> 0;
-  let t = state;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-}
+const rand = mulberry32(Number(seedText) >>> 0 || 1);
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 function fdList() {

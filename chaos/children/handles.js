@@ -16,22 +16,10 @@
 // Side channel, stdout, written synchronously: `a<seq>` (every send callback up to seq fired: the message and its
 // fd are in the kernel), `bad <why>` (a parent message out of order).
 
-const fs = require('node:fs');
+const { note } = require('./note');
 const net = require('node:net');
 
 const id = process.argv[2];
-
-function note(line) {
-  const bytes = Buffer.from(`${line}\n`);
-  let off = 0;
-  while (off < bytes.length) {
-    try {
-      off += fs.writeSync(1, bytes, off);
-    } catch (err) {
-      if (err.code !== 'EAGAIN') throw err;
-    }
-  }
-}
 
 let seq = 0;
 let acked = -1;
