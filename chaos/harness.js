@@ -267,7 +267,7 @@ async function runRound({ scenario: name, variant, seed, knownBugs: strict = fal
     round.over = true;
   }
   // A child of the round still alive here was not waited for: that is a leak the scenario failed to see.
-  const alive = round.children.filter((c) => c.exitCode === null && c.signalCode === null && isAlive(c.pid));
+  const alive = round.children.filter((c) => c.exitCode === null && c.signalCode === null && inv.isAlive(c.pid));
   if (alive.length > 0 && round.problems.length === 0) {
     round.problem('process-leak', `child(ren) still running after the round: ${alive.map((c) => c.pid).join(', ')}`);
   }
@@ -331,15 +331,6 @@ function blameStuckChannels(round, p) {
     return out;
   }
   return [p];
-}
-
-function isAlive(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
 }
 
 // Brings up, once, what a process keeps for good after first use, so that the first round does not count it as a

@@ -321,8 +321,19 @@ class Ledger {
   }
 }
 
+// Running and not a zombie.
+function isAlive(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
 module.exports = {
   TOKEN_VAR,
+  isAlive,
   fds,
   tcpFds,
   listenHolders,

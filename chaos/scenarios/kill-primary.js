@@ -8,8 +8,7 @@
 // by one of the workers, or failed) and none hangs; no process of the round (nor this one) still listens on the port.
 
 const http = require('node:http');
-const fs = require('node:fs');
-const { tagged, listenHolders } = require('../invariants');
+const { tagged, listenHolders, isAlive } = require('../invariants');
 
 const KILL_MOMENTS = ['early', 'ready', 'load'];
 const EXIT_BOUND_MS = 8000;
@@ -186,15 +185,6 @@ async function run(round, variant) {
       else r.answer = answer;
       setImmediate(load, port);
     }
-  }
-}
-
-function isAlive(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
   }
 }
 
