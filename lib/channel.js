@@ -3,7 +3,9 @@
 // The channel end both sides share (Node's setupChannel(target) in lib/internal/child_process.js): send() with
 // per-tick batching and callbacks by write number, the inbox that holds messages until a 'message' listener,
 // handles, disconnect, and `channel` (Node's Control). ChildProcess (lib/child_process.js) is a ChannelEnd; the
-// child runtime (lib/runtime.js) gives the same methods to `process` through setupChannel().
+// child runtime (lib/runtime.js) gives the same methods to `process` through setupChannel(). Over 600 lines on
+// purpose: this is one state machine (write numbers, the outbox, the inbox, the handle in flight), as Node keeps it
+// in one setupChannel(); cut in two, each half would reach into the other's state.
 
 const EventEmitter = require('node:events');
 const util = require('node:util');
