@@ -136,6 +136,13 @@ impl LineDecoder {
         }
     }
 
+    /// The bytes of an unfinished line held, and the allocation holding them: the memory bound the fuzz targets and
+    /// property tests check (core/invariants.rs).
+    #[cfg(any(test, fuzzing))]
+    pub fn buffered(&self) -> (usize, usize) {
+        (self.partial.len(), self.partial.capacity())
+    }
+
     pub fn finish(&mut self, sink: &mut impl FrameSink) {
         let cut = self.partial.len();
         self.partial = Vec::new();
@@ -285,6 +292,13 @@ impl LengthDecoder {
             self.partial.extend_from_slice(data);
             return;
         }
+    }
+
+    /// The bytes of an unfinished frame held (its prefix included), and the allocation holding them: the memory
+    /// bound the fuzz targets and property tests check (core/invariants.rs).
+    #[cfg(any(test, fuzzing))]
+    pub fn buffered(&self) -> (usize, usize) {
+        (self.partial.len(), self.partial.capacity())
     }
 
     pub fn finish(&mut self, sink: &mut impl FrameSink) {

@@ -2,10 +2,15 @@
 //! internal messages it answers itself (`internal.rs`) and the errors it reports (`error.rs`). Symmetric and
 //! napi-free: nothing here knows whether it is the parent's end or the child's, and `cargo test` tests all of it.
 //! It may import `crate::os` (the channel's socket syscalls); never `crate::napi`, nor `crate::cluster`. The pure
-//! parts (`frame`, `internal`, `pairing`, `error`) are also compiled into the fuzz targets (fuzz/src/lib.rs).
+//! parts (`frame`, `internal`, `pairing`, `error`) are also compiled into the fuzz targets (fuzz/src/lib.rs), with
+//! `invariants.rs`, the checks those targets and the property tests (`proptests.rs`) share.
 
 pub(crate) mod channel;
 pub(crate) mod error;
 pub(crate) mod frame;
 pub(crate) mod internal;
+#[cfg(test)]
+mod invariants;
 pub(crate) mod pairing;
+#[cfg(test)]
+mod proptests;
