@@ -132,6 +132,7 @@ impl LineDecoder {
             self.skipping = true;
             sink.frame(too_large(len, self.max));
         } else {
+            grow_within(&mut self.partial, tail.len(), self.max);
             self.partial.extend_from_slice(tail);
         }
     }
@@ -201,6 +202,18 @@ fn split_bad_run(run: &[u8], max: usize, sink: &mut impl FrameSink) {
     }
 }
 
+/// Makes room for `more` bytes in `buf` the way Vec does (at least doubling, so many small reads stay cheap), but
+/// never past `limit`, the most the message may hold: an unfinished message costs no more than it may be.
+fn grow_within(buf: &mut Vec<u8>, more: usize, limit: usize) {
+    let need = buf.len() + more;
+    if need > buf.capacity() {
+        let target = need
+            .max(buf.capacity().saturating_mul(2))
+            .min(limit.max(need));
+        buf.reserve_exact(target - buf.len());
+    }
+}
+
 /// Splits a byte stream into frames of a 4-byte big-endian length and a body. Complete frames that sit together
 /// in one read leave as one `Frames` run (prefixes kept), so JS walks many small messages per crossing.
 #[derive(Debug)]
@@ -238,6 +251,7 @@ impl LengthDecoder {
             if !self.partial.is_empty() {
                 if self.partial.len() < 4 {
                     let n = (4 - self.partial.len()).min(data.len());
+                    grow_within(&mut self.partial, n, 4);
                     self.partial.extend_from_slice(&data[..n]);
                     data = &data[n..];
                     if self.partial.len() < 4 {
@@ -253,6 +267,7 @@ impl LengthDecoder {
                     self.want = len + 4;
                 }
                 let n = (self.want - self.partial.len()).min(data.len());
+                grow_within(&mut self.partial, n, self.want);
                 self.partial.extend_from_slice(&data[..n]);
                 data = &data[n..];
                 if self.partial.len() < self.want {
@@ -277,6 +292,8 @@ impl LengthDecoder {
                 data = &data[end..];
                 continue;
             }
+            // The frame's whole length, once its prefix is here (0 until then: never the last frame's).
+            self.want = 0;
             if data.len() >= 4 {
                 let len = frame_len(data);
                 if len > self.max {

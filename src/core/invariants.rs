@@ -172,11 +172,9 @@ impl Stream for LengthDecoder {
 }
 
 /// Decodes `data` read in pieces cut at `cuts`, checking the memory bound after every read: the bytes held of an
-/// unfinished message never pass `max` (plus its 4-byte prefix in advanced mode), whatever one read brings. The
-/// allocation holding them is only bounded by twice that (plus Vec's minimum of 8): a Vec grows by doubling, so a
-/// json line, or a frame over 1 MiB, that arrives in many reads may take up to about 2 x max, not max plus one read
-/// (e.g. max 100 and 65 one-byte reads: 65 bytes held in 128). Only `finish` reports a truncated message, at most
-/// once, and it frees the buffer.
+/// unfinished message never pass `max` (plus its 4-byte prefix in advanced mode), whatever one read brings, and
+/// neither does the allocation holding them (the decoders grow by doubling, but never past what the message may
+/// hold). Only `finish` reports a truncated message, at most once, and it frees the buffer.
 fn decode<D: Stream>(data: &[u8], max: usize, cuts: &[usize]) -> Vec<Frame> {
     let mut d = D::new(max);
     let mut out = Vec::new();
@@ -189,7 +187,7 @@ fn decode<D: Stream>(data: &[u8], max: usize, cuts: &[usize]) -> Vec<Frame> {
             "holds {held} bytes of one message, max {max}"
         );
         assert!(
-            allocated <= bound.saturating_mul(2).saturating_add(8),
+            allocated <= bound,
             "allocated {allocated} bytes for one message, max {max}"
         );
     }
