@@ -70,12 +70,8 @@ test('spawn() with stdio pipes beside the ipc slot, and advanced serialization',
   const [echoed] = await once(child, 'message');
   assert.deepStrictEqual(echoed, value);
   child.disconnect();
-  assert.deepStrictEqual(await whenExited(child), [0, null]);
+  assert.deepStrictEqual(await once(child, 'exit'), [0, null]);
 });
-
-function whenExited(child) {
-  return new Promise((resolve) => child.once('exit', (code, signal) => resolve([code, signal])));
-}
 
 test("spawn() without an 'ipc' slot is Node's own spawn", { timeout: 20_000 }, async (t) => {
   const child = forkline.spawn(process.execPath, ['-e', 'process.stdout.write("out")']);
