@@ -296,7 +296,9 @@ class ChannelEnd extends EventEmitter {
           if (ev.code === 'FORKLINE_HANDLE_NOT_RECEIVED') {
             // Node's own report when the peer NACKs a handle past MAX_HANDLE_RETRANSMISSIONS.
             process.emitWarning(ev.message, 'SentHandleNotReceivedWarning');
-          } else {
+          } else if (this._receiving()) {
+            // Faults in what the peer sent; after disconnect() nothing it sent is read for us, so nor are they
+            // (our own shutdown may cut its last message short).
             this._inbox.push(new Signal('error', makeError(ev.code, ev.message)));
           }
           break;

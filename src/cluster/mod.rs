@@ -70,7 +70,7 @@ impl Server {
             Policy::RoundRobin => {
                 listen::listen(socket.as_fd(), spec.backlog)?;
                 let rr = RoundRobin::new(key.to_owned())?;
-                rr.add_listener(socket.clone());
+                rr.add_listener(socket.clone())?;
                 Some(rr)
             }
             Policy::ReusePort => Some(RoundRobin::new(key.to_owned())?),
@@ -156,7 +156,9 @@ impl Server {
         if let Some(socket) = st.own.remove(&id) {
             if listen::is_listening(socket.as_fd()) {
                 if let Some(rr) = &st.rr {
-                    rr.add_listener(socket);
+                    // Only fails when the reactor cannot run (out of fds or threads): the socket then closes
+                    // and what waits on it is reset, as when a Node worker dies.
+                    let _ = rr.add_listener(socket);
                 }
             } else {
                 st.spare.push(socket);

@@ -1,5 +1,5 @@
-//! Round-robin distribution (lib/internal/cluster/round_robin_handle.js), off the JS thread: an acceptor thread
-//! accepts on the listening sockets and hands each connection to a free worker as a `newconn` NODE_HANDLE; the
+//! Round-robin distribution (lib/internal/cluster/round_robin_handle.js), off the JS thread: the reactor
+//! (os/reactor.rs) accepts on the listening sockets and hands each connection to a free worker as a `newconn` NODE_HANDLE; the
 //! worker's `accepted` reply is taken by its channel's reader (see `Channel::set_newconn_replies`) and comes back
 //! here. As in Node, a worker holds one unanswered connection at a time, a refused connection goes to another
 //! worker, and the primary closes its copy only once a worker has accepted. Unlike Node, a worker that goes away
@@ -8,25 +8,26 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::thread;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::listen;
 use crate::core::channel::{Channel, NewconnReplies};
 use crate::core::error::SysError;
 use crate::core::internal::{self, NewconnReply};
-use crate::os::sys;
+use crate::os::reactor::{self, Ready, Registration, Source};
 
 /// The `seq` of every `newconn` this process sends, so that one table can route every reply.
 static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
 /// Which distributor each unanswered `newconn` came from.
 static HANDED: Mutex<BTreeMap<u64, Weak<Inner>>> = Mutex::new(BTreeMap::new());
 
-/// How long the acceptor waits before trying again when it cannot accept (EMFILE and the like).
-const ACCEPT_RETRY_MS: u16 = 50;
+/// How long a listener rests before trying again when it cannot accept (EMFILE and the like).
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+/// Connections accepted per listener per reactor turn, so that a flood on one port cannot hold the reactor.
+const ACCEPTS_PER_TURN: usize = 64;
 
 /// Routes replies to the distributor that handed the connection out; installed on every worker's channel.
 pub struct Replies;
@@ -51,7 +52,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 #[derive(Default)]
 struct State {
-    listeners: Vec<Arc<OwnedFd>>,
+    listeners: Vec<Arc<Listener>>,
     workers: HashMap<u32, Arc<Channel>>,
     /// Workers with no connection in hand, longest idle first. (Letting a worker hold two was measured no better
     /// with `npm run bench`'s cluster-close rows: 1.07x vs 1.06x node:cluster RR, within noise.)
@@ -66,8 +67,13 @@ struct State {
 struct Inner {
     key: String,
     state: Mutex<State>,
-    /// Wakes the acceptor's poll when the listeners change or on close.
-    wake: OwnedFd,
+}
+
+/// One listening socket, accepted on by the reactor for its distributor.
+struct Listener {
+    fd: Arc<OwnedFd>,
+    owner: Weak<Inner>,
+    registration: OnceLock<Registration>,
 }
 
 /// A round-robin distributor for one cluster server key.
@@ -76,33 +82,40 @@ pub struct RoundRobin {
 }
 
 impl RoundRobin {
-    /// Starts the acceptor thread (it has nothing to accept on until `add_listener`).
+    /// A distributor with nothing to accept on until `add_listener`.
     pub fn new(key: String) -> Result<RoundRobin, SysError> {
-        let (wake, woken) = sys::socketpair()?;
         let inner = Arc::new(Inner {
             key,
             state: Mutex::new(State::default()),
-            wake,
         });
-        let me = inner.clone();
-        thread::Builder::new()
-            .name("forkline-accept".into())
-            .spawn(move || me.accept_loop(woken))
-            .map_err(|e| SysError::new(Errno::from_raw(e.raw_os_error().unwrap_or(0)), "thread"))?;
         Ok(RoundRobin { inner })
     }
 
     /// Accepts on `listener` too (it must be listening and non-blocking).
-    pub fn add_listener(&self, listener: Arc<OwnedFd>) {
+    pub fn add_listener(&self, listener: Arc<OwnedFd>) -> Result<(), SysError> {
+        let listener = Arc::new(Listener {
+            fd: listener,
+            owner: Arc::downgrade(&self.inner),
+            registration: OnceLock::new(),
+        });
+        let me: Arc<dyn Source> = listener.clone();
+        let reg = Registration::new(listener.fd.clone(), Arc::downgrade(&me))
+            .map_err(|e| SysError::new(e, "epoll_ctl"))?;
+        reg.want_read(true)
+            .map_err(|e| SysError::new(e, "epoll_ctl"))?;
+        let _ = listener.registration.set(reg);
         lock(&self.inner.state).listeners.push(listener);
-        self.inner.wake();
+        Ok(())
     }
 
     /// Stops accepting on one listener and returns it (for a new worker to listen on itself).
     pub fn take_listener(&self) -> Option<Arc<OwnedFd>> {
-        let taken = lock(&self.inner.state).listeners.pop();
-        self.inner.wake();
-        taken
+        let taken = lock(&self.inner.state).listeners.pop()?;
+        // Out of the reactor before the socket changes hands.
+        if let Some(reg) = taken.registration.get() {
+            let _ = reg.want_read(false);
+        }
+        Some(taken.fd.clone())
     }
 
     pub fn add_worker(&self, id: u32, channel: Arc<Channel>) {
@@ -137,12 +150,17 @@ impl RoundRobin {
 }
 
 impl Drop for RoundRobin {
-    /// Closes the listeners (the acceptor's copies go when it wakes and exits) and every connection not yet
-    /// accepted by a worker, as Node's RoundRobinHandle.remove does.
+    /// Closes the listeners and every connection not yet accepted by a worker, as Node's RoundRobinHandle.remove
+    /// does.
     fn drop(&mut self) {
         let mut st = lock(&self.inner.state);
         st.closed = true;
-        st.listeners.clear();
+        let listeners = std::mem::take(&mut st.listeners);
+        for listener in &listeners {
+            if let Some(reg) = listener.registration.get() {
+                let _ = reg.want_read(false);
+            }
+        }
         st.queue.clear();
         let handed: Vec<u64> = st.handed.drain().map(|(seq, _)| seq).collect();
         drop(st);
@@ -151,71 +169,68 @@ impl Drop for RoundRobin {
             table.remove(&seq);
         }
         drop(table);
-        self.inner.wake();
+        drop(listeners);
+    }
+}
+
+impl Source for Listener {
+    fn ready(self: Arc<Self>, ready: Ready) {
+        let Some(owner) = self.owner.upgrade() else {
+            return;
+        };
+        if !ready.readable || lock(&owner.state).closed {
+            return;
+        }
+        let mut accepted = Vec::new();
+        let mut stalled = false;
+        for _ in 0..ACCEPTS_PER_TURN {
+            match listen::accept(self.fd.as_fd()) {
+                Ok(Some(conn)) => accepted.push(conn),
+                Ok(None) => break,
+                // Out of fds and the like: the connection waits in the backlog; try again shortly.
+                Err(e) if e.errno != Errno::EINVAL => {
+                    stalled = true;
+                    break;
+                }
+                // Not listening (yet): nothing to take.
+                Err(_) => break,
+            }
+        }
+        if !accepted.is_empty() {
+            let mut st = lock(&owner.state);
+            st.queue.extend(accepted);
+            owner.dispatch(&mut st);
+        }
+        if stalled {
+            self.rest();
+        }
+    }
+}
+
+impl Listener {
+    /// Stops accepting for `ACCEPT_RETRY`, then starts again if the listener is still ours.
+    fn rest(self: &Arc<Self>) {
+        let Some(reg) = self.registration.get() else {
+            return;
+        };
+        let _ = reg.want_read(false);
+        let me = self.clone();
+        let _ = reactor::after(ACCEPT_RETRY, move || {
+            let Some(owner) = me.owner.upgrade() else {
+                return;
+            };
+            let ours = {
+                let st = lock(&owner.state);
+                !st.closed && st.listeners.iter().any(|l| Arc::ptr_eq(l, &me))
+            };
+            if let (true, Some(reg)) = (ours, me.registration.get()) {
+                let _ = reg.want_read(true);
+            }
+        });
     }
 }
 
 impl Inner {
-    fn wake(&self) {
-        let _ = nix::unistd::write(&self.wake, b"w");
-    }
-
-    fn accept_loop(self: Arc<Self>, woken: OwnedFd) {
-        let mut drain = [0u8; 64];
-        loop {
-            let listeners = {
-                let st = lock(&self.state);
-                if st.closed {
-                    return;
-                }
-                st.listeners.clone()
-            };
-            let mut fds = vec![PollFd::new(woken.as_fd(), PollFlags::POLLIN)];
-            fds.extend(
-                listeners
-                    .iter()
-                    .map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN)),
-            );
-            match poll(&mut fds, PollTimeout::NONE) {
-                Ok(_) | Err(Errno::EINTR) => {}
-                Err(_) => return,
-            }
-            let ready: Vec<bool> = fds
-                .iter()
-                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-                .collect();
-            drop(fds);
-            if ready[0] {
-                let _ = nix::unistd::read(&woken, &mut drain);
-            }
-            let mut accepted = Vec::new();
-            let mut stalled = false;
-            for (listener, _) in listeners.iter().zip(&ready[1..]).filter(|(_, r)| **r) {
-                loop {
-                    match listen::accept(listener.as_fd()) {
-                        Ok(Some(conn)) => accepted.push(conn),
-                        Ok(None) => break,
-                        // Out of fds and the like: the connection waits in the backlog; try again shortly.
-                        Err(e) if e.errno != Errno::EINVAL => {
-                            stalled = true;
-                            break;
-                        }
-                        // Not listening (yet): nothing to take.
-                        Err(_) => break,
-                    }
-                }
-            }
-            if !accepted.is_empty() {
-                let mut st = lock(&self.state);
-                st.queue.extend(accepted);
-                self.dispatch(&mut st);
-            }
-            if stalled {
-                let _ = poll(&mut [], PollTimeout::from(ACCEPT_RETRY_MS));
-            }
-        }
-    }
-
     /// Hands queued connections to free workers.
     fn dispatch(self: &Arc<Self>, st: &mut State) {
         while !st.queue.is_empty() {
@@ -348,7 +363,7 @@ mod tests {
     fn hands_connections_out_in_turn_and_passes_refused_ones_on() {
         let rr = RoundRobin::new("k".into()).unwrap();
         let (sock, port) = listener();
-        rr.add_listener(sock);
+        rr.add_listener(sock).unwrap();
         let (ch1, mut w1) = worker();
         let (ch2, mut w2) = worker();
         rr.add_worker(1, ch1);
@@ -380,7 +395,7 @@ mod tests {
     fn a_departing_worker_gives_its_unanswered_connection_back() {
         let rr = RoundRobin::new("k".into()).unwrap();
         let (sock, port) = listener();
-        rr.add_listener(sock);
+        rr.add_listener(sock).unwrap();
         let (ch1, mut w1) = worker();
         rr.add_worker(1, ch1);
         let _c1 = TcpStream::connect(("127.0.0.1", port)).unwrap();

@@ -8,7 +8,7 @@ use napi::bindgen_prelude::{Buffer, Either, Function};
 use napi::{Env, Error, Result, Status};
 use napi_derive::napi;
 
-use crate::core::channel::{Channel, EventSink};
+use crate::core::channel::{Channel, Event, EventSink};
 use crate::core::error::SysError;
 use crate::core::frame::Decoder;
 use crate::napi::delivery::{Delivery, KeepAlive};
@@ -18,8 +18,12 @@ use crate::napi::side::{keep_alive, start_reading, ChannelSide, DEFAULT_MAX_MESS
 use crate::os::process::Process;
 use crate::os::spawn::{self, SpawnOptions, Stdio};
 
-/// How long a child's exit waits for its channel's EOF to be reported first.
+/// How long a child's exit waits for its channel's EOF to be reported first, when a grandchild may hold the
+/// channel open (the EOF may then never come).
 const EXIT_AFTER_EOF_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+/// The same when the child's end is closed everywhere: the EOF comes once the bytes before it are read, which takes
+/// as long as the owner takes to read them (a parent busy in JS takes a while), so this only guards against a bug.
+const EXIT_AFTER_HANGUP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// One entry of the stdio array, already normalised by lib/child_process.js.
 #[napi(object)]
@@ -124,15 +128,24 @@ impl NativeChild {
         };
         let process = match spawned.pid {
             Some(pid) => {
-                // The child is gone, so its end of the channel is closed and EOF is moments away, unless a
-                // grandchild kept a copy: wait for it a little, not forever.
+                // 'disconnect' comes before 'exit': the child is gone, so its end of the channel is closed and EOF
+                // will come once what it wrote is read, unless a grandchild kept a copy (then wait only a little).
                 let ended = channel.as_ref().map(Arc::downgrade);
-                let before_exit = move || {
-                    if let Some(channel) = ended.and_then(|weak| weak.upgrade()) {
-                        channel.wait_ended(EXIT_AFTER_EOF_WAIT);
+                let on_exit = move |code, signal| {
+                    let exit = move || sink.push(Event::Exit { code, signal });
+                    match ended.and_then(|weak| weak.upgrade()) {
+                        Some(channel) => {
+                            let wait = if channel.peer_hung_up() {
+                                EXIT_AFTER_HANGUP_WAIT
+                            } else {
+                                EXIT_AFTER_EOF_WAIT
+                            };
+                            channel.after_end(wait, exit)
+                        }
+                        None => exit(),
                     }
                 };
-                Some(Process::watch(pid, sink, before_exit).map_err(sys_error)?)
+                Some(Process::watch(pid, on_exit).map_err(sys_error)?)
             }
             None => None,
         };
@@ -211,7 +224,7 @@ impl NativeChild {
     }
 
     /// Drops our hold on the channel after its EOF, so its socket closes now rather than at garbage collection
-    /// (the reader and writer threads hold it only until they end).
+    /// (the reactor holds it only while it has reading or writing to do for it).
     #[napi]
     pub fn release_channel(&mut self) {
         self.side.release();

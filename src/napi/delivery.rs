@@ -1,16 +1,15 @@
-//! Events from the channel, its reader thread, the writer and the reaper to JS: a queue and one coalesced
+//! Events from the channel and the reactor (reads, writes, the child's exit) to JS: a queue and one coalesced
 //! wake-up per batch.
 //!
 //! Whoever pushes an event calls the JS wake function only if the wake flag flips false → true. JS clears the flag
 //! and drains the queue in one call (`drain`, via `poll`), so a burst of messages costs one boundary crossing, not
-//! one each. A reader thread waits for room (`reserve`) before each read once the queue holds enough: it stops
-//! reading and the kernel pushes back on the peer. Reads on the JS thread never wait (they would wait for
-//! themselves).
+//! one each. Once the queue holds enough, the reactor stops reading for this channel (`has_room`) until JS has
+//! drained it (`on_room`), and the kernel pushes back on the peer. Reads on the JS thread are never held back.
 //!
 //! In napi/, not core/: the wake-up is a napi `ThreadsafeFunction`. The core sees only its `EventSink`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::Mutex;
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -18,12 +17,9 @@ use napi::Status;
 
 use crate::core::channel::{Event, EventSink};
 
-/// Events a reader thread may run ahead of JS. With ≤ 64 KiB of lines per event this bounds memory at a few MiB
-/// per channel.
+/// Events the reactor may read ahead of JS. With ≤ 256 KiB read per event this bounds memory at a few MiB per
+/// channel.
 const QUEUE_CAPACITY: usize = 64;
-
-/// How often a reader waiting for room looks again by itself.
-const ROOM_RECHECK: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Most events handed to JS per `poll`; the rest get a fresh wake-up, so timers and I/O run in between.
 pub const MAX_BATCH: usize = 64;
@@ -41,11 +37,9 @@ pub struct Delivery {
     wake: Wake,
     /// Set while the JS thread itself reads: it calls JS right after, so pushes need not wake it.
     quiet: AtomicBool,
-    /// Signalled when JS drains, for a reader thread waiting in `reserve`.
-    room: Mutex<()>,
-    room_cv: Condvar,
-    /// Set by a reader about to wait for room. std's Condvar makes a futex syscall on every notify, waiter or not:
-    /// the drain on the JS thread notifies only when someone may be waiting (one syscall less per message).
+    /// What to call once JS has drained: the reactor's reads, held back for room.
+    resume: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    /// Set while `resume` is held, so the drain on the JS thread takes the lock only then.
     waiting: AtomicBool,
 }
 
@@ -58,8 +52,7 @@ impl Delivery {
             woken: AtomicBool::new(false),
             wake,
             quiet: AtomicBool::new(false),
-            room: Mutex::new(()),
-            room_cv: Condvar::new(),
+            resume: Mutex::new(None),
             waiting: AtomicBool::new(false),
         }
     }
@@ -95,10 +88,16 @@ impl Delivery {
             self.wake();
         }
         if self.waiting.swap(false, Ordering::SeqCst) {
-            let _room = self.room.lock().unwrap_or_else(|p| p.into_inner());
-            self.room_cv.notify_all();
+            self.resume_now();
         }
         batch
+    }
+
+    fn resume_now(&self) {
+        let resume = self.resume.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(resume) = resume {
+            resume();
+        }
     }
 }
 
@@ -111,21 +110,17 @@ impl EventSink for Delivery {
         }
     }
 
-    fn reserve(&self) {
-        let mut room = self.room.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            // Announce first, then look: a drain after the look sees the flag and notifies (under the lock, so
-            // not before we wait); a drain before it has already made room.
-            self.waiting.store(true, Ordering::SeqCst);
-            if self.rx.len() < QUEUE_CAPACITY {
-                return;
-            }
-            // Timed, so that even a missed notification costs a moment, never a hang.
-            room = self
-                .room_cv
-                .wait_timeout(room, ROOM_RECHECK)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+    fn has_room(&self) -> bool {
+        self.rx.len() < QUEUE_CAPACITY
+    }
+
+    fn on_room(&self, resume: Box<dyn FnOnce() + Send>) {
+        *self.resume.lock().unwrap_or_else(|p| p.into_inner()) = Some(resume);
+        // Announce first, then look: a drain after the look sees the flag and resumes; a drain before it has
+        // already made room, which the look sees.
+        self.waiting.store(true, Ordering::SeqCst);
+        if self.has_room() && self.waiting.swap(false, Ordering::SeqCst) {
+            self.resume_now();
         }
     }
 }

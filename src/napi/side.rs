@@ -1,5 +1,5 @@
 //! The channel as either napi end holds it (`ChannelSide`, shared by `NativeChild` and `NativeChannel`), and
-//! `start_reading`, which sets up who reads it: libuv's poll on the JS thread, or a reader thread.
+//! `start_reading`, which sets up who reads it: libuv's poll on the JS thread, or the reactor.
 
 use std::sync::Arc;
 
@@ -18,8 +18,8 @@ use crate::napi::{js_call, uv};
 pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: usize = 512 * 1024 * 1024;
 
 /// Reads the channel on the JS thread while traffic is light: one wake-up per message, as Node's own channel has.
-/// A read that fills the whole buffer hands the channel to a reader thread, which reads off the JS thread in big
-/// batches until the socket goes quiet and then hands it back. Without libuv at hand a reader thread does it all.
+/// A read that fills the whole buffer hands the channel to the reactor, which reads off the JS thread in big
+/// batches until the socket goes quiet and then hands it back. Without libuv at hand the reactor does it all.
 pub(crate) fn start_reading(
     env: &Env,
     channel: &Arc<Channel>,
@@ -35,7 +35,7 @@ pub(crate) fn start_reading(
             ReadOutcome::Idle => {}
             ReadOutcome::Ended => stop(),
             // Stop before JS runs below: a quick burst may already be over, and JS then starts polling again.
-            // Polling goes on on the JS thread only if no reader thread could start.
+            // Polling goes on on the JS thread only if the reactor cannot take it.
             ReadOutcome::Busy => {
                 if ch.read_burst().is_ok() {
                     stop();
@@ -59,7 +59,7 @@ pub(crate) fn start_reading(
             Ok(Some(poller))
         }
         None => {
-            channel.spawn_reader()?;
+            channel.read_all()?;
             Ok(None)
         }
     }
@@ -73,7 +73,7 @@ pub(crate) struct ChannelSide {
     pub(crate) channel: Option<Arc<Channel>>,
     pub(crate) wake_fn: FunctionRef<(), ()>,
     pub(crate) channel_ref: Option<KeepAlive>,
-    /// Watches the channel on the JS thread while no reader thread has it.
+    /// Watches the channel on the JS thread while the reactor does not read it.
     pub(crate) poller: Option<uv::Poll>,
 }
 

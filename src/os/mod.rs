@@ -1,8 +1,10 @@
 //! The operating system: socket syscalls (`sys.rs`), starting a child (`spawn.rs`), reaping and signalling it
-//! (`process.rs`). The syscalls' `unsafe` lives here, each block with its `// SAFETY:` line; the one exception is
+//! (`process.rs`), and the process's one epoll thread that serves every channel, child and acceptor
+//! (`reactor.rs`). The syscalls' `unsafe` lives here, each block with its `// SAFETY:` line; the one exception is
 //! cluster/listen.rs, the cluster's own sockets (two fd-ownership blocks). It may import `crate::core`'s
-//! vocabulary: `SysError`, and the `Event`/`EventSink` the reaper reports an exit on; never `crate::napi`.
+//! vocabulary (`SysError`); never `crate::napi`.
 
 pub(crate) mod process;
+pub(crate) mod reactor;
 pub(crate) mod spawn;
 pub(crate) mod sys;

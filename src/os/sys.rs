@@ -155,8 +155,20 @@ pub fn send(
     }
 }
 
+/// Whether every copy of the peer's end of `sock` is closed (or shut down both ways), even if its last bytes are
+/// still unread: the EOF is then certain to come once they are read.
+pub fn peer_hung_up(sock: BorrowedFd<'_>) -> bool {
+    // POLLHUP is reported whatever was asked for; asking for nothing keeps revents free of flags nix cannot name.
+    let mut fds = [PollFd::new(sock, PollFlags::empty())];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(1))
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLHUP))
+}
+
 /// Blocks until `sock` has something to read (or is closed), for at most `timeout_ms` (-1: no limit). False on
-/// timeout.
+/// timeout. (The channel itself never blocks: the reactor waits for it.)
+#[cfg(test)]
 pub fn wait_readable(sock: BorrowedFd<'_>, timeout_ms: i32) -> bool {
     wait_for(sock, PollFlags::POLLIN, timeout_ms)
 }
@@ -342,6 +354,16 @@ mod tests {
         assert_eq!(socket_kind(udp.as_fd()), "udp");
         let file = std::fs::File::open("/dev/null").unwrap();
         assert_eq!(socket_kind(file.as_fd()), "other");
+    }
+
+    #[test]
+    fn a_closed_peer_is_a_hang_up_even_with_bytes_unread() {
+        let (a, b) = socketpair().unwrap();
+        assert!(!peer_hung_up(a.as_fd()));
+        nix::unistd::write(&b, b"unread").unwrap();
+        assert!(!peer_hung_up(a.as_fd()), "bytes alone are no hang-up");
+        drop(b);
+        assert!(peer_hung_up(a.as_fd()));
     }
 
     #[test]

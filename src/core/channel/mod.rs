@@ -1,5 +1,4 @@
-//! One end of a Node IPC channel: a socket, a decoder on a reader thread, an ordered write queue, and the
-//! NODE_HANDLE handshake (lib/internal/child_process.js) for the fds that travel on it.
+//! One end of a Node IPC channel: a socket, a decoder, an ordered write queue, and the NODE_HANDLE handshake (lib/internal/child_process.js) for the fds that travel on it.
 //!
 //! Symmetric by design: nothing here knows whether it is the parent's or the child's end, or about napi. Events go
 //! to an [`EventSink`]; the napi layer's sink wakes JS once per batch, a test's sink is a plain queue.
@@ -9,9 +8,12 @@
 //! three times). A received fd waits for the next NODE_HANDLE envelope; the pair goes to JS exactly once and the
 //! reader answers ACK, while an envelope without an fd is answered NACK and an fd without an envelope is closed.
 //!
+//! What cannot be done at once on the owner's thread — reading a burst, writing what the socket did not take —
+//! is done on the process's one reactor thread (os/reactor.rs), to which the channel is a [`Source`].
+//!
 //! The channel is one type in four files: this one holds [`Channel`], what it reports and how it is made;
-//! `read.rs` the read side (the JS thread's reads, the reader and burst threads, EOF); `write.rs` the ordered
-//! write queue, its writer thread and the sending half of the handshake; `inbound.rs` what the reader does with
+//! `read.rs` the read side (the owner's reads, the reactor's bursts, EOF); `write.rs` the ordered write queue,
+//! the reactor's writes and the sending half of the handshake; `inbound.rs` what the reader does with
 //! each decoded frame (pairing fds with their envelopes, answering the handshake, routing `newconn` replies);
 //! `tests.rs` the tests of all four.
 
@@ -23,6 +25,7 @@ mod write;
 
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
 
 use nix::errno::Errno;
 
@@ -30,7 +33,9 @@ use crate::core::error::SysError;
 use crate::core::frame::{Decoder, Frame};
 use crate::core::internal::NewconnReply;
 use crate::core::pairing::Pairing;
-use read::{Burst, ReadState, READ_BUFFER};
+use crate::os::reactor::{self, Ready, Registration, Source};
+use crate::os::sys;
+use read::{Ended, ReactorRead, ReadState, READ_BUFFER};
 use write::WriteState;
 
 /// What a channel reports, in the order it happened.
@@ -51,17 +56,23 @@ pub enum Event {
     },
     /// Queued writes went out (or failed). On the same queue as the rest, so it outlives the channel's own end.
     Progress(WriteProgress),
-    /// A reader thread started with `spawn_reader(true)` found the socket idle and stopped; reading is the
-    /// owner's again (see `read_ready`).
+    /// A burst handed to the reactor with `read_burst` is over (the socket went quiet); reading is the owner's
+    /// again (see `read_ready`).
     ReaderIdle,
 }
 
 /// Where a channel's events go.
 pub trait EventSink: Send + Sync + 'static {
     fn push(&self, event: Event);
-    /// Called by a reader thread before each read: may block until the owner has caught up, which is the
-    /// backpressure that stops the reader reading (the kernel then pushes back on the peer).
-    fn reserve(&self) {}
+    /// Asked by the reactor before it reads for the owner: false stops the reading (the kernel then pushes back
+    /// on the peer) until the channel's `on_room` callback runs. Never blocks.
+    fn has_room(&self) -> bool {
+        true
+    }
+    /// Keeps `resume` and calls it once the owner has caught up (at once, if it already has).
+    fn on_room(&self, resume: Box<dyn FnOnce() + Send>) {
+        resume();
+    }
 }
 
 /// Takes a cluster worker's answers to the connections handed to it (cluster/round_robin.rs).
@@ -96,16 +107,15 @@ pub struct Channel {
     sink: Arc<dyn EventSink>,
     advanced: bool,
     write: Mutex<WriteState>,
-    wake_writer: Condvar,
-    /// Signalled each time the writer has finished a batch, for `wait_written`.
+    /// Signalled each time the reactor has written, for `wait_written`.
     written_cv: Condvar,
     reader: Mutex<ReadState>,
-    /// The burst thread: started on first use, parked between bursts.
-    burst: Mutex<Burst>,
-    burst_cv: Condvar,
-    /// Set once the reader has reported EOF.
-    ended: Mutex<bool>,
-    ended_cv: Condvar,
+    /// What the reactor reads for the owner: nothing, a burst, or everything.
+    reactor_read: Mutex<ReactorRead>,
+    /// Whether EOF has been reported, and what waits for it.
+    ended: Mutex<Ended>,
+    /// Our place in the reactor, made the first time the channel needs it.
+    registration: OnceLock<Registration>,
     /// Set once the peer is a cluster worker that connections are handed to.
     newconn_replies: OnceLock<Arc<dyn NewconnReplies>>,
 }
@@ -125,13 +135,13 @@ pub struct Written {
     pub queued_bytes: usize,
 }
 
-fn thread_error(e: std::io::Error) -> SysError {
-    SysError::new(Errno::from_raw(e.raw_os_error().unwrap_or(0)), "thread")
+fn reactor_error(errno: Errno) -> SysError {
+    SysError::new(errno, "epoll_ctl")
 }
 
 impl Channel {
-    /// Takes ownership of `sock` and starts a reader thread that reads until EOF.
-    // Unused by the napi parent, which polls on the JS thread; the core's plain entry point (tests, #7's runtime).
+    /// Takes ownership of `sock` and has the reactor read it until EOF.
+    // Unused by the napi ends, which poll on the JS thread; the core's plain entry point (tests).
     #[allow(dead_code)]
     pub fn open(
         sock: OwnedFd,
@@ -139,11 +149,11 @@ impl Channel {
         sink: Arc<dyn EventSink>,
     ) -> Result<Arc<Channel>, SysError> {
         let channel = Channel::new(sock, decoder, sink);
-        channel.spawn_reader()?;
+        channel.read_all()?;
         Ok(channel)
     }
 
-    /// Takes ownership of `sock`; nothing reads until the owner calls `read_ready` or `spawn_reader`.
+    /// Takes ownership of `sock`; nothing reads until the owner calls `read_ready`, `read_burst` or `read_all`.
     pub fn new(sock: OwnedFd, decoder: Decoder, sink: Arc<dyn EventSink>) -> Arc<Channel> {
         let advanced = matches!(decoder, Decoder::Advanced(_));
         Arc::new(Channel {
@@ -151,7 +161,6 @@ impl Channel {
             sink,
             advanced,
             write: Mutex::new(WriteState::default()),
-            wake_writer: Condvar::new(),
             written_cv: Condvar::new(),
             reader: Mutex::new(ReadState {
                 decoder,
@@ -159,10 +168,9 @@ impl Channel {
                 buf: vec![0u8; READ_BUFFER],
                 ended: false,
             }),
-            burst: Mutex::new(Burst::default()),
-            burst_cv: Condvar::new(),
-            ended: Mutex::new(false),
-            ended_cv: Condvar::new(),
+            reactor_read: Mutex::new(ReactorRead::default()),
+            ended: Mutex::new(Ended::default()),
+            registration: OnceLock::new(),
             newconn_replies: OnceLock::new(),
         })
     }
@@ -181,5 +189,58 @@ impl Channel {
     pub fn raw_fd(&self) -> i32 {
         use std::os::fd::AsRawFd;
         self.sock.as_raw_fd()
+    }
+
+    /// The channel's registration with the reactor, made on first use.
+    fn registration(self: &Arc<Self>) -> Result<&Registration, SysError> {
+        if let Some(reg) = self.registration.get() {
+            return Ok(reg);
+        }
+        let me: Arc<dyn Source> = self.clone();
+        let reg =
+            Registration::new(self.sock.clone(), Arc::downgrade(&me)).map_err(reactor_error)?;
+        // Two threads may race to register: the loser's registration is dropped (and deregistered) here.
+        let _ = self.registration.set(reg);
+        Ok(self.registration.get().expect("set above"))
+    }
+
+    /// Whether the peer's end is closed everywhere (its bytes may still wait to be read): EOF is then certain.
+    pub fn peer_hung_up(&self) -> bool {
+        use std::os::fd::AsFd;
+        sys::peer_hung_up(self.sock.as_fd())
+    }
+
+    /// Runs `f` once EOF has been reported, or after `timeout` if it has not been by then; at once if it has.
+    /// For a child's exit, which Node reports after the channel's 'disconnect'.
+    pub fn after_end(self: &Arc<Self>, timeout: Duration, f: impl FnOnce() + Send + 'static) {
+        let mut ended = self.ended.lock().unwrap_or_else(|p| p.into_inner());
+        if ended.ended {
+            drop(ended);
+            return f();
+        }
+        let once = Arc::new(Mutex::new(Some(f)));
+        let run = move || {
+            let f = once.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(f) = f {
+                f();
+            }
+        };
+        ended.waiters.push(Box::new(run.clone()));
+        drop(ended);
+        // Without a reactor nothing can time out: then do not wait at all.
+        if reactor::after(timeout, run.clone()).is_err() {
+            run();
+        }
+    }
+}
+
+impl Source for Channel {
+    fn ready(self: Arc<Self>, ready: Ready) {
+        if ready.writable {
+            self.on_writable();
+        }
+        if ready.readable {
+            self.on_readable();
+        }
     }
 }

@@ -1,24 +1,24 @@
-//! The read side of a [`Channel`]: reads on the owner's thread (`read_ready`), a reader thread for the whole
-//! stream (`spawn_reader`) or a burst thread for heavy traffic (`read_burst`), and the end of the stream.
-//! Decoded frames go through [`Inbound`] (inbound.rs) before they reach the sink.
+//! The read side of a [`Channel`]: reads on the owner's thread (`read_ready`), reads handed to the reactor for
+//! a burst (`read_burst`) or for the whole stream (`read_all`), and the end of the stream. Decoded frames go
+//! through [`Inbound`] (inbound.rs) before they reach the sink.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use std::thread;
+use std::time::Duration;
 
 use nix::errno::Errno;
 
 use super::inbound::Inbound;
-use super::{thread_error, Channel, Event, EventSink, ReadOutcome};
+use super::{reactor_error, Channel, Event, EventSink, ReadOutcome};
 use crate::core::error::{Code, SysError};
 use crate::core::frame::{Decoder, Frame};
 use crate::core::pairing::Pairing;
-use crate::os::sys;
+use crate::os::{reactor, sys};
 
 /// Read size per recvmsg. Deno's ReadBuffer starts at 64 KiB; the perfect parent of shared/perf-limits.md reads
 /// 256 KiB, and a message that fits is read in one go on the JS thread (a read that fills the buffer counts as a
-/// burst and goes to the burst thread).
+/// burst and goes to the reactor).
 pub(super) const READ_BUFFER: usize = 256 * 1024;
 
 /// The read side's state: one reader at a time, on whichever thread reads.
@@ -30,82 +30,131 @@ pub(super) struct ReadState {
     pub(super) ended: bool,
 }
 
-#[derive(Debug, Default)]
-pub(super) struct Burst {
-    started: bool,
-    requested: bool,
+/// What the reactor reads for the owner.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// Nothing: the owner reads (or nobody does yet).
+    #[default]
+    Owner,
+    /// A burst, until the socket is quiet for `BURST_QUIET`; then the owner reads again.
+    Burst,
+    /// Everything, until EOF.
+    All,
 }
 
-/// How long a reader thread started for a burst keeps waiting for more before handing reading back.
-const READER_IDLE_MS: i32 = 2;
-/// Reads a reader thread makes between checks for room in the owner's queue.
+#[derive(Debug, Default)]
+pub(super) struct ReactorRead {
+    mode: Mode,
+    /// Counts the reactor's reads; a quiet timer set at one count is void once the reactor has read again.
+    turn: u64,
+}
+
+/// EOF reported, and what waits for it (`after_end`).
+#[derive(Default)]
+pub(super) struct Ended {
+    pub(super) ended: bool,
+    pub(super) waiters: Vec<Box<dyn FnOnce() + Send>>,
+}
+
+/// How long the socket must stay quiet before a burst is over and reading goes back to the owner.
+const BURST_QUIET: Duration = Duration::from_millis(2);
+/// Reads per reactor turn, so that one flooding channel cannot hold the reactor from the others.
 const READS_PER_TURN: usize = 16;
 
 impl Channel {
-    /// Reads on a thread of its own until EOF.
-    pub fn spawn_reader(self: &Arc<Self>) -> Result<(), SysError> {
-        let me = self.clone();
-        thread::Builder::new()
-            .name("forkline-reader".into())
-            .spawn(move || {
-                me.read_until_quiet(-1);
-            })
-            .map_err(thread_error)?;
-        Ok(())
+    fn reading(&self) -> std::sync::MutexGuard<'_, ReactorRead> {
+        self.reactor_read.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Hands reading to the burst thread (started on first use, parked between bursts): it reads off the owner's
-    /// thread until the socket has been quiet for a moment, then reports `Event::ReaderIdle` and parks again.
+    /// Has the reactor read everything, until EOF.
+    pub fn read_all(self: &Arc<Self>) -> Result<(), SysError> {
+        self.hand_to_reactor(Mode::All)
+    }
+
+    /// Hands reading to the reactor for a burst: it reads off the owner's thread until the socket has been quiet
+    /// for a moment, then reports `Event::ReaderIdle` and the owner reads again.
     pub fn read_burst(self: &Arc<Self>) -> Result<(), SysError> {
-        let mut burst = self.burst.lock().unwrap_or_else(|p| p.into_inner());
-        burst.requested = true;
-        if burst.started {
-            self.burst_cv.notify_one();
-            return Ok(());
-        }
-        let me = self.clone();
-        thread::Builder::new()
-            .name("forkline-burst".into())
-            .spawn(move || me.burst_loop())
-            .map_err(thread_error)?;
-        burst.started = true;
-        Ok(())
+        self.hand_to_reactor(Mode::Burst)
     }
 
-    fn burst_loop(self: Arc<Self>) {
-        loop {
-            {
-                let mut burst = self.burst.lock().unwrap_or_else(|p| p.into_inner());
-                while !burst.requested {
-                    if *self.ended.lock().unwrap_or_else(|p| p.into_inner()) {
-                        return;
+    fn hand_to_reactor(self: &Arc<Self>, mode: Mode) -> Result<(), SysError> {
+        let reg = self.registration()?;
+        let mut reading = self.reading();
+        reading.mode = mode;
+        reading.turn += 1;
+        reg.want_read(true).map_err(|e| {
+            reading.mode = Mode::Owner;
+            reactor_error(e)
+        })
+    }
+
+    /// The reactor's turn at reading: a bounded number of reads, then back to the others.
+    pub(super) fn on_readable(self: &Arc<Self>) {
+        let mode = self.reading().mode;
+        if mode == Mode::Owner {
+            return self.stop_reactor_reads();
+        }
+        if !self.sink.has_room() {
+            // The reactor reads nothing for us until the owner has caught up.
+            self.reading().turn += 1;
+            self.stop_reactor_reads();
+            return self.sink.on_room(self.resume_reads());
+        }
+        let outcome = self.read_ready(READS_PER_TURN);
+        let turn = {
+            let mut reading = self.reading();
+            reading.turn += 1;
+            reading.turn
+        };
+        match outcome {
+            ReadOutcome::Busy => {}
+            ReadOutcome::Ended => self.stop_reactor_reads(),
+            ReadOutcome::Idle if mode == Mode::Burst => {
+                let me = Arc::downgrade(self);
+                let quiet = move || {
+                    if let Some(me) = me.upgrade() {
+                        me.burst_quiet(turn);
                     }
-                    burst = self.burst_cv.wait(burst).unwrap_or_else(|p| p.into_inner());
+                };
+                if reactor::after(BURST_QUIET, quiet).is_err() {
+                    self.burst_quiet(turn);
                 }
-                burst.requested = false;
             }
-            match self.read_until_quiet(READER_IDLE_MS) {
-                ReadOutcome::Ended => return,
-                _ => self.sink.push(Event::ReaderIdle),
-            }
+            ReadOutcome::Idle => {}
         }
     }
 
-    /// Reads (waiting for more, with room in the owner's queue) until the stream ends or nothing has come for
-    /// `quiet_ms` (-1: until the end).
-    fn read_until_quiet(self: &Arc<Self>, quiet_ms: i32) -> ReadOutcome {
-        loop {
-            self.sink.reserve();
-            match self.read_ready(READS_PER_TURN) {
-                ReadOutcome::Ended => return ReadOutcome::Ended,
-                ReadOutcome::Busy => {}
-                ReadOutcome::Idle => {
-                    if !sys::wait_readable(self.sock.as_fd(), quiet_ms) {
-                        return ReadOutcome::Idle;
-                    }
+    /// Nothing has been read since `turn`: the burst is over, reading goes back to the owner.
+    fn burst_quiet(self: &Arc<Self>, turn: u64) {
+        {
+            let mut reading = self.reading();
+            if reading.mode != Mode::Burst || reading.turn != turn {
+                return;
+            }
+            reading.mode = Mode::Owner;
+        }
+        self.stop_reactor_reads();
+        self.sink.push(Event::ReaderIdle);
+    }
+
+    fn stop_reactor_reads(&self) {
+        if let Some(reg) = self.registration.get() {
+            let _ = reg.want_read(false);
+        }
+    }
+
+    /// What the sink calls when the owner has caught up: the reactor reads on, if it still reads for us.
+    fn resume_reads(self: &Arc<Self>) -> Box<dyn FnOnce() + Send> {
+        let me = Arc::downgrade(self);
+        Box::new(move || {
+            let Some(me) = me.upgrade() else { return };
+            let mode = me.reading().mode;
+            if mode != Mode::Owner {
+                if let Some(reg) = me.registration.get() {
+                    let _ = reg.want_read(true);
                 }
             }
-        }
+        })
     }
 
     /// Reads what is ready, without blocking, at most `max_reads` times; decoded messages go to the sink.
@@ -205,26 +254,18 @@ impl Channel {
         }
         rs.buf = Vec::new();
         sys::shutdown(self.sock.as_fd());
-        // The peer is gone: fail what waits, and let the writer exit rather than wait forever.
+        // The peer is gone: fail what waits, and let queued writes fail rather than wait forever.
         self.state().peer_gone();
-        self.wake_writer.notify_one();
         self.report_progress();
         sink.push(Event::Eof);
-        *self.ended.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        self.ended_cv.notify_all();
-        // A parked burst thread holds the channel: let it see the end and go.
-        let _burst = self.burst.lock().unwrap_or_else(|p| p.into_inner());
-        self.burst_cv.notify_all();
-    }
-
-    /// Waits until the reader has reported EOF, for at most `timeout`; true if it has.
-    pub fn wait_ended(&self, timeout: std::time::Duration) -> bool {
-        let ended = self.ended.lock().unwrap_or_else(|p| p.into_inner());
-        let (ended, _) = self
-            .ended_cv
-            .wait_timeout_while(ended, timeout, |ended| !*ended)
-            .unwrap_or_else(|p| p.into_inner());
-        *ended
+        let waiters = {
+            let mut ended = self.ended.lock().unwrap_or_else(|p| p.into_inner());
+            ended.ended = true;
+            std::mem::take(&mut ended.waiters)
+        };
+        for waiter in waiters {
+            waiter();
+        }
     }
 }
 

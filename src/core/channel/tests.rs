@@ -3,7 +3,7 @@
 use std::io::{IoSlice, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -296,7 +296,7 @@ fn a_burst_reader_hands_reading_back_when_idle() {
     let ch = Channel::new(ours, Decoder::new(false, 1024), Arc::new(TestSink(tx, ptx)));
     let mut peer = UnixStream::from(theirs);
     assert_eq!(ch.read_ready(1), ReadOutcome::Idle, "nothing to read yet");
-    // More than the socket holds, so the writer blocks until the burst thread drains it.
+    // More than the socket holds, so the writer blocks until the reactor drains it.
     let burst = "1\n".repeat(400_000);
     let mut writer = peer.try_clone().unwrap();
     let writing = thread::spawn(move || writer.write_all(burst.as_bytes()).unwrap());
@@ -313,7 +313,7 @@ fn a_burst_reader_hands_reading_back_when_idle() {
     writing.join().unwrap();
     assert_eq!(
         lines, 400_000,
-        "the thread read the whole burst, then went idle"
+        "the reactor read the whole burst, then went idle"
     );
     peer.write_all(b"2\n").unwrap();
     assert!(sys::wait_readable(ch.sock.as_fd(), 5000));
@@ -328,7 +328,7 @@ fn a_burst_reader_hands_reading_back_when_idle() {
 /// A sink that holds at most `cap` events until the test drains it.
 struct BoundedSink {
     events: Mutex<Vec<Event>>,
-    room: Condvar,
+    resume: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     cap: usize,
 }
 
@@ -336,10 +336,22 @@ impl EventSink for BoundedSink {
     fn push(&self, event: Event) {
         self.events.lock().unwrap().push(event);
     }
-    fn reserve(&self) {
-        let mut events = self.events.lock().unwrap();
-        while events.len() >= self.cap {
-            events = self.room.wait(events).unwrap();
+    fn has_room(&self) -> bool {
+        self.events.lock().unwrap().len() < self.cap
+    }
+    fn on_room(&self, resume: Box<dyn FnOnce() + Send>) {
+        *self.resume.lock().unwrap() = Some(resume);
+        if self.has_room() {
+            self.room();
+        }
+    }
+}
+
+impl BoundedSink {
+    fn room(&self) {
+        let resume = self.resume.lock().unwrap().take();
+        if let Some(resume) = resume {
+            resume();
         }
     }
 }
@@ -349,7 +361,7 @@ fn a_burst_reader_stops_reading_while_its_owner_is_behind() {
     let (ours, theirs) = sys::socketpair().unwrap();
     let sink = Arc::new(BoundedSink {
         events: Mutex::new(Vec::new()),
-        room: Condvar::new(),
+        resume: Mutex::new(None),
         cap: 4,
     });
     let ch = Channel::new(ours, Decoder::new(false, 1024), sink.clone());
@@ -384,8 +396,8 @@ fn a_burst_reader_stops_reading_while_its_owner_is_behind() {
                 _ => {}
             }
         }
-        sink.room.notify_all();
         drop(events);
+        sink.room();
         if idle {
             ch.read_burst().unwrap();
         }

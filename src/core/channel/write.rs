@@ -1,23 +1,22 @@
-//! The write side of a [`Channel`]: one ordered queue, written at once while the socket takes it and by a
-//! writer thread after that, with the sending half of the NODE_HANDLE handshake (held writes behind an
+//! The write side of a [`Channel`]: one ordered queue, written at once while the socket takes it and by the
+//! reactor when the socket has room again, with the sending half of the NODE_HANDLE handshake (held writes behind an
 //! unacknowledged handle, ACK, NACK and retransmission), write progress, and `close`.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, MutexGuard};
-use std::thread;
 
 use nix::errno::Errno;
 
-use super::{thread_error, Channel, Event, WriteProgress, Written};
-use crate::core::error::{Code, SysError};
-use crate::core::frame::Frame;
+use super::{Channel, Event, WriteProgress, Written};
+use crate::core::error::SysError;
 use crate::os::sys;
 
-/// Most iovecs the writer hands one sendmsg (Linux's UIO_MAXIOV is 1024).
+/// Most iovecs the reactor hands one sendmsg (Linux's UIO_MAXIOV is 1024).
 const MAX_IOV: usize = 256;
+/// sendmsg calls per reactor turn, so that one channel with a deep queue cannot hold the reactor from the others.
+const WRITES_PER_TURN: usize = 16;
 
 /// Node's MAX_HANDLE_RETRANSMISSIONS: NACKs answered by sending the handle again before giving up.
 pub(super) const MAX_HANDLE_RETRANSMISSIONS: u32 = 3;
@@ -60,9 +59,6 @@ pub(super) struct WriteState {
     held: VecDeque<Chunk>,
     unacked: Option<Unacked>,
     queued_bytes: usize,
-    /// The writer thread holds chunks outside the lock while it sends; direct writes must wait their turn.
-    in_flight: bool,
-    writer_started: bool,
     /// close() was called (or the peer is gone): shut down once nothing is left to send.
     closing: bool,
     next_seq: u64,
@@ -73,7 +69,7 @@ pub(super) struct WriteState {
 
 impl WriteState {
     fn idle(&self) -> bool {
-        self.queue.is_empty() && self.held.is_empty() && self.unacked.is_none() && !self.in_flight
+        self.queue.is_empty() && self.held.is_empty() && self.unacked.is_none()
     }
 
     fn add_queued(&mut self, n: usize) {
@@ -100,7 +96,7 @@ impl WriteState {
     }
 
     /// The stream has ended (the reader's `end_stream`): no ACK can come now. Fails what waits behind a handle
-    /// (and the rest with it), and marks the channel closing so the writer exits rather than wait forever.
+    /// (and the rest with it), and marks the channel closing.
     pub(super) fn peer_gone(&mut self) {
         self.closing = true;
         if !self.held.is_empty() || self.unacked.is_some() {
@@ -141,8 +137,8 @@ impl Channel {
         self.write.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues `data` after every earlier write. Tries the socket at once, without blocking; what does not fit goes
-    /// to the writer thread. Never blocks the caller on the peer.
+    /// Queues `data` after every earlier write. Tries the socket at once, without blocking; what does not fit the
+    /// reactor writes when the socket has room. Never blocks the caller on the peer.
     pub fn write(self: &Arc<Self>, data: &[u8]) -> Result<Written, SysError> {
         self.submit(data, None, true)
     }
@@ -199,7 +195,7 @@ impl Channel {
             });
         }
         let mut sent = 0;
-        if st.queue.is_empty() && !st.in_flight {
+        if st.queue.is_empty() {
             match self.send_now(data, fd.as_deref()) {
                 Ok(n) => sent = n,
                 Err(err) => {
@@ -264,7 +260,7 @@ impl Channel {
             return;
         }
         let mut sent = 0;
-        if st.queue.is_empty() && !st.in_flight {
+        if st.queue.is_empty() {
             match self.send_now(&data, fd.as_deref()) {
                 Ok(n) if n == data.len() => return,
                 Ok(n) => sent = n,
@@ -283,7 +279,7 @@ impl Channel {
             seq: 0,
             fd,
         });
-        // A thread that cannot start leaves the bytes queued; the channel then ends at the peer's next write.
+        // A reactor that cannot run leaves the bytes queued; the channel then ends at the peer's next write.
         let _ = self.kick_writer(&mut st);
     }
 
@@ -293,17 +289,14 @@ impl Channel {
             return;
         }
         st.release_held();
-        // Send what the ACK released from here, without waking the writer thread for it, as far as the socket
-        // takes it now (a handle at a time is the common case: the next connection, the next socket).
+        // Send what the ACK released from here, without waking the reactor for it, as far as the socket takes it
+        // now (a handle at a time is the common case: the next connection, the next socket).
         let mut progressed = false;
-        while !st.in_flight {
-            let Some(chunk) = st.queue.front_mut() else {
-                break;
-            };
+        while let Some(chunk) = st.queue.front_mut() {
             let fd = chunk.fd.clone().filter(|_| chunk.sent == 0);
             let sent = match self.send_now(&chunk.data[chunk.sent..], fd.as_deref()) {
                 Ok(n) => n,
-                // The writer meets the same error and fails what is queued.
+                // The reactor meets the same error and fails what is queued.
                 Err(_) => break,
             };
             if sent > 0 {
@@ -325,6 +318,7 @@ impl Channel {
         if !st.queue.is_empty() {
             let _ = self.kick_writer(&mut st);
         }
+        self.shut_down_if_done(&st);
         drop(st);
         if progressed {
             self.report_progress();
@@ -350,85 +344,56 @@ impl Channel {
         true
     }
 
-    fn kick_writer(self: &Arc<Self>, st: &mut WriteState) -> Result<(), SysError> {
-        if !st.writer_started {
-            let me = self.clone();
-            thread::Builder::new()
-                .name("forkline-writer".into())
-                .spawn(move || {
-                    if catch_unwind(AssertUnwindSafe(|| me.write_loop())).is_err() {
-                        me.sink.push(Event::Frame(Frame::Error {
-                            code: Code::Internal,
-                            message: "forkline's writer thread failed; the channel is closed"
-                                .into(),
-                        }));
-                        sys::shutdown(me.sock.as_fd());
-                    }
-                })
-                .map_err(thread_error)?;
-            st.writer_started = true;
-        }
-        self.wake_writer.notify_one();
-        Ok(())
+    /// Asks the reactor to write the queue once the socket has room.
+    fn kick_writer(self: &Arc<Self>, _st: &mut WriteState) -> Result<(), SysError> {
+        self.registration()?
+            .want_write(true)
+            .map_err(super::reactor_error)
     }
 
-    fn write_loop(&self) {
+    /// After close(): once everything is on the wire and acknowledged, shut the socket down (the peer sees EOF).
+    fn shut_down_if_done(&self, st: &WriteState) {
+        if st.closing && st.idle() && st.progress.error.is_none() {
+            sys::shutdown(self.sock.as_fd());
+        }
+    }
+
+    /// The reactor's turn at writing: a bounded number of sendmsg calls, then back to the others.
+    pub(super) fn on_writable(self: &Arc<Self>) {
         let mut st = self.state();
-        loop {
-            while st.queue.is_empty() && !(st.closing && st.idle()) {
-                st = self.wake_writer.wait(st).unwrap_or_else(|p| p.into_inner());
-            }
-            if st.queue.is_empty() {
-                // closing, and everything queued before close() is on the wire and acknowledged.
-                sys::shutdown(self.sock.as_fd());
-                return;
-            }
-            // Take every queued chunk and send them in as few syscalls as the socket allows.
-            let mut batch: Vec<Chunk> = st.queue.drain(..).collect();
-            st.in_flight = true;
-            drop(st);
-            let result = self.send_all(&mut batch);
-            st = self.state();
-            st.in_flight = false;
-            match result {
-                Ok(()) => {
-                    let total: usize = batch
-                        .iter()
-                        .filter(|c| c.seq != 0)
-                        .map(|c| c.data.len())
-                        .sum();
-                    st.queued_bytes = st.queued_bytes.saturating_sub(total);
-                    st.progress.queued_bytes = st.queued_bytes;
-                    let last = batch.iter().map(|c| c.seq).max().unwrap_or(0);
-                    st.progress.done = st.progress.done.max(last);
-                }
-                Err(err) => {
-                    // The peer is gone: nothing queued will ever arrive. Fail it all, loudly.
-                    let last = batch.iter().map(|c| c.seq).max().unwrap_or(0);
-                    st.fail_all(err);
-                    st.progress.failed = st.progress.failed.max(last);
-                }
-            }
-            drop(batch);
-            drop(st);
-            self.written_cv.notify_all();
-            self.report_progress();
-            st = self.state();
-            if st.progress.error.is_some() {
-                return;
+        match self.send_queued(&mut st) {
+            Ok(()) => {}
+            Err(err) => {
+                // The peer is gone: nothing queued will ever arrive. Fail it all, loudly.
+                st.fail_all(err);
             }
         }
+        if st.queue.is_empty() {
+            if let Some(reg) = self.registration.get() {
+                let _ = reg.want_write(false);
+            }
+            self.shut_down_if_done(&st);
+        }
+        drop(st);
+        self.written_cv.notify_all();
+        self.report_progress();
     }
 
-    fn send_all(&self, batch: &mut [Chunk]) -> Result<(), SysError> {
-        let mut first = 0;
-        while first < batch.len() {
+    /// Sends queued chunks without blocking, in as few syscalls as the socket allows, until it is full or
+    /// `WRITES_PER_TURN` calls have been made.
+    fn send_queued(&self, st: &mut WriteState) -> Result<(), SysError> {
+        for _ in 0..WRITES_PER_TURN {
+            if st.queue.is_empty() {
+                break;
+            }
             // One sendmsg per fd: an fd rides with its own chunk's first byte, never with an earlier chunk's.
-            let fd = batch[first].fd.clone().filter(|_| batch[first].sent == 0);
-            let mut iov = vec![IoSlice::new(&batch[first].data[batch[first].sent..])];
+            let first = &st.queue[0];
+            let fd = first.fd.clone().filter(|_| first.sent == 0);
+            let mut iov = vec![IoSlice::new(&first.data[first.sent..])];
             iov.extend(
-                batch[first + 1..]
+                st.queue
                     .iter()
+                    .skip(1)
                     .take(MAX_IOV - 1)
                     .take_while(|c| c.fd.is_none())
                     .map(|c| IoSlice::new(&c.data[c.sent..])),
@@ -437,18 +402,26 @@ impl Channel {
                 self.sock.as_fd(),
                 &iov,
                 fd.as_deref().map(|f| f.as_fd()),
-                true,
+                false,
             )?;
-            if n > 0 {
-                batch[first].fd = None;
+            drop(iov);
+            if n == 0 {
+                break;
             }
+            st.queue[0].fd = None;
             while n > 0 {
-                let c = &mut batch[first];
+                let Some(c) = st.queue.front_mut() else { break };
                 let take = n.min(c.data.len() - c.sent);
                 c.sent += take;
                 n -= take;
                 if c.sent == c.data.len() {
-                    first += 1;
+                    let (seq, len) = (c.seq, c.data.len());
+                    st.queue.pop_front();
+                    if seq != 0 {
+                        st.queued_bytes = st.queued_bytes.saturating_sub(len);
+                        st.progress.queued_bytes = st.queued_bytes;
+                        st.progress.done = st.progress.done.max(seq);
+                    }
                 }
             }
         }
@@ -475,17 +448,17 @@ impl Channel {
     }
 
     /// Blocks until every write queued so far is on the wire (or can never be), for at most `timeout`; true if
-    /// nothing is left. For a process about to exit: its writer thread dies with it. Writes held behind an
+    /// nothing is left. For a process about to exit: the reactor thread dies with it. Writes held behind an
     /// unacknowledged handle cannot leave without a read, which nobody does here, so they do not count.
     pub fn wait_written(&self, timeout: std::time::Duration) -> bool {
         let st = self.state();
         let (st, _) = self
             .written_cv
             .wait_timeout_while(st, timeout, |st| {
-                st.progress.error.is_none() && (st.in_flight || !st.queue.is_empty())
+                st.progress.error.is_none() && !st.queue.is_empty()
             })
             .unwrap_or_else(|p| p.into_inner());
-        st.queue.is_empty() && !st.in_flight
+        st.queue.is_empty()
     }
 
     /// Ends the channel once every write queued so far is on the wire (and any handle acknowledged); the reader
@@ -496,9 +469,8 @@ impl Channel {
             return;
         }
         st.closing = true;
-        // With nothing left to send we shut down now; otherwise the writer does once it is done (or now, if no
-        // writer thread can be started).
-        if st.idle() || self.kick_writer(&mut st).is_err() {
+        // With nothing left to send we shut down now; otherwise once it is sent (and any handle acknowledged).
+        if st.idle() {
             sys::shutdown(self.sock.as_fd());
         }
     }
