@@ -552,7 +552,7 @@ function setupChannel(target, nat, serialization, exitFlushMs) {
     shared._onWritten.call(this, ev);
     if (ev.queued === 0) holdWrites(false);
   });
-  // At exit the writer thread dies with the process: what is queued leaves first (nodejs/node#36268 loses it).
+  // At exit the reactor thread dies with the process: what is queued leaves first (nodejs/node#36268 loses it).
   hide('_flush', function _flush() {
     shared._flush.call(this);
     if (process._exiting && this._channelOpen) this._native.waitWritten(exitFlushMs);
