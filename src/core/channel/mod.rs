@@ -17,6 +17,7 @@
 
 mod inbound;
 mod read;
+mod stats;
 #[cfg(test)]
 mod tests;
 mod write;
@@ -32,6 +33,8 @@ use crate::core::internal::NewconnReply;
 use crate::core::pairing::Pairing;
 use read::{Burst, ReadState, READ_BUFFER};
 use write::WriteState;
+
+pub use stats::{Snapshot, Stats};
 
 /// What a channel reports, in the order it happened.
 #[derive(Debug)]
@@ -108,6 +111,7 @@ pub struct Channel {
     ended_cv: Condvar,
     /// Set once the peer is a cluster worker that connections are handed to.
     newconn_replies: OnceLock<Arc<dyn NewconnReplies>>,
+    stats: Arc<Stats>,
 }
 
 impl std::fmt::Debug for Channel {
@@ -146,9 +150,13 @@ impl Channel {
     /// Takes ownership of `sock`; nothing reads until the owner calls `read_ready` or `spawn_reader`.
     pub fn new(sock: OwnedFd, decoder: Decoder, sink: Arc<dyn EventSink>) -> Arc<Channel> {
         let advanced = matches!(decoder, Decoder::Advanced(_));
+        let stats = Arc::new(Stats::default());
         Arc::new(Channel {
             sock: Arc::new(sock),
-            sink,
+            sink: Arc::new(stats::Counted {
+                inner: sink,
+                stats: stats.clone(),
+            }),
             advanced,
             write: Mutex::new(WriteState::default()),
             wake_writer: Condvar::new(),
@@ -164,6 +172,7 @@ impl Channel {
             ended: Mutex::new(false),
             ended_cv: Condvar::new(),
             newconn_replies: OnceLock::new(),
+            stats,
         })
     }
 
