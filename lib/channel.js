@@ -666,6 +666,11 @@ function sendFd(end, message, type, fd) {
   return end._sendHandle(message, null, type, fd, { swallowErrors: false });
 }
 
+// An end's channel counters (Control#stats), also once its channel is gone (cluster.stats() of a disconnected worker).
+function channelStats(end) {
+  return end._stats();
+}
+
 // The native channel under an end, for native code that writes to it too (the round-robin hand-off in Rust).
 function nativeChannelOf(end) {
   return end._native;
@@ -678,6 +683,7 @@ module.exports = {
   defineChannelApi,
   sendFd,
   nativeChannelOf,
+  channelStats,
   flushPendingMessages,
   emitDisconnectNT,
 };
