@@ -292,3 +292,16 @@ test(
     );
   },
 );
+
+test('a control directory open to other users is refused, not changed', { timeout: 30_000 }, async (t) => {
+  const dir = path.join(tmpDir(t), 'ctl');
+  fs.mkdirSync(dir, { mode: 0o755 });
+  fs.chmodSync(dir, 0o755);
+  const launcher = launch(t, dir, ['-w', '1', '--name', 'open']);
+  assert.deepStrictEqual(await launcher.exited, { code: 1, signal: null });
+  assert.match(
+    launcher.stderr,
+    /cannot open the control socket: \S+ is open to other users \(mode 755\): make it 0700\n$/,
+  );
+  assert.strictEqual(fs.statSync(dir).mode & 0o777, 0o755);
+});

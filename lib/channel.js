@@ -666,9 +666,10 @@ function sendFd(end, message, type, fd) {
   return end._sendHandle(message, null, type, fd, { swallowErrors: false });
 }
 
-// An end's channel counters (Control#stats), also once its channel is gone (cluster.stats() of a disconnected worker).
+// An end's channel counters (Control#stats), also once its channel is gone (cluster.stats() of a disconnected worker);
+// null for an end that never had a native side (a spawn that failed at once).
 function channelStats(end) {
-  return end._stats();
+  return end._native ? end._stats() : null;
 }
 
 // The native channel under an end, for native code that writes to it too (the round-robin hand-off in Rust).

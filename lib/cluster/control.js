@@ -42,13 +42,17 @@ function defaultName(app) {
   return path.basename(app, path.extname(app));
 }
 
-// Makes the control directory private: ours, a real directory (not a symlink someone planted), mode 0700.
+// Makes sure the control directory is private: ours, a real directory (not a symlink someone planted), closed to
+// group and others. One that exists with wider permissions is refused rather than changed (it may be a directory
+// the user shares on purpose).
 function privateDir(dir) {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const st = fs.lstatSync(dir);
   if (!st.isDirectory()) throw new Error(`${dir} is not a directory`);
   if (st.uid !== process.getuid()) throw new Error(`${dir} belongs to uid ${st.uid}, not to this user`);
-  if ((st.mode & 0o777) !== 0o700) fs.chmodSync(dir, 0o700);
+  if (st.mode & 0o077) {
+    throw new Error(`${dir} is open to other users (mode ${(st.mode & 0o777).toString(8)}): make it 0700`);
+  }
 }
 
 // ---- server side: `forkline cluster` ----

@@ -25,7 +25,7 @@ function clusterStats(cluster, servers) {
       uptime: (now - worker[kStarted]) / 1000,
       restarts: worker[kRestarts] || 0,
       connections: { handed, refused },
-      channel: proc._native ? channelStats(proc) : null,
+      channel: channelStats(proc),
     };
   });
 }
