@@ -473,6 +473,10 @@ fn stats_count_advanced_frames_and_a_failed_write_once() {
         super::stats::count_messages(b"\0\0\0\x01x\0\0\0\0", true),
         2
     );
+    assert_eq!(
+        super::stats::count_messages(&b"ab\n".repeat(1000), false),
+        1000
+    );
     let (ch, peer, _rx, _) = open(1024);
     drop(peer);
     while ch.write(b"x\n").is_ok() {
