@@ -9,11 +9,11 @@
 //! three times). A received fd waits for the next NODE_HANDLE envelope; the pair goes to JS exactly once and the
 //! reader answers ACK, while an envelope without an fd is answered NACK and an fd without an envelope is closed.
 //!
-//! The channel is one type in four files: this one holds [`Channel`], what it reports and how it is made;
+//! The channel is one type in five files: this one holds [`Channel`], what it reports and how it is made;
 //! `read.rs` the read side (the JS thread's reads, the reader and burst threads, EOF); `write.rs` the ordered
 //! write queue, its writer thread and the sending half of the handshake; `inbound.rs` what the reader does with
 //! each decoded frame (pairing fds with their envelopes, answering the handshake, routing `newconn` replies);
-//! `tests.rs` the tests of all four.
+//! `stats.rs` its counters (`stats()`), bumped by one-line hooks in the other three; `tests.rs` the tests of all.
 
 mod inbound;
 mod read;
