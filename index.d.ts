@@ -26,11 +26,34 @@ export interface ForkOptions extends NodeForkOptions {
   childRuntime?: 'node' | 'forkline' | undefined;
 }
 
+/** What crossed one channel, from `child.channel.stats()` (or `process.channel.stats()` under the child runtime).
+ * Counts include the channel's own messages (a handle's ACK/NACK, cluster messages) and keep their values once
+ * the channel has closed. */
+export interface ChannelStats {
+  /** Messages accepted for sending (on the wire, or queued: see `bytesQueued`); a resent handle counts again. */
+  messagesSent: number;
+  bytesSent: number;
+  /** Handles (file descriptors) sent with their messages. */
+  handlesSent: number;
+  messagesReceived: number;
+  bytesReceived: number;
+  handlesReceived: number;
+  /** Bytes accepted by send() and not yet written to the socket. */
+  bytesQueued: number;
+  /** Times send() returned false (too much queued, a handle in flight, or the channel closed). */
+  backpressureEvents: number;
+  /** Errors reported by the channel, by code: `FORKLINE_*` faults, Node's `ERR_IPC_*`, errno codes of failed
+   * reads and writes (a failed write counts once). */
+  errors: Record<string, number>;
+}
+
 /** `child.channel`: keeps the event loop alive while ref'd, as Node's. */
 export interface Control {
   ref(): void;
   unref(): void;
   readonly fd: number | undefined;
+  /** forkline's own: the channel's counters. */
+  stats(): ChannelStats;
 }
 
 export class ChildProcess extends EventEmitter {
@@ -98,6 +121,8 @@ export function fork(modulePath: string | URL, options?: ForkOptions): ChildProc
 export function fork(modulePath: string | URL, args?: readonly string[], options?: ForkOptions): ChildProcess;
 
 export type { Worker } from 'node:cluster';
+import type { WorkerStats } from './lib/cluster/stats';
+export type { WorkerStats };
 
 export interface RestartPolicy {
   /** Deaths tolerated within `windowMs` before giving up (default 5). */
@@ -125,6 +150,8 @@ export interface Cluster extends NodeCluster {
    * disconnect). Rejects (`FORKLINE_RELOAD_FAILED`) if a new worker dies before it is serving. */
   reload(callback?: (err: Error | null) => void): Promise<void>;
   reload(options?: { timeout?: number | undefined }, callback?: (err: Error | null) => void): Promise<void>;
+  /** forkline's own: one entry per worker in `cluster.workers`. */
+  stats(): WorkerStats[];
   on(event: 'giveup', listener: (worker: Worker, deaths: number) => void): this;
   on(event: string, listener: (...args: any[]) => void): this;
   once(event: 'giveup', listener: (worker: Worker, deaths: number) => void): this;

@@ -8,7 +8,7 @@ const { spawn } = require('node:child_process');
 const http = require('node:http');
 const net = require('node:net');
 const path = require('node:path');
-const { isAlive, waitUntil } = require('./helpers');
+const { isAlive, waitUntil, tmpDir } = require('./helpers');
 
 const CLI = path.join(__dirname, '..', 'index.js');
 const WORKER = path.join(__dirname, 'fixtures', 'cluster-worker-http.js');
@@ -24,8 +24,10 @@ function freePort() {
 }
 
 function launch(t, args, env = {}) {
+  // A control directory of this test's own, so that launchers of other test runs never share a socket name.
+  const controlDir = tmpDir(t);
   const child = spawn(process.execPath, [CLI, ...args], {
-    env: { ...process.env, ...env },
+    env: { ...process.env, FORKLINE_CONTROL_DIR: controlDir, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const out = { stdout: '', stderr: '', exit: null };

@@ -15,6 +15,7 @@ const { makeError, errnoException } = require('./errors');
 const { validateObject } = require('./validators');
 const { codecFor, decodeFrame } = require('./serialization');
 const { HANDLE_TYPES, handleType, closeFd } = require('./handles');
+const debug = require('./debug');
 
 // Node's send() returns false once this much is queued behind the socket.
 const HIGH_WATER_MARK = 64 * 1024 * 2;
@@ -84,6 +85,10 @@ class Control extends EventEmitter {
     const end = this.#end;
     return end._channelOpen ? end._native.channelFd : undefined;
   }
+  // forkline's own: the channel's counters (index.d.ts ChannelStats). They stay readable once the channel closed.
+  stats() {
+    return this.#end._stats();
+  }
 }
 
 // Children whose sends are waiting for the end of the tick; flushed on process 'exit' too, so a parent that sends
@@ -135,6 +140,23 @@ class ChannelEnd extends EventEmitter {
     this._inbox = [];
     this._inboxAt = 0;
     this._pendingMessages = [];
+    // What only JS knows for stats(): send() returning false, and the errors JS itself finds (code → count).
+    this._sendFalse = 0;
+    this._errorCounts = { __proto__: null };
+  }
+
+  // The core's counters (src/core/channel/stats.rs) with JS's added.
+  _stats() {
+    const stats = this._native.stats();
+    stats.backpressureEvents = this._sendFalse;
+    for (const code in this._errorCounts) stats.errors[code] = (stats.errors[code] || 0) + this._errorCounts[code];
+    return stats;
+  }
+
+  // An error found in JS (the core counts its own).
+  _countError(err) {
+    this._errorCounts[err.code] = (this._errorCounts[err.code] || 0) + 1;
+    return err;
   }
 
   _send(message, handle, options, callback) {
@@ -182,6 +204,7 @@ class ChannelEnd extends EventEmitter {
     const held = this._heldBehindHandle();
     const seq = this._writeSeq + 1;
     this._expect(seq, options, callback);
+    debug.handle(this, 'send', type);
     const written = this._wrote(seq, this._native.writeHandle(encoded, fd));
     // As Node: the handle is handed over whether or not the write went, so a send that failed closes it too.
     if (conversion.postSend) conversion.postSend(handle, options);
@@ -231,6 +254,7 @@ class ChannelEnd extends EventEmitter {
   // send()'s return value, as Node's: false once too much waits behind the socket ('drain' follows).
   _belowHighWaterMark() {
     const ok = this._queuedBytes < HIGH_WATER_MARK;
+    if (!ok && !this._needDrain) debug.backpressure(this, true, this._queuedBytes);
     if (!ok) this._needDrain = true;
     return ok;
   }
@@ -248,8 +272,10 @@ class ChannelEnd extends EventEmitter {
 
   // Calls back every send up to `seq` with `err`; sends without a callback report it once as 'error'.
   _failWrites(seq, err, quiet = false) {
+    let told = false;
     while (this._callbacks.length && this._callbacks[0].seq <= seq) {
       process.nextTick(this._callbacks.shift().callback, err);
+      told = true;
     }
     let bare = false;
     while (this._bareSeqs.length && this._bareSeqs[0] <= seq) {
@@ -257,6 +283,7 @@ class ChannelEnd extends EventEmitter {
       bare = true;
     }
     if (bare && !quiet) process.nextTick(() => this.emit('error', err));
+    if (told || bare) debug.error(this, err);
   }
 
   _completeWrites(seq) {
@@ -335,12 +362,11 @@ class ChannelEnd extends EventEmitter {
         message = JSON.parse(line);
       } catch (err) {
         const shown = line.length > 64 ? `${line.slice(0, 61)}...` : line;
-        inbox.push(
-          new Signal(
-            'error',
-            makeError('FORKLINE_MALFORMED_MESSAGE', `IPC message is not valid JSON (${err.message}): ${shown}`),
-          ),
+        const fault = makeError(
+          'FORKLINE_MALFORMED_MESSAGE',
+          `IPC message is not valid JSON (${err.message}): ${shown}`,
         );
+        inbox.push(new Signal('error', this._countError(fault)));
         continue;
       }
       inbox.push(isInternal(message) ? new Signal('internal', message) : message);
@@ -360,12 +386,11 @@ class ChannelEnd extends EventEmitter {
       try {
         message = decodeFrame(body, 4);
       } catch (err) {
-        inbox.push(
-          new Signal(
-            'error',
-            makeError('FORKLINE_MALFORMED_MESSAGE', `IPC message is not valid V8 serializer data (${err.message})`),
-          ),
+        const fault = makeError(
+          'FORKLINE_MALFORMED_MESSAGE',
+          `IPC message is not valid V8 serializer data (${err.message})`,
         );
+        inbox.push(new Signal('error', this._countError(fault)));
         continue;
       }
       inbox.push(isInternal(message) ? new Signal('internal', message) : message);
@@ -412,14 +437,18 @@ class ChannelEnd extends EventEmitter {
       envelope = text !== undefined ? JSON.parse(text) : decodeFrame(bytes, 4);
     } catch (err) {
       closeFd(fd);
-      this._channelFault(makeError('FORKLINE_MALFORMED_MESSAGE', `handle message is malformed (${err.message})`));
+      this._channelFault(
+        this._countError(makeError('FORKLINE_MALFORMED_MESSAGE', `handle message is malformed (${err.message})`)),
+      );
       return;
     }
     const conversion = Object.hasOwn(HANDLE_TYPES, envelope.type) ? HANDLE_TYPES[envelope.type] : undefined;
     if (!conversion) {
       closeFd(fd);
       this._channelFault(
-        makeError('FORKLINE_BAD_HANDLE', `a handle of unknown type ${util.inspect(envelope.type)} arrived; closed`),
+        this._countError(
+          makeError('FORKLINE_BAD_HANDLE', `a handle of unknown type ${util.inspect(envelope.type)} arrived; closed`),
+        ),
       );
       return;
     }
@@ -428,15 +457,17 @@ class ChannelEnd extends EventEmitter {
       handle = conversion.got(envelope, fd, this);
     } catch (err) {
       closeFd(fd);
-      this._channelFault(err);
+      this._channelFault(this._countError(err));
       return;
     }
+    debug.handle(this, 'receive', envelope.type);
     this._emitMessage(isInternal(envelope.msg) ? 'internalMessage' : 'message', envelope.msg, handle);
   }
 
   _onSignal(item) {
     switch (item.kind) {
       case 'internal':
+        debug.internal(this, item.payload);
         if (this._receiving()) this._emitMessage('internalMessage', item.payload, undefined);
         break;
       case 'handle':
@@ -457,6 +488,7 @@ class ChannelEnd extends EventEmitter {
 
   // A fault on the wire must not crash the parent: it is an 'error' event when someone listens, a warning if not.
   _channelFault(err) {
+    debug.error(this, err);
     if (this.listenerCount('error') > 0) this.emit('error', err);
     else process.emitWarning(err);
   }
@@ -467,6 +499,7 @@ class ChannelEnd extends EventEmitter {
     if (ev.code) this._failWrites(ev.failed, errnoException(ev.errno, ev.syscall), this._quietAsyncWriteErrors);
     if (this._needDrain && ev.queued === 0 && this._outbox.length === 0) {
       this._needDrain = false;
+      debug.backpressure(this, false, 0);
       this.emit('drain');
     }
   }
@@ -479,6 +512,7 @@ class ChannelEnd extends EventEmitter {
 
   // Lets go of the ended channel; true if it was still connected (so 'disconnect' is owed).
   _endChannel() {
+    if (this._channelOpen) debug.close(this, 'eof');
     this._channelOpen = false;
     this._native.releaseChannel();
     this.channel = null;
@@ -558,6 +592,7 @@ function setupChannel(target, nat, serialization, exitFlushMs) {
     if (process._exiting && this._channelOpen) this._native.waitWritten(exitFlushMs);
   });
   target.on('exit', () => target._flush());
+  debug.open(target, serialization);
   return control;
 }
 
@@ -574,8 +609,13 @@ function send(message, handle, options, callback) {
     validateObject(options, 'options');
   }
   options = { swallowErrors: false, ...options };
-  if (this.connected) return this._send(message, handle, options, callback);
-  const ex = makeError('ERR_IPC_CHANNEL_CLOSED');
+  if (this.connected) {
+    const ok = this._send(message, handle, options, callback);
+    if (!ok) this._sendFalse++;
+    return ok;
+  }
+  this._sendFalse++;
+  const ex = this._countError(makeError('ERR_IPC_CHANNEL_CLOSED'));
   if (typeof callback === 'function') process.nextTick(callback, ex);
   else process.nextTick(() => this.emit('error', ex));
   return false;
@@ -583,7 +623,7 @@ function send(message, handle, options, callback) {
 
 function disconnect() {
   if (!this.connected) {
-    this.emit('error', makeError('ERR_IPC_DISCONNECTED'));
+    this.emit('error', this._countError(makeError('ERR_IPC_DISCONNECTED')));
     return;
   }
   // What was sent before disconnect() still goes out; the core closes the socket once it has. Nothing more is
@@ -593,6 +633,7 @@ function disconnect() {
   this._disconnectCalled = true;
   // Node's _disconnect(): the channel property goes at once; the socket closes once queued writes are out.
   this.channel = null;
+  debug.close(this, 'disconnect');
   this._native.closeChannel();
   process.nextTick(() => this.emit('disconnect'));
 }
@@ -627,6 +668,12 @@ function sendFd(end, message, type, fd) {
   return end._sendHandle(message, null, type, fd, { swallowErrors: false });
 }
 
+// An end's channel counters (Control#stats), also once its channel is gone (cluster.stats() of a disconnected worker);
+// null for an end that never had a native side (a spawn that failed at once).
+function channelStats(end) {
+  return end._native ? end._stats() : null;
+}
+
 // The native channel under an end, for native code that writes to it too (the round-robin hand-off in Rust).
 function nativeChannelOf(end) {
   return end._native;
@@ -639,6 +686,7 @@ module.exports = {
   defineChannelApi,
   sendFd,
   nativeChannelOf,
+  channelStats,
   flushPendingMessages,
   emitDisconnectNT,
 };

@@ -28,6 +28,7 @@ const {
 const { codecFor } = require('./serialization');
 const { ChannelEnd, Control, defineChannelApi, flushPendingMessages, emitDisconnectNT } = require('./channel');
 const { resolveChildRuntime, childRuntimeOf, childRuntimeEnv } = require('./runtime_env');
+const debug = require('./debug');
 
 const { ESRCH, EINVAL, ENOSYS, EMFILE, ENFILE, EACCES, EAGAIN, ENOENT } = os.constants.errno;
 // Errors of spawning that Node reports as an 'error' event instead of throwing.
@@ -111,6 +112,7 @@ class ChildProcess extends ChannelEnd {
       process.nextTick(onSpawnNT, this);
     }
     this.pid = nat.pid ?? undefined;
+    debug.spawn(this);
 
     const fds = nat.takeStdio();
     const stdio = slots.map((slot, i) => {
@@ -136,6 +138,7 @@ class ChildProcess extends ChannelEnd {
       this.connected = true;
       this.channel = new Control(this);
       defineChannelApi(this);
+      debug.open(this, serialization);
       // Node queues messages that arrive before a 'message' listener exists, and hands them over once one does.
       this.on('newListener', () => process.nextTick(flushPendingMessages, this));
     } else {
@@ -190,6 +193,7 @@ class ChildProcess extends ChannelEnd {
     if (ev.signal != null) this.signalCode = SIGNAL_NAMES[ev.signal] ?? `SIG${ev.signal}`;
     else this.exitCode = ev.exitCode ?? null;
     if (this.stdin) this.stdin.destroy();
+    debug.exit(this, this.exitCode, this.signalCode);
     this.emit('exit', this.exitCode, this.signalCode);
     process.nextTick(flushStdio, this);
     maybeClose(this);

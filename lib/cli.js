@@ -2,7 +2,8 @@
 
 // The launcher: `npx forkline cluster [-w N] [--policy rr|none|reuseport] [--restart[=N]] app.js [args...]` runs an
 // unmodified app under forkline's cluster primary. SIGINT/SIGTERM disconnect the workers gracefully (a second
-// signal, or the grace period running out, kills them); SIGHUP/SIGUSR2 reload them one by one.
+// signal, or the grace period running out, kills them); SIGHUP/SIGUSR2 reload them one by one. It serves a control
+// socket under --name, which `forkline status|reload|stop [name]` talk to (lib/cluster/control.js).
 
 const os = require('node:os');
 const path = require('node:path');
@@ -10,17 +11,21 @@ const util = require('node:util');
 const process = require('node:process');
 const { cluster, policyFromEnv } = require('./cluster/primary');
 const { RESTART_DEFAULTS, restartSettings } = require('./cluster/restart');
+const control = require('./cluster/control');
 
 const CLI_USAGE = `Usage: forkline cluster [options] <app.js> [app args...]
+       forkline status|reload|stop [name] [--json]
 
 Options:
   -w, --workers <n>     workers to run (default: the number of CPUs)
   -p, --policy <name>   rr (default), none or reuseport
   -r, --restart[=<n>]   re-fork workers that die, giving up after <n> deaths a minute (default 5)
   -g, --grace <ms>      how long a graceful shutdown may take before workers are killed (default 10000)
+  -n, --name <name>     the control socket's name (default: the app's file name without its extension)
   -h, --help            this text
 
-Signals: SIGINT/SIGTERM shut down gracefully, SIGHUP/SIGUSR2 reload the workers one by one.`;
+Signals: SIGINT/SIGTERM shut down gracefully, SIGHUP/SIGUSR2 reload the workers one by one.
+status prints the workers of a running cluster; reload and stop do what SIGHUP and SIGTERM do.`;
 
 function parseCli(argv) {
   const opts = { workers: os.availableParallelism(), policy: 'rr', restart: false, grace: 10_000 };
@@ -42,16 +47,19 @@ function parseCli(argv) {
     } else if (flag === '-r' || flag === '--restart') {
       opts.restart = { maxRestarts: inline !== undefined ? number(flag, inline) : RESTART_DEFAULTS.maxRestarts };
     } else if (flag === '-g' || flag === '--grace') opts.grace = number(flag, value());
+    else if (flag === '-n' || flag === '--name') opts.name = control.checkName(value());
     else if (flag === '--') {
       i++;
       break;
     } else throw new Error(`unknown option ${flag}`);
   }
   if (i >= argv.length) throw new Error('no app given');
+  opts.name ??= control.checkName(control.defaultName(argv[i]));
   return { ...opts, app: argv[i], args: argv.slice(i + 1) };
 }
 
 function runCli(argv) {
+  if (control.isControlCommand(argv[0])) return control.runControlCommand(argv);
   let opts;
   try {
     opts = parseCli(argv);
@@ -94,14 +102,28 @@ function runCli(argv) {
   const reload = (signal) => {
     if (stopping) return;
     log(`${signal}: reloading the workers`);
-    cluster.reload().then(
+    const done = cluster.reload();
+    done.then(
       () => log('reload done'),
       (err) => log(`reload failed: ${err.message}`),
     );
+    return done;
   };
   for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, stop);
   for (const signal of ['SIGHUP', 'SIGUSR2']) process.on(signal, reload);
-  for (let n = 0; n < opts.workers; n++) cluster.fork();
+  const actions = {
+    reload: () => reload('forkline reload') ?? Promise.reject(new Error('the cluster is stopping')),
+    stop: () => stop('forkline stop'),
+  };
+  control.serveControl(opts.name, cluster, actions).then(
+    () => {
+      for (let n = 0; n < opts.workers; n++) cluster.fork();
+    },
+    (err) => {
+      log(`cannot open the control socket: ${err.message}`);
+      process.exitCode = 1;
+    },
+  );
 }
 
 module.exports = { runCli };

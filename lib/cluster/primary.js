@@ -12,10 +12,12 @@ const process = require('node:process');
 const native = require('../binding');
 const { fork } = require('../child_process');
 const { sendFd, nativeChannelOf } = require('../channel');
-const { Worker, kEnv, kNoRestart } = require('./worker');
+const { Worker, kEnv, kNoRestart, kStarted } = require('./worker');
 const { Restarts } = require('./restart');
 const { rollingReload } = require('./reload');
 const { workerExecArgv } = require('./inspect');
+const { clusterStats } = require('./stats');
+const debug = require('../debug');
 
 const { EINVAL } = os.constants.errno;
 
@@ -128,6 +130,8 @@ cluster.fork = function forkWorker(env) {
   });
   const worker = new Worker({ id, process: workerProcess });
   worker[kEnv] = env;
+  worker[kStarted] = Date.now();
+  debug.fork(worker);
 
   worker.on('message', function onWorkerMessage(message, handle) {
     cluster.emit('message', this, message, handle);
@@ -141,6 +145,7 @@ cluster.fork = function forkWorker(env) {
     }
     worker.exitedAfterDisconnect = !!worker.exitedAfterDisconnect;
     worker.state = 'dead';
+    debug.workerExit(worker, exitCode, signalCode);
     worker.emit('exit', exitCode, signalCode);
     cluster.emit('exit', worker, exitCode, signalCode);
     restarts.onExit(cluster, worker);
@@ -181,6 +186,9 @@ cluster.disconnect = function disconnect(cb) {
 cluster.reload = function reload(options, callback) {
   return rollingReload(cluster, options, callback);
 };
+
+// forkline's own: what each worker is doing (lib/cluster/stats.js).
+cluster.stats = () => clusterStats(cluster, servers);
 
 function removeWorker(worker) {
   delete cluster.workers[worker.id];
@@ -236,6 +244,7 @@ const ACTS = {
       }
     }
     if (server !== undefined && !server.data) server.data = message.data;
+    if (server !== undefined && !errno) debug.schedule(worker, key, server.policy);
     const reply = { errno, key, ack: message.seq, data: server ? server.data : message.data };
     const sockname = errno === 0 && server.sockname();
     if (sockname) reply.sockname = sockname;

@@ -7,7 +7,8 @@
 
 const { makeError } = require('../errors');
 const { validateObject } = require('../validators');
-const { kEnv } = require('./worker');
+const { kEnv, kRestarts } = require('./worker');
+const debug = require('../debug');
 
 const RELOAD_TIMEOUT = 10_000;
 
@@ -24,9 +25,12 @@ function rollingReload(cluster, options, callback) {
     throw makeError('ERR_OUT_OF_RANGE', 'options.timeout', 'a non-negative integer', timeout);
   }
   const run = reloading.then(async () => {
+    debug.reload('start');
     for (const old of Object.values(cluster.workers)) {
       if (old.isDead() || !old.isConnected() || old.exitedAfterDisconnect) continue;
       const fresh = cluster.fork(old[kEnv]);
+      fresh[kRestarts] = old[kRestarts];
+      debug.reload('replace', old, fresh);
       await workerReached(fresh, old.state === 'listening' ? 'listening' : 'online');
       const exited = new Promise((resolve) => old.once('exit', resolve));
       old.disconnect();
@@ -34,6 +38,7 @@ function rollingReload(cluster, options, callback) {
       await exited;
       clearTimeout(killer);
     }
+    debug.reload('done');
   });
   reloading = run.catch(() => {});
   if (typeof callback === 'function') run.then(() => callback(null), callback);

@@ -3,7 +3,8 @@
 // forkline's restart policy (`settings.restart: true | { maxRestarts, windowMs }`): a worker that dies on its own
 // is forked again, unless too many died lately; then the cluster emits 'giveup', once, and restarts no more.
 
-const { kEnv, kNoRestart } = require('./worker');
+const { kEnv, kNoRestart, kRestarts } = require('./worker');
+const debug = require('../debug');
 
 const RESTART_DEFAULTS = { maxRestarts: 5, windowMs: 60_000 };
 
@@ -34,10 +35,12 @@ class Restarts {
     this.#deaths.push(now);
     if (this.#deaths.length > restart.maxRestarts) {
       this.#gaveUp = true;
+      debug.restart(worker, this.#deaths.length, true);
       cluster.emit('giveup', worker, this.#deaths.length);
       return;
     }
-    cluster.fork(worker[kEnv]);
+    debug.restart(worker, this.#deaths.length);
+    cluster.fork(worker[kEnv])[kRestarts] = (worker[kRestarts] || 0) + 1;
   }
 }
 

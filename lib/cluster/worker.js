@@ -9,6 +9,9 @@ const EventEmitter = require('node:events');
 const kEnv = Symbol('kEnv');
 // Set when the primary kills a worker on purpose: such a worker is not restarted.
 const kNoRestart = Symbol('kNoRestart');
+// When the worker was forked (ms since the epoch), and how many restarts its slot has seen, for cluster.stats().
+const kStarted = Symbol('kStarted');
+const kRestarts = Symbol('kRestarts');
 
 // A function constructor, as Node's: `Worker(options)` and `Worker.call({}, options)` return a Worker too.
 function Worker(options) {
@@ -44,4 +47,4 @@ Worker.prototype.isConnected = function isConnected() {
   return this.process.connected;
 };
 
-module.exports = { Worker, kEnv, kNoRestart };
+module.exports = { Worker, kEnv, kNoRestart, kStarted, kRestarts };

@@ -184,6 +184,15 @@ impl Server {
         }
     }
 
+    /// What worker `id` was handed and refused on this key (round-robin and reuse-port's leftovers; zero when shared).
+    pub fn tally(&self, id: u32) -> round_robin::Tally {
+        self.state()
+            .rr
+            .as_ref()
+            .map(|rr| rr.tally(id))
+            .unwrap_or_default()
+    }
+
     /// The listening socket's address, for round-robin TCP replies (Node sends `sockname`; pipes get none).
     pub fn sockname(&self) -> Option<SockName> {
         if self.policy != Policy::RoundRobin || self.spec.kind != Kind::Tcp {

@@ -62,6 +62,15 @@ struct State {
     /// Connections handed out and not yet answered, by `newconn` seq.
     handed: HashMap<u64, (u32, OwnedFd)>,
     closed: bool,
+    /// What each worker was handed and refused, for `cluster.stats()`.
+    tally: HashMap<u32, Tally>,
+}
+
+/// Connections handed to one worker, and how many of them it refused (they went on to another).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub handed: u64,
+    pub refused: u64,
 }
 
 struct Inner {
@@ -126,10 +135,20 @@ impl RoundRobin {
         self.inner.dispatch(&mut st);
     }
 
+    /// What worker `id` was handed and refused so far.
+    pub fn tally(&self, id: u32) -> Tally {
+        lock(&self.inner.state)
+            .tally
+            .get(&id)
+            .copied()
+            .unwrap_or_default()
+    }
+
     /// Forgets a worker; what it held unanswered goes to the others. True when no worker is left.
     pub fn remove_worker(&self, id: u32) -> bool {
         let mut st = lock(&self.inner.state);
         st.workers.remove(&id);
+        st.tally.remove(&id);
         st.free.retain(|w| *w != id);
         let mut back: Vec<u64> = st
             .handed
@@ -248,6 +267,7 @@ impl Inner {
             let envelope = internal::encode_newconn(&self.key, seq, channel.is_advanced());
             match channel.write_own_handle(&envelope, conn.as_fd()) {
                 Ok(()) => {
+                    st.tally.entry(id).or_default().handed += 1;
                     st.handed.insert(seq, (id, conn));
                 }
                 // The worker's channel is gone: it stays out of the free list until JS removes it.
@@ -268,6 +288,7 @@ impl Inner {
             drop(conn);
         } else {
             // The worker is closing its server: give the connection to another one.
+            st.tally.entry(id).or_default().refused += 1;
             st.queue.push_back(conn);
         }
         if st.workers.contains_key(&id) {
@@ -359,6 +380,17 @@ mod tests {
         (Arc::new(sock), port)
     }
 
+    /// The replies are read on the workers' channels' reader threads: wait for them to be counted.
+    fn waits_for(done: impl Fn() -> bool) {
+        for _ in 0..500 {
+            if done() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(done());
+    }
+
     #[test]
     fn hands_connections_out_in_turn_and_passes_refused_ones_on() {
         let rr = RoundRobin::new("k".into()).unwrap();
@@ -387,6 +419,9 @@ mod tests {
         assert!(s3 > s2 && s4 > s3);
         answer(&mut w1, s3, true);
         answer(&mut w2, s4, true);
+        // Worker 1 was handed the first and the third and refused one; worker 2 the second and the refused one.
+        let tally = |handed, refused| Tally { handed, refused };
+        waits_for(|| rr.tally(1) == tally(2, 1) && rr.tally(2) == tally(2, 0));
         assert!(!rr.remove_worker(1));
         assert!(rr.remove_worker(2));
     }

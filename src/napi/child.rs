@@ -15,6 +15,7 @@ use crate::napi::delivery::{Delivery, KeepAlive};
 use crate::napi::error::sys_error;
 use crate::napi::event::Polled;
 use crate::napi::side::{keep_alive, start_reading, ChannelSide, DEFAULT_MAX_MESSAGE_SIZE};
+use crate::napi::stats::ChannelStats;
 use crate::os::process::Process;
 use crate::os::spawn::{self, SpawnOptions, Stdio};
 
@@ -152,6 +153,7 @@ impl NativeChild {
         let mut child = NativeChild {
             side: ChannelSide {
                 delivery,
+                stats: channel.as_ref().map(|c| c.stats()).unwrap_or_default(),
                 channel,
                 wake_fn,
                 channel_ref: None,
@@ -212,6 +214,11 @@ impl NativeChild {
     }
 
     /// Whether a handle sent to the child still waits for its ACK (later writes are held behind it).
+    #[napi]
+    pub fn stats(&self) -> ChannelStats {
+        self.side.stats()
+    }
+
     #[napi]
     pub fn awaiting_ack(&self) -> bool {
         self.side.awaiting_ack()

@@ -5,6 +5,7 @@
 //! with its `// SAFETY:` line; the syscalls stay in os/.
 
 pub(crate) mod child;
+pub(crate) mod control;
 pub(crate) mod delivery;
 pub(crate) mod error;
 pub(crate) mod event;
@@ -13,4 +14,5 @@ pub(crate) mod payload;
 pub(crate) mod runtime;
 pub(crate) mod server;
 pub(crate) mod side;
+pub(crate) mod stats;
 pub(crate) mod uv;

@@ -15,6 +15,7 @@ use crate::napi::delivery::Delivery;
 use crate::napi::error::sys_error;
 use crate::napi::event::Polled;
 use crate::napi::side::{start_reading, ChannelSide, DEFAULT_MAX_MESSAGE_SIZE};
+use crate::napi::stats::ChannelStats;
 use crate::os::sys;
 
 /// The child's end of its IPC channel.
@@ -49,6 +50,7 @@ impl NativeChannel {
         Ok(NativeChannel {
             side: ChannelSide {
                 delivery,
+                stats: channel.stats(),
                 channel: Some(channel),
                 wake_fn,
                 channel_ref: None,
@@ -92,6 +94,11 @@ impl NativeChannel {
     }
 
     /// Whether a handle sent to the parent still waits for its ACK (later writes are held behind it).
+    #[napi]
+    pub fn stats(&self) -> ChannelStats {
+        self.side.stats()
+    }
+
     #[napi]
     pub fn awaiting_ack(&self) -> bool {
         self.side.awaiting_ack()

@@ -35,6 +35,13 @@ pub struct SockName {
     pub port: u32,
 }
 
+/// Connections handed to one worker and refused by it (cluster/round_robin.rs's `Tally`).
+#[napi(object, object_from_js = false)]
+pub struct Tally {
+    pub handed: f64,
+    pub refused: f64,
+}
+
 /// The primary's side of one cluster server key: its sockets and, under round-robin, accepting and handing out
 /// connections off the JS thread (src/cluster).
 #[napi]
@@ -110,6 +117,16 @@ impl NativeServer {
     #[napi]
     pub fn remove(&self, worker_id: u32) -> bool {
         self.server.remove(worker_id)
+    }
+
+    /// Connections handed to worker `workerId` on this key, and how many it refused, for `cluster.stats()`.
+    #[napi]
+    pub fn tally(&self, worker_id: u32) -> Tally {
+        let t = self.server.tally(worker_id);
+        Tally {
+            handed: t.handed as f64,
+            refused: t.refused as f64,
+        }
     }
 
     #[napi]

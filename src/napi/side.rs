@@ -6,12 +6,13 @@ use std::sync::Arc;
 use napi::bindgen_prelude::{Buffer, Either, Function, FunctionRef};
 use napi::{Env, Result};
 
-use crate::core::channel::{Channel, Event, ReadOutcome};
+use crate::core::channel::{Channel, Event, ReadOutcome, Stats};
 use crate::core::error::SysError;
 use crate::core::frame::Frame;
 use crate::napi::delivery::{Delivery, KeepAlive};
 use crate::napi::event::{ChannelEvent, Polled};
 use crate::napi::payload::Text;
+use crate::napi::stats::ChannelStats;
 use crate::napi::{js_call, uv};
 
 /// Default cap on one message: V8's longest string is just under 512 MiB, so nothing larger could be delivered.
@@ -75,11 +76,21 @@ pub(crate) struct ChannelSide {
     pub(crate) channel_ref: Option<KeepAlive>,
     /// Watches the channel on the JS thread while the reactor does not read it.
     pub(crate) poller: Option<uv::Poll>,
+    /// The channel's counters, kept after the channel is released.
+    pub(crate) stats: Arc<Stats>,
 }
 
 impl ChannelSide {
     pub(crate) fn fd(&self) -> Option<i32> {
         self.channel.as_ref().map(|c| c.raw_fd())
+    }
+
+    /// The channel's counters (still there once it is closed, with nothing queued).
+    pub(crate) fn stats(&self) -> ChannelStats {
+        match &self.channel {
+            Some(c) => c.stats_snapshot().into(),
+            None => self.stats.snapshot(0).into(),
+        }
     }
 
     pub(crate) fn awaiting_ack(&self) -> bool {

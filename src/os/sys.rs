@@ -238,6 +238,14 @@ pub fn adopt_inherited_socket(fd: RawFd) -> Result<OwnedFd, SysError> {
     Ok(owned)
 }
 
+/// The user id of the process at the other end of a connected unix socket, as the kernel recorded it when the
+/// peer connected (SO_PEERCRED): it cannot be forged by the peer, unlike anything it could send.
+pub fn peer_uid(sock: BorrowedFd<'_>) -> Result<u32, SysError> {
+    socket::getsockopt(&sock, socket::sockopt::PeerCredentials)
+        .map(|cred| cred.uid())
+        .map_err(|e| SysError::new(e, "getsockopt"))
+}
+
 /// Asks for a larger send buffer; the kernel caps it at net.core.wmem_max, which is fine.
 pub fn set_send_buffer(sock: BorrowedFd<'_>, bytes: usize) {
     let _ = socket::setsockopt(&sock, socket::sockopt::SndBuf, &bytes);
@@ -245,6 +253,16 @@ pub fn set_send_buffer(sock: BorrowedFd<'_>, bytes: usize) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn peer_uid_is_our_own_uid_on_a_socketpair() {
+        let (a, _b) = super::socketpair().unwrap();
+        use std::os::fd::AsFd;
+        assert_eq!(
+            super::peer_uid(a.as_fd()),
+            Ok(nix::unistd::getuid().as_raw())
+        );
+    }
+
     use super::*;
     use std::os::fd::AsFd;
 

@@ -30,6 +30,7 @@ impl Inbound<'_> {
         match kind {
             Handshake::Handle => match self.pending_fd.envelope() {
                 Some(fd) => {
+                    self.channel.stats.received_handle();
                     self.channel
                         .send_control(internal::encode(Handshake::Ack, advanced), None);
                     self.channel.sink.push(Event::Handle { envelope, fd });
@@ -132,6 +133,7 @@ impl Inbound<'_> {
 
 impl FrameSink for Inbound<'_> {
     fn frame(&mut self, frame: Frame) {
+        self.channel.stats.received(&frame, self.channel.advanced);
         match frame {
             Frame::Lines(text)
                 if internal::may_be_handshake(text.as_bytes())

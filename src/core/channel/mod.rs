@@ -1,4 +1,5 @@
-//! One end of a Node IPC channel: a socket, a decoder, an ordered write queue, and the NODE_HANDLE handshake (lib/internal/child_process.js) for the fds that travel on it.
+//! One end of a Node IPC channel: a socket, a decoder, an ordered write queue, and the NODE_HANDLE handshake
+//! (lib/internal/child_process.js) for the fds that travel on it.
 //!
 //! Symmetric by design: nothing here knows whether it is the parent's or the child's end, or about napi. Events go
 //! to an [`EventSink`]; the napi layer's sink wakes JS once per batch, a test's sink is a plain queue.
@@ -11,14 +12,15 @@
 //! What cannot be done at once on the owner's thread — reading a burst, writing what the socket did not take —
 //! is done on the process's one reactor thread (os/reactor.rs), to which the channel is a [`Source`].
 //!
-//! The channel is one type in four files: this one holds [`Channel`], what it reports and how it is made;
+//! The channel is one type in five files: this one holds [`Channel`], what it reports and how it is made;
 //! `read.rs` the read side (the owner's reads, the reactor's bursts, EOF); `write.rs` the ordered write queue,
 //! the reactor's writes and the sending half of the handshake; `inbound.rs` what the reader does with
 //! each decoded frame (pairing fds with their envelopes, answering the handshake, routing `newconn` replies);
-//! `tests.rs` the tests of all four.
+//! `stats.rs` its counters (`stats()`), bumped by one-line hooks in the other three; `tests.rs` the tests of all.
 
 mod inbound;
 mod read;
+mod stats;
 #[cfg(test)]
 mod tests;
 mod write;
@@ -37,6 +39,8 @@ use crate::os::reactor::{self, Ready, Registration, Source};
 use crate::os::sys;
 use read::{Ended, ReactorRead, ReadState, READ_BUFFER};
 use write::WriteState;
+
+pub use stats::{Snapshot, Stats};
 
 /// What a channel reports, in the order it happened.
 #[derive(Debug)]
@@ -118,6 +122,7 @@ pub struct Channel {
     registration: OnceLock<Registration>,
     /// Set once the peer is a cluster worker that connections are handed to.
     newconn_replies: OnceLock<Arc<dyn NewconnReplies>>,
+    stats: Arc<Stats>,
 }
 
 impl std::fmt::Debug for Channel {
@@ -156,9 +161,13 @@ impl Channel {
     /// Takes ownership of `sock`; nothing reads until the owner calls `read_ready`, `read_burst` or `read_all`.
     pub fn new(sock: OwnedFd, decoder: Decoder, sink: Arc<dyn EventSink>) -> Arc<Channel> {
         let advanced = matches!(decoder, Decoder::Advanced(_));
+        let stats = Arc::new(Stats::default());
         Arc::new(Channel {
             sock: Arc::new(sock),
-            sink,
+            sink: Arc::new(stats::Counted {
+                inner: sink,
+                stats: stats.clone(),
+            }),
             advanced,
             write: Mutex::new(WriteState::default()),
             written_cv: Condvar::new(),
@@ -172,6 +181,7 @@ impl Channel {
             ended: Mutex::new(Ended::default()),
             registration: OnceLock::new(),
             newconn_replies: OnceLock::new(),
+            stats,
         })
     }
 

@@ -193,6 +193,7 @@ impl Channel {
                     return ReadOutcome::Ended;
                 }
             };
+            self.stats.received_bytes(got.n);
             rs.pending_fd.arrived(got.fds, |earlier| {
                 stray(
                     sink,

@@ -424,3 +424,76 @@ fn wait_written_returns_once_a_large_write_is_on_the_wire() {
     assert!(ch.wait_written(Duration::from_secs(10)));
     assert_eq!(reading.join().unwrap(), 8 << 20);
 }
+
+#[test]
+fn stats_count_what_crossed_each_way() {
+    let (ch, mut peer, rx, _) = open(1024);
+    let (x, _y) = sys::socketpair().unwrap();
+    // In: two messages, then an envelope with its fd (answered ACK), then a stray fd closed at EOF.
+    let wire = format!("1\n2\n{ENVELOPE}");
+    sys::send(
+        peer.as_fd(),
+        &[IoSlice::new(wire.as_bytes())],
+        Some(x.as_fd()),
+        true,
+    )
+    .unwrap();
+    assert!(matches!(next(&rx), Event::Frame(Frame::Lines(_))));
+    assert!(matches!(next(&rx), Event::Handle { .. }));
+    assert_eq!(read_line(&mut peer), "{\"cmd\":\"NODE_HANDLE_ACK\"}");
+    // Out: three messages in one write, and a handle (its ACK comes back).
+    ch.write(b"\"a\"\n\"b\"\n\"c\"\n").unwrap();
+    ch.write_handle(ENVELOPE.as_bytes(), x.as_fd()).unwrap();
+    for _ in 0..4 {
+        read_line(&mut peer);
+    }
+    peer.write_all(b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n").unwrap();
+    assert!(matches!(next(&rx), Event::Frame(Frame::Lines(_))));
+    sys::send(peer.as_fd(), &[IoSlice::new(b"3\n")], Some(x.as_fd()), true).unwrap();
+    assert!(matches!(next(&rx), Event::Frame(Frame::Lines(_))));
+    drop(peer);
+    assert!(matches!(
+        next(&rx),
+        Event::Frame(Frame::Error {
+            code: Code::StrayFd,
+            ..
+        })
+    ));
+    assert!(matches!(next(&rx), Event::Eof));
+    let ack = "{\"cmd\":\"NODE_HANDLE_ACK\"}\n";
+    let s = ch.stats_snapshot();
+    assert_eq!(
+        (s.messages_sent, s.handles_sent, s.bytes_sent as usize),
+        (5, 1, 12 + ENVELOPE.len() + ack.len()),
+        "three messages, the envelope and our ACK"
+    );
+    assert_eq!(
+        (
+            s.messages_received,
+            s.handles_received,
+            s.bytes_received as usize
+        ),
+        (5, 1, wire.len() + ack.len() + 2),
+    );
+    assert_eq!(s.bytes_queued, 0);
+    assert_eq!(s.errors, vec![("FORKLINE_STRAY_FD".to_string(), 1)]);
+}
+
+#[test]
+fn stats_count_advanced_frames_and_a_failed_write_once() {
+    assert_eq!(
+        super::stats::count_messages(b"\0\0\0\x01x\0\0\0\0", true),
+        2
+    );
+    assert_eq!(
+        super::stats::count_messages(&b"ab\n".repeat(1000), false),
+        1000
+    );
+    let (ch, peer, _rx, _) = open(1024);
+    drop(peer);
+    while ch.write(b"x\n").is_ok() {
+        thread::sleep(Duration::from_millis(1));
+    }
+    let _ = ch.write(b"x\n");
+    assert_eq!(ch.stats_snapshot().errors, vec![("EPIPE".to_string(), 1)]);
+}

@@ -72,6 +72,10 @@ impl WriteState {
         self.queue.is_empty() && self.held.is_empty() && self.unacked.is_none()
     }
 
+    pub(super) fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
     fn add_queued(&mut self, n: usize) {
         self.queued_bytes += n;
         self.progress.queued_bytes = self.queued_bytes;
@@ -173,8 +177,11 @@ impl Channel {
             return Err(err);
         }
         if st.closing {
-            return Err(SysError::new(Errno::EPIPE, "write"));
+            let err = SysError::new(Errno::EPIPE, "write");
+            self.stats.write_failed(&err);
+            return Err(err);
         }
+        self.stats.sent(data, self.advanced, fd.is_some());
         // The seq is only taken by a write that is accepted, so the owner can count the same writes.
         let seq = if owners { st.next_seq + 1 } else { 0 };
         let counted = |n: usize| if owners { n } else { 0 };
@@ -201,6 +208,7 @@ impl Channel {
                 Err(err) => {
                     st.unacked = None;
                     st.progress.error = Some(err);
+                    self.stats.write_failed(&err);
                     return Err(err);
                 }
             }
@@ -259,6 +267,7 @@ impl Channel {
         if st.closing || st.progress.error.is_some() {
             return;
         }
+        self.stats.sent(&data, self.advanced, fd.is_some());
         let mut sent = 0;
         if st.queue.is_empty() {
             match self.send_now(&data, fd.as_deref()) {
