@@ -85,9 +85,10 @@ for (const policy of ['rr', 'reuseport']) {
         HOST: '127.0.0.1',
       });
       await waitUntil(async () => (await ask(port)) !== null, 15_000, 'the app answers');
-      // The first answer can come while the second worker is still starting: under round-robin wait until both are
-      // listening, then every request must still be answered.
-      if (policy === 'rr') await waitUntil(async () => (await pidsAnswering(port)).size === 2, 15_000, 'both answer');
+      // The first answer can come while the second worker is still starting: wait until both are listening (were
+      // the only listening worker killed, the port would refuse connections until another listens, as in Node),
+      // then every request must still be answered.
+      await waitUntil(async () => (await pidsAnswering(port)).size === 2, 15_000, 'both answer');
       const first = await pidsAnswering(port);
       if (policy === 'rr') assert.strictEqual(first.size, 2, 'round-robin: both workers answer');
 
