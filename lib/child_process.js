@@ -67,7 +67,7 @@ class ChildProcess extends ChannelEnd {
     this._codec = codecFor(serialization);
     let envPairs = options.envPairs ? [...options.envPairs] : [];
     if (ipcIndex !== -1 && childRuntimeOf(options, envPairs) === 'forkline') {
-      envPairs = childRuntimeEnv(envPairs, ipcIndex, serialization);
+      envPairs = childRuntimeEnv(envPairs, ipcIndex, serialization, options.busyPoll);
     } else if (ipcIndex !== -1) {
       envPairs.push(`NODE_CHANNEL_FD=${ipcIndex}`, `NODE_CHANNEL_SERIALIZATION_MODE=${serialization}`);
     }
@@ -88,6 +88,7 @@ class ChildProcess extends ChannelEnd {
           gid: options.gid,
           serialization,
           maxMessageSize: options.maxMessageSize,
+          busyPoll: options.busyPoll,
         },
         () => this._onWake(),
       );
@@ -439,6 +440,7 @@ function normalizeSpawnArguments(file, args, options) {
       throw makeError('ERR_OUT_OF_RANGE', 'options.maxMessageSize', 'a positive integer', max);
     }
   }
+  const busyPoll = busyPollOf(options);
   args.forEach((arg, i) => validateNullCheck(arg, `args[${i}]`));
 
   const env = options.env || process.env;
@@ -464,8 +466,28 @@ function normalizeSpawnArguments(file, args, options) {
     gid: options.gid ?? undefined,
     serialization: options.serialization,
     maxMessageSize: options.maxMessageSize,
+    busyPoll,
     childRuntime: resolveChildRuntime(options.childRuntime, file),
   };
+}
+
+// `busyPoll` (µs after each send and receive, 0 = off), else the process default FORKLINE_BUSY_POLL.
+const MAX_BUSY_POLL = 1_000_000;
+function busyPollOf(options) {
+  if (options.busyPoll != null) {
+    const us = options.busyPoll;
+    if (!Number.isInteger(us) || us < 0 || us > MAX_BUSY_POLL) {
+      throw makeError('ERR_OUT_OF_RANGE', 'options.busyPoll', `an integer from 0 to ${MAX_BUSY_POLL}`, us);
+    }
+    return us;
+  }
+  const fromEnv = process.env.FORKLINE_BUSY_POLL;
+  if (fromEnv === undefined || fromEnv === '') return 0;
+  const us = Number(fromEnv);
+  if (!Number.isInteger(us) || us < 0 || us > MAX_BUSY_POLL) {
+    throw makeError('ERR_OUT_OF_RANGE', 'env.FORKLINE_BUSY_POLL', `an integer from 0 to ${MAX_BUSY_POLL}`, fromEnv);
+  }
+  return us;
 }
 
 module.exports = { ChildProcess, fork, spawn };

@@ -12,7 +12,7 @@ const { isMainThread } = require('node:worker_threads');
 const process = require('node:process');
 const native = require('./binding');
 const { setupChannel, flushPendingMessages } = require('./channel');
-const { RUNTIME_FD, RUNTIME_MODE, RUNTIME_NODE_OPTIONS } = require('./runtime_env');
+const { RUNTIME_BUSY_POLL, RUNTIME_FD, RUNTIME_MODE, RUNTIME_NODE_OPTIONS } = require('./runtime_env');
 
 // How long an exiting child waits for its queued messages to leave (a parent that never reads would hang it).
 const EXIT_FLUSH_MS = 30_000;
@@ -30,6 +30,8 @@ function startChildRuntime() {
   const env = process.env;
   const fd = Number(env[RUNTIME_FD]);
   const serialization = env[RUNTIME_MODE] || 'json';
+  // The parent's busyPoll, else this process's default (as fork() takes it).
+  const busyPoll = Number(env[RUNTIME_BUSY_POLL] ?? env.FORKLINE_BUSY_POLL ?? 0);
   let nodeOptions = null;
   try {
     nodeOptions = JSON.parse(env[RUNTIME_NODE_OPTIONS] ?? 'null');
@@ -40,6 +42,7 @@ function startChildRuntime() {
   delete env[RUNTIME_FD];
   delete env[RUNTIME_MODE];
   delete env[RUNTIME_NODE_OPTIONS];
+  delete env[RUNTIME_BUSY_POLL];
   if (typeof nodeOptions === 'string') env.NODE_OPTIONS = nodeOptions;
   else delete env.NODE_OPTIONS;
 
@@ -52,7 +55,8 @@ function startChildRuntime() {
   }
   let nat;
   try {
-    nat = native.NativeChannel.open(fd, serialization, () => process._onWake());
+    const us = Number.isInteger(busyPoll) && busyPoll > 0 && busyPoll <= 1_000_000 ? busyPoll : 0;
+    nat = native.NativeChannel.open(fd, serialization, () => process._onWake(), us);
   } catch (err) {
     runtimeFailed(`cannot open the channel on fd ${fd} (${err.message})`);
   }

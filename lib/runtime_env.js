@@ -14,12 +14,15 @@ const RUNTIME_FD = 'FORKLINE_CHANNEL_FD';
 const RUNTIME_MODE = 'FORKLINE_CHANNEL_SERIALIZATION_MODE';
 // The child's NODE_OPTIONS as its parent meant it (JSON: a string, or null for none), restored at start.
 const RUNTIME_NODE_OPTIONS = 'FORKLINE_NODE_OPTIONS';
+// The parent's busyPoll, for the child's end (µs; absent: off).
+const RUNTIME_BUSY_POLL = 'FORKLINE_CHANNEL_BUSY_POLL';
 const RUNTIME_KEYS = [
   'NODE_CHANNEL_FD',
   'NODE_CHANNEL_SERIALIZATION_MODE',
   RUNTIME_FD,
   RUNTIME_MODE,
   RUNTIME_NODE_OPTIONS,
+  RUNTIME_BUSY_POLL,
 ];
 // What the child preloads.
 const PRELOAD = path.join(__dirname, 'runtime.js');
@@ -59,7 +62,7 @@ function quoteNodeOption(text) {
 }
 
 // The child's environment for the forkline runtime: the channel under forkline's names, lib/runtime.js preloaded.
-function childRuntimeEnv(envPairs, ipcIndex, serialization) {
+function childRuntimeEnv(envPairs, ipcIndex, serialization, busyPoll = 0) {
   const preload = `--require ${quoteNodeOption(PRELOAD)}`;
   let nodeOptions = null;
   const out = [];
@@ -82,10 +85,12 @@ function childRuntimeEnv(envPairs, ipcIndex, serialization) {
     `${RUNTIME_NODE_OPTIONS}=${JSON.stringify(nodeOptions)}`,
     `${RUNTIME_FD}=${ipcIndex}`,
     `${RUNTIME_MODE}=${serialization}`,
+    ...(busyPoll > 0 ? [`${RUNTIME_BUSY_POLL}=${busyPoll}`] : []),
   ];
 }
 
 module.exports = {
+  RUNTIME_BUSY_POLL,
   RUNTIME_FD,
   RUNTIME_MODE,
   RUNTIME_NODE_OPTIONS,

@@ -50,6 +50,8 @@ pub struct NativeSpawnOptions {
     /// 'json' | 'advanced'
     pub serialization: Option<String>,
     pub max_message_size: Option<f64>,
+    /// µs to keep polling after each send and receive (0 or absent: off).
+    pub busy_poll: Option<u32>,
 }
 
 /// The native half of a forked child: its process, its channel and its stdio pipes.
@@ -113,9 +115,10 @@ impl NativeChild {
         let channel = spawned
             .ipc
             .map(|sock| Channel::new(sock, Decoder::new(advanced, max), sink.clone()));
-        let poller = match &channel {
-            Some(channel) => match start_reading(&env, channel, &delivery, &on_wake) {
-                Ok(poller) => poller,
+        let busy_poll = std::time::Duration::from_micros(options.busy_poll.unwrap_or(0).into());
+        let reading = match &channel {
+            Some(channel) => match start_reading(&env, channel, &delivery, &on_wake, busy_poll) {
+                Ok(reading) => Some(reading),
                 Err(e) => {
                     if let Some(pid) = spawned.pid {
                         let pid = nix::unistd::Pid::from_raw(pid);
@@ -150,6 +153,7 @@ impl NativeChild {
             }
             None => None,
         };
+        let (poller, busy) = reading.map_or((None, None), |r| (r.poller, r.busy));
         let mut child = NativeChild {
             side: ChannelSide {
                 delivery,
@@ -158,6 +162,7 @@ impl NativeChild {
                 wake_fn,
                 channel_ref: None,
                 poller,
+                busy,
             },
             process,
             spawn_error: spawned.error,

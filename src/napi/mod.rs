@@ -4,6 +4,7 @@
 //! Its `unsafe` is FFI into Node (napi_sys calls, libuv's functions) and borrows of fds that JS owns, each block
 //! with its `// SAFETY:` line; the syscalls stay in os/.
 
+pub(crate) mod busy_poll;
 pub(crate) mod child;
 pub(crate) mod control;
 pub(crate) mod delivery;

@@ -28,12 +28,14 @@ pub struct NativeChannel {
 impl NativeChannel {
     /// Takes over the inherited channel socket at `fd` and starts reading it. `onWake` is called (with no
     /// arguments) whenever `poll()` has something. The channel starts unref'd, as Node's child channel does.
+    /// `busyPoll`: µs to keep polling after each send and receive (0 or absent: off).
     #[napi(factory)]
     pub fn open(
         env: Env,
         fd: i32,
         serialization: String,
         on_wake: Function<(), ()>,
+        busy_poll: Option<u32>,
     ) -> Result<NativeChannel> {
         let sock = sys::adopt_inherited_socket(fd).map_err(sys_error)?;
         let advanced = serialization == "advanced";
@@ -46,7 +48,9 @@ impl NativeChannel {
         let delivery = Arc::new(Delivery::new(wake));
         let sink: Arc<dyn EventSink> = delivery.clone();
         let channel = Channel::new(sock, Decoder::new(advanced, DEFAULT_MAX_MESSAGE_SIZE), sink);
-        let poller = start_reading(&env, &channel, &delivery, &on_wake).map_err(sys_error)?;
+        let busy_poll = std::time::Duration::from_micros(busy_poll.unwrap_or(0).into());
+        let reading =
+            start_reading(&env, &channel, &delivery, &on_wake, busy_poll).map_err(sys_error)?;
         Ok(NativeChannel {
             side: ChannelSide {
                 delivery,
@@ -54,7 +58,8 @@ impl NativeChannel {
                 channel: Some(channel),
                 wake_fn,
                 channel_ref: None,
-                poller,
+                poller: reading.poller,
+                busy: reading.busy,
             },
         })
     }

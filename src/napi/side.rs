@@ -1,7 +1,9 @@
 //! The channel as either napi end holds it (`ChannelSide`, shared by `NativeChild` and `NativeChannel`), and
 //! `start_reading`, which sets up who reads it: libuv's poll on the JS thread, or the reactor.
 
+use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use napi::bindgen_prelude::{Buffer, Either, Function, FunctionRef};
 use napi::{Env, Result};
@@ -9,6 +11,7 @@ use napi::{Env, Result};
 use crate::core::channel::{Channel, Event, ReadOutcome, Stats};
 use crate::core::error::SysError;
 use crate::core::frame::Frame;
+use crate::napi::busy_poll::BusyPoll;
 use crate::napi::delivery::{Delivery, KeepAlive};
 use crate::napi::event::{ChannelEvent, Polled};
 use crate::napi::payload::Text;
@@ -18,51 +21,110 @@ use crate::napi::{js_call, uv};
 /// Default cap on one message: V8's longest string is just under 512 MiB, so nothing larger could be delivered.
 pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: usize = 512 * 1024 * 1024;
 
+/// Who reads a channel on the JS thread: libuv's poll, and the busy poll if one was asked for.
+pub(crate) struct Reading {
+    pub(crate) poller: Option<uv::Poll>,
+    pub(crate) busy: Option<Rc<BusyPoll>>,
+}
+
 /// Reads the channel on the JS thread while traffic is light: one wake-up per message, as Node's own channel has.
 /// A read that fills the whole buffer hands the channel to the reactor, which reads off the JS thread in big
 /// batches until the socket goes quiet and then hands it back. Without libuv at hand the reactor does it all.
+/// With `busy_poll` (not zero) the loop also keeps looking for the next message for that long after each send
+/// and receive (busy_poll.rs).
 pub(crate) fn start_reading(
     env: &Env,
     channel: &Arc<Channel>,
     delivery: &Arc<Delivery>,
     on_wake: &Function<(), ()>,
-) -> std::result::Result<Option<uv::Poll>, SysError> {
-    let direct = js_call::DirectCall::new(env, on_wake).ok();
-    let (ch, delivery) = (channel.clone(), delivery.clone());
+    busy_poll: Duration,
+) -> std::result::Result<Reading, SysError> {
+    let Some(uv_loop) = env.get_uv_event_loop().ok().map(|l| l.cast()) else {
+        channel.read_all()?;
+        return Ok(Reading {
+            poller: None,
+            busy: None,
+        });
+    };
+    let busy = if busy_poll.is_zero() {
+        None
+    } else {
+        let read = JsThreadRead::new(env, channel, delivery, on_wake);
+        BusyPoll::new(uv_loop, busy_poll, read).map(Rc::new)
+    };
+    let read = JsThreadRead::new(env, channel, delivery, on_wake);
+    let armed = busy.clone();
     let on_readable = Box::new(move |stop: &dyn Fn()| {
+        if read.read_once(stop) {
+            if let Some(busy) = &armed {
+                busy.arm();
+            }
+        }
+    });
+    match uv::Poll::new(uv_loop, channel.raw_fd(), on_readable) {
+        Some(poller) => {
+            poller.start();
+            Ok(Reading {
+                poller: Some(poller),
+                busy,
+            })
+        }
+        None => {
+            channel.read_all()?;
+            Ok(Reading {
+                poller: None,
+                busy: None,
+            })
+        }
+    }
+}
+
+/// One read on the JS thread, and one call into JS for what it brought.
+pub(crate) struct JsThreadRead {
+    channel: Arc<Channel>,
+    delivery: Arc<Delivery>,
+    direct: Option<js_call::DirectCall>,
+}
+
+impl JsThreadRead {
+    fn new(
+        env: &Env,
+        channel: &Arc<Channel>,
+        delivery: &Arc<Delivery>,
+        on_wake: &Function<(), ()>,
+    ) -> Self {
+        JsThreadRead {
+            channel: channel.clone(),
+            delivery: delivery.clone(),
+            direct: js_call::DirectCall::new(env, on_wake).ok(),
+        }
+    }
+
+    /// Reads once; `stop` stops the caller's polling (at EOF, or once the reactor has the channel). True if
+    /// something arrived.
+    pub(crate) fn read_once(&self, stop: &dyn Fn()) -> bool {
         let mut outcome = ReadOutcome::Idle;
-        let pending = delivery.quietly(|| outcome = ch.read_ready(1));
+        let pending = self
+            .delivery
+            .quietly(|| outcome = self.channel.read_ready(1));
         match outcome {
             ReadOutcome::Idle => {}
             ReadOutcome::Ended => stop(),
             // Stop before JS runs below: a quick burst may already be over, and JS then starts polling again.
             // Polling goes on on the JS thread only if the reactor cannot take it.
             ReadOutcome::Busy => {
-                if ch.read_burst().is_ok() {
+                if self.channel.read_burst().is_ok() {
                     stop();
                 }
             }
         }
         if pending {
-            match &direct {
+            match &self.direct {
                 Some(direct) => direct.call(),
-                None => delivery.push_wake(),
+                None => self.delivery.push_wake(),
             }
         }
-    });
-    let poller = env
-        .get_uv_event_loop()
-        .ok()
-        .and_then(|uv_loop| uv::Poll::new(uv_loop.cast(), channel.raw_fd(), on_readable));
-    match poller {
-        Some(poller) => {
-            poller.start();
-            Ok(Some(poller))
-        }
-        None => {
-            channel.read_all()?;
-            Ok(None)
-        }
+        pending
     }
 }
 
@@ -76,6 +138,8 @@ pub(crate) struct ChannelSide {
     pub(crate) channel_ref: Option<KeepAlive>,
     /// Watches the channel on the JS thread while the reactor does not read it.
     pub(crate) poller: Option<uv::Poll>,
+    /// Keeps looking for the next message a while after each send and receive, if asked to.
+    pub(crate) busy: Option<Rc<BusyPoll>>,
     /// The channel's counters, kept after the channel is released.
     pub(crate) stats: Arc<Stats>,
 }
@@ -133,6 +197,9 @@ impl ChannelSide {
             }
             None => channel.write(bytes),
         };
+        if let Some(busy) = &self.busy {
+            busy.arm();
+        }
         match result {
             Ok(w) => w.queued_bytes as f64,
             Err(e) => e.uv_errno() as f64,
@@ -147,6 +214,7 @@ impl ChannelSide {
 
     pub(crate) fn release(&mut self) {
         self.poller = None;
+        self.busy = None;
         self.channel_ref = None;
         self.channel = None;
     }

@@ -15,11 +15,13 @@ use std::sync::OnceLock;
 
 use nix::libc;
 
-/// libuv's `uv_handle_type` value for poll handles and `uv_poll_event` for readability (uv.h).
+/// libuv's `uv_handle_type` values for poll and idle handles and `uv_poll_event` for readability (uv.h).
+const UV_IDLE: c_int = 6;
 const UV_POLL: c_int = 8;
 const UV_READABLE: c_int = 1;
 
 type PollCb = unsafe extern "C" fn(handle: *mut c_void, status: c_int, events: c_int);
+type IdleCb = unsafe extern "C" fn(handle: *mut c_void);
 type CloseCb = unsafe extern "C" fn(handle: *mut c_void);
 
 // The C signatures of the libuv functions we use (uv.h).
@@ -27,6 +29,8 @@ type HandleSizeFn = unsafe extern "C" fn(c_int) -> usize;
 type PollInitFn = unsafe extern "C" fn(*mut c_void, *mut c_void, c_int) -> c_int;
 type PollStartFn = unsafe extern "C" fn(*mut c_void, c_int, PollCb) -> c_int;
 type HandleFn = unsafe extern "C" fn(*mut c_void) -> c_int;
+type IdleInitFn = unsafe extern "C" fn(*mut c_void, *mut c_void) -> c_int;
+type IdleStartFn = unsafe extern "C" fn(*mut c_void, IdleCb) -> c_int;
 type IsClosingFn = unsafe extern "C" fn(*const c_void) -> c_int;
 type UnrefFn = unsafe extern "C" fn(*mut c_void);
 type CloseFn = unsafe extern "C" fn(*mut c_void, CloseCb);
@@ -36,6 +40,9 @@ struct Api {
     poll_init: PollInitFn,
     poll_start: PollStartFn,
     poll_stop: HandleFn,
+    idle_init: IdleInitFn,
+    idle_start: IdleStartFn,
+    idle_stop: HandleFn,
     is_closing: IsClosingFn,
     unref: UnrefFn,
     close: CloseFn,
@@ -61,6 +68,11 @@ fn api() -> Option<&'static Api> {
                     c"uv_poll_start",
                 )?),
                 poll_stop: std::mem::transmute::<*mut c_void, HandleFn>(symbol(c"uv_poll_stop")?),
+                idle_init: std::mem::transmute::<*mut c_void, IdleInitFn>(symbol(c"uv_idle_init")?),
+                idle_start: std::mem::transmute::<*mut c_void, IdleStartFn>(symbol(
+                    c"uv_idle_start",
+                )?),
+                idle_stop: std::mem::transmute::<*mut c_void, HandleFn>(symbol(c"uv_idle_stop")?),
                 is_closing: std::mem::transmute::<*mut c_void, IsClosingFn>(symbol(
                     c"uv_is_closing",
                 )?),
@@ -159,10 +171,85 @@ unsafe extern "C" fn on_poll(handle: *mut c_void, status: c_int, _events: c_int)
 }
 
 unsafe extern "C" fn on_close(handle: *mut c_void) {
-    // SAFETY: libuv is done with the handle; `data` is the Box leaked in Poll::new and `handle` came from calloc.
+    // SAFETY: libuv is done with the handle; `data` is the Box leaked in Poll::new (or Idle::new: the same type)
+    // and `handle` came from calloc.
     unsafe {
         drop(Box::from_raw(*(handle as *mut *mut OnReadable)));
         libc::free(handle);
+    }
+}
+
+/// An idle handle: while started, libuv runs its callback once per loop turn and polls for I/O without blocking,
+/// so timers and I/O still run between calls. For busy polling; never keeps the loop alive by itself. Not `Send`.
+pub struct Idle {
+    handle: *mut c_void,
+}
+
+impl std::fmt::Debug for Idle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Idle").finish_non_exhaustive()
+    }
+}
+
+impl Idle {
+    /// A stopped idle handle on `uv_loop`; `on_turn` gets a function that stops it. None without libuv.
+    pub fn new(uv_loop: *mut c_void, on_turn: OnReadable) -> Option<Idle> {
+        let api = api()?;
+        // SAFETY: uv_handle_size is a pure function; calloc'd memory is zeroed, as libuv expects of a fresh handle.
+        let handle = unsafe { libc::calloc(1, (api.handle_size)(UV_IDLE)) };
+        if handle.is_null() {
+            return None;
+        }
+        // SAFETY: `handle` is a zeroed uv_idle_t-sized block for the JS thread's loop; uv_idle_init cannot fail
+        // for a valid loop, and on failure nothing was registered, so freeing is all there is to undo.
+        if unsafe { (api.idle_init)(uv_loop, handle) } != 0 {
+            // SAFETY: allocated by calloc above and not registered anywhere.
+            unsafe { libc::free(handle) };
+            return None;
+        }
+        let data: *mut OnReadable = Box::into_raw(Box::new(on_turn));
+        // SAFETY: every uv handle begins with `void *data`, libuv's field for the user's pointer.
+        unsafe {
+            *(handle as *mut *mut OnReadable) = data;
+            (api.unref)(handle);
+        }
+        Some(Idle { handle })
+    }
+
+    pub fn start(&self) {
+        if let Some(api) = api() {
+            // SAFETY: an initialised idle handle, used on its loop's thread; starting a started one is a no-op.
+            unsafe { (api.idle_start)(self.handle, on_idle) };
+        }
+    }
+}
+
+unsafe extern "C" fn on_idle(handle: *mut c_void) {
+    // SAFETY: `data` was set in Idle::new and stays valid until the close callback frees it; libuv calls this only
+    // between start and close, on the loop's thread.
+    let callback = unsafe { &mut **(handle as *mut *mut OnReadable) };
+    let stop = || {
+        if let Some(api) = api() {
+            // SAFETY: stopping an idle handle on its loop's thread, unless it is closing (closing stops it).
+            unsafe {
+                if (api.is_closing)(handle) == 0 {
+                    (api.idle_stop)(handle);
+                }
+            }
+        }
+    };
+    // A panic must not unwind into libuv: stop.
+    if catch_unwind(AssertUnwindSafe(|| callback(&stop))).is_err() {
+        stop();
+    }
+}
+
+impl Drop for Idle {
+    fn drop(&mut self) {
+        if let Some(api) = api() {
+            // SAFETY: closing stops the handle; its memory and callback are freed in `on_close`, after libuv is done.
+            unsafe { (api.close)(self.handle, on_close) };
+        }
     }
 }
 

@@ -1,0 +1,44 @@
+'use strict';
+
+// busyPoll (#15): after each send and receive an end keeps polling its socket for a while, from the event loop.
+// What is checked here is behaviour, not speed (npm run bench measures that): messages still arrive, timers still
+// fire while it polls, an idle channel stops costing CPU, a process with nothing else to do still exits, and bad
+// values are refused as Node refuses bad options.
+
+const test = require('node:test');
+const assert = require('node:assert');
+const { execFileSync } = require('node:child_process');
+const { fixture, spawnChild, once } = require('./helpers');
+const { fork } = require('..');
+
+for (const runtime of ['node', 'forkline']) {
+  test(`busyPoll: 200 µs with a ${runtime} child: round trips, timers, no CPU when idle, exits by itself`, () => {
+    const out = execFileSync(process.execPath, [fixture('busy-poll-parent.js'), '200', runtime], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    const { answered, ticks, idleCpu, idleWall } = JSON.parse(out);
+    assert.ok(answered > 10, `round trips done: ${answered}`);
+    assert.ok(ticks > 10, `a 1 ms interval kept firing while the loop polled: ${ticks} ticks`);
+    // Spinning would cost about the whole idle time in CPU; a stopped poll costs next to nothing.
+    assert.ok(idleCpu < idleWall / 4, `${idleCpu} ms of CPU in ${idleWall} ms idle`);
+  });
+}
+
+test('busyPoll is validated as Node validates numeric options; FORKLINE_BUSY_POLL sets the default', async (t) => {
+  for (const bad of [-1, 1.5, 2_000_000, NaN]) {
+    assert.throws(() => fork(fixture('echo.js'), [], { busyPoll: bad }), { code: 'ERR_OUT_OF_RANGE' }, String(bad));
+  }
+  const saved = process.env.FORKLINE_BUSY_POLL;
+  t.after(() => {
+    if (saved === undefined) delete process.env.FORKLINE_BUSY_POLL;
+    else process.env.FORKLINE_BUSY_POLL = saved;
+  });
+  process.env.FORKLINE_BUSY_POLL = 'lots';
+  assert.throws(() => fork(fixture('echo.js')), { code: 'ERR_OUT_OF_RANGE' });
+  process.env.FORKLINE_BUSY_POLL = '100';
+  const child = spawnChild(t, fork, fixture('echo.js'));
+  child.send('hello');
+  assert.deepStrictEqual(await once(child, 'message'), ['hello', undefined]);
+  child.kill();
+});
