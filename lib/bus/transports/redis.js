@@ -1,0 +1,205 @@
+'use strict';
+
+// The Redis transport: the host's whole set of broker connections. Any other transport (NATS) offers the same
+// methods and events:
+//   connect(), close(), ready, 'ready', 'down', 'message'(channel, text), 'error'(err)
+//   publish(channel, text), subscribe(channel), unsubscribe(channel)
+//   add(stream, fields) → id, ensureGroup(stream), read(streams, count, blockMs) → [[stream, [[id, fields]]]],
+//   unblock(), ack(stream, id), requeue(stream, id, fields), deadLetter(stream, id, dead, fields),
+//   claim(stream, idleMs, count) → [[id, fields]], touch(stream, ids), clientCount()
+// Queues are Redis Streams with one consumer group per stream; the consumer is the host. Every connection is named
+// `forkline:<namespace>:<host>:<role>` so that CLIENT LIST shows what each host holds.
+
+const EventEmitter = require('node:events');
+const { makeError } = require('../../errors');
+
+const GROUP = 'forkline';
+
+// Keeps a job's ownership fresh only while this host still owns it: XCLAIM alone would take back a job another host
+// has already reclaimed from us.
+const TOUCH_SCRIPT = `
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if p[1] and p[1][2] == ARGV[2] then redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID') end
+end
+return 0`;
+
+function loadClient() {
+  try {
+    return require('ioredis');
+  } catch (err) {
+    throw makeError('FORKLINE_BUS_NO_CLIENT', err.message);
+  }
+}
+
+class RedisTransport extends EventEmitter {
+  #url;
+  #name;
+  #consumer;
+  #Redis;
+  #cmd = null;
+  #sub = null;
+  #block = null;
+  #blockId = null;
+
+  constructor({ url, namespace, host, redisOptions }) {
+    super();
+    this.#Redis = loadClient();
+    this.#url = url;
+    this.#name = `forkline:${namespace}:${host}`.replace(/\s/g, '_');
+    this.#consumer = host;
+    this.redisOptions = redisOptions || {};
+  }
+
+  get ready() {
+    return this.#cmd !== null && this.#cmd.status === 'ready';
+  }
+
+  #open(role, options) {
+    const client = new this.#Redis(this.#url, {
+      connectionName: `${this.#name}:${role}`,
+      lazyConnect: true,
+      ...this.redisOptions,
+      ...options,
+    });
+    // ioredis logs unhandled 'error's itself; the bus reports the state through 'down' and 'ready'.
+    client.on('error', (err) => this.emit('connectionError', err));
+    return client;
+  }
+
+  async connect() {
+    // The command connection queues nothing of its own: while it is down the gateway holds the bounded queue, and a
+    // command cut off mid-flight is not sent again (publish is at most once).
+    this.#cmd = this.#open('cmd', {
+      enableOfflineQueue: false,
+      autoResendUnfulfilledCommands: false,
+      enableAutoPipelining: true,
+      maxRetriesPerRequest: 0,
+    });
+    this.#cmd.defineCommand('forklineTouch', { numberOfKeys: 1, lua: TOUCH_SCRIPT });
+    this.#cmd.on('ready', () => this.emit('ready'));
+    this.#cmd.on('close', () => this.emit('down'));
+    // ioredis subscribes again to every channel after a reconnect (autoResubscribe).
+    this.#sub = this.#open('sub', { autoResubscribe: true, maxRetriesPerRequest: null });
+    this.#sub.on('message', (channel, text) => this.emit('message', channel, text));
+    await Promise.all([this.#cmd.connect(), this.#sub.connect()]);
+  }
+
+  // The blocking connection (XREADGROUP) is opened only when this host first consumes a queue.
+  async #blocking() {
+    if (this.#block === null) {
+      this.#block = this.#open('block', { enableOfflineQueue: false, maxRetriesPerRequest: 0 });
+      this.#block.on('ready', () => {
+        this.#blockId = null;
+        this.#block.client('ID').then(
+          (id) => (this.#blockId = id),
+          () => {},
+        );
+      });
+      await this.#block.connect();
+    }
+    return this.#block;
+  }
+
+  publish(channel, text) {
+    return this.#cmd.publish(channel, text);
+  }
+
+  subscribe(channel) {
+    return this.#sub.subscribe(channel);
+  }
+
+  unsubscribe(channel) {
+    return this.#sub.unsubscribe(channel);
+  }
+
+  add(stream, fields, maxLen) {
+    const args = maxLen ? [stream, 'MAXLEN', '~', maxLen, '*'] : [stream, '*'];
+    return this.#cmd.xadd(...args, ...flatten(fields));
+  }
+
+  async ensureGroup(stream) {
+    try {
+      // From the start of the stream: jobs enqueued before the first consumer are processed too.
+      await this.#cmd.xgroup('CREATE', stream, GROUP, '0', 'MKSTREAM');
+    } catch (err) {
+      if (!/BUSYGROUP/.test(err.message)) throw err;
+    }
+  }
+
+  async read(streams, count, blockMs) {
+    const block = await this.#blocking();
+    const reply = await block.xreadgroup(
+      'GROUP',
+      GROUP,
+      this.#consumer,
+      'COUNT',
+      count,
+      'BLOCK',
+      blockMs,
+      'STREAMS',
+      ...streams,
+      ...streams.map(() => '>'),
+    );
+    if (reply === null) return [];
+    return reply.map(([stream, entries]) => [stream, entries.map(([id, flat]) => [id, unflatten(flat)])]);
+  }
+
+  // Wakes the blocked XREADGROUP (it returns as a timeout would) so that the next read sees a changed set of queues.
+  unblock() {
+    if (this.#blockId === null || !this.ready) return;
+    this.#cmd.client('UNBLOCK', this.#blockId).catch(() => {});
+  }
+
+  ack(stream, id) {
+    return this.#cmd.multi().xack(stream, GROUP, id).xdel(stream, id).exec();
+  }
+
+  requeue(stream, id, fields) {
+    return this.#cmd
+      .multi()
+      .xadd(stream, '*', ...flatten(fields))
+      .xack(stream, GROUP, id)
+      .xdel(stream, id)
+      .exec();
+  }
+
+  deadLetter(stream, id, dead, fields) {
+    return this.#cmd
+      .multi()
+      .xadd(dead, '*', ...flatten(fields))
+      .xack(stream, GROUP, id)
+      .xdel(stream, id)
+      .exec();
+  }
+
+  // Jobs another consumer has held longer than idleMs (its host died): they become this host's.
+  async claim(stream, idleMs, count) {
+    const [, entries] = await this.#cmd.xautoclaim(stream, GROUP, this.#consumer, idleMs, '0-0', 'COUNT', count);
+    return entries.filter((entry) => entry && entry[1]).map(([id, flat]) => [id, unflatten(flat)]);
+  }
+
+  touch(stream, ids) {
+    return this.#cmd.forklineTouch(stream, GROUP, this.#consumer, ...ids);
+  }
+
+  async close() {
+    const clients = [this.#cmd, this.#sub, this.#block].filter(Boolean);
+    this.#cmd = this.#sub = this.#block = null;
+    await Promise.all(clients.map((client) => client.quit().catch(() => client.disconnect())));
+  }
+}
+
+function flatten(fields) {
+  const out = [];
+  for (const [key, value] of Object.entries(fields)) out.push(key, String(value));
+  return out;
+}
+
+function unflatten(flat) {
+  const fields = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) fields[flat[i]] = flat[i + 1];
+  return fields;
+}
+
+module.exports = { RedisTransport };
