@@ -357,3 +357,60 @@ test(
     assert.strictEqual(a.exited, false);
   },
 );
+
+test(
+  '`forkline cluster --bus URL` and a standalone process (`bus.connect`) on one bus',
+  { skip, timeout: 30_000 },
+  async (t) => {
+    const namespace = ns();
+    const bus = require('../lib/bus');
+    assert.strictEqual(await bus.connect({ url: redis.url, namespace }), bus);
+    t.after(() => bus.close());
+    assert.strictEqual(bus.role, 'standalone');
+    const hellos = new Map();
+    const done = [];
+    await bus.subscribe('hello', (m, info) => hellos.set(info.pid, m.role));
+    await bus.subscribe('done', (m) => done.push(m.job.n));
+    const cli = fork(require.resolve('..'), ['cluster', '-w', '2', '--bus', redis.url, fixture('bus-cli-app.js')], {
+      env: { ...process.env, FORKLINE_BUS_NAMESPACE: namespace },
+      detached: true,
+      stdio: 'ignore',
+    });
+    t.after(() => {
+      try {
+        process.kill(-cli.pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    });
+    await until('hello from both workers', () => hellos.size === 2);
+    assert.deepStrictEqual([...hellos.values()], ['worker', 'worker']);
+    for (let n = 0; n < 4; n++) await bus.enqueue('cli-jobs', { n });
+    await until('the jobs done by the workers', () => done.length === 4);
+    assert.deepStrictEqual(done.sort(), [0, 1, 2, 3]);
+  },
+);
+
+test(
+  'a broker URL without ioredis installed: FORKLINE_BUS_NO_CLIENT naming the package',
+  { timeout: 20_000 },
+  async () => {
+    // The child hides ioredis from require(), as on a machine where it was never installed.
+    const script = `
+    const Module = require('node:module');
+    const load = Module._load;
+    Module._load = function (request, ...rest) {
+      if (request === 'ioredis') throw Object.assign(new Error("Cannot find module 'ioredis'"), { code: 'MODULE_NOT_FOUND' });
+      return load.call(this, request, ...rest);
+    };
+    const bus = require(${JSON.stringify(require.resolve('../lib/bus'))});
+    bus.connect({ url: 'redis://127.0.0.1:1' }).then(
+      () => console.log('connected'),
+      (err) => console.log(JSON.stringify({ code: err.code, message: err.message })),
+    );`;
+    const { execFileSync } = require('node:child_process');
+    const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 10_000 }));
+    assert.strictEqual(out.code, 'FORKLINE_BUS_NO_CLIENT');
+    assert.match(out.message, /npm install ioredis/);
+  },
+);

@@ -18,6 +18,7 @@ Options:
   -p, --policy <name>   rr (default), none or reuseport
   -r, --restart[=<n>]   re-fork workers that die, giving up after <n> deaths a minute (default 5)
   -g, --grace <ms>      how long a graceful shutdown may take before workers are killed (default 10000)
+      --bus <url>       the host's bus broker (forkline/bus), e.g. redis://127.0.0.1:6379 (or FORKLINE_BUS_URL)
   -h, --help            this text
 
 Signals: SIGINT/SIGTERM shut down gracefully, SIGHUP/SIGUSR2 reload the workers one by one.`;
@@ -42,6 +43,7 @@ function parseCli(argv) {
     } else if (flag === '-r' || flag === '--restart') {
       opts.restart = { maxRestarts: inline !== undefined ? number(flag, inline) : RESTART_DEFAULTS.maxRestarts };
     } else if (flag === '-g' || flag === '--grace') opts.grace = number(flag, value());
+    else if (flag === '--bus') opts.bus = value();
     else if (flag === '--') {
       i++;
       break;
@@ -66,7 +68,8 @@ function runCli(argv) {
   }
   const log = (text) => process.stderr.write(`[forkline] ${text}\n`);
   cluster.schedulingPolicy = policyFromEnv(opts.policy);
-  cluster.setupPrimary({ exec: path.resolve(opts.app), args: opts.args, restart: opts.restart });
+  const bus = opts.bus !== undefined ? { bus: { url: opts.bus } } : {};
+  cluster.setupPrimary({ exec: path.resolve(opts.app), args: opts.args, restart: opts.restart, ...bus });
   cluster.on('exit', (worker, code, signal) => {
     if (!worker.exitedAfterDisconnect) log(`worker ${worker.id} (pid ${worker.process.pid}) died (${signal || code})`);
   });
