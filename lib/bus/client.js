@@ -27,19 +27,25 @@ class LocalLink {
 }
 
 // Link to the primary's gateway over the worker's IPC channel.
+// What the worker sends in one tick crosses as one message, as the gateway's replies do.
 class WorkerLink {
   #seq = 0;
   #pending = new Map();
+  #outbox = null;
 
   constructor(onMessage) {
-    process.on('internalMessage', (message) => {
-      if (message === null || typeof message !== 'object' || message.cmd !== CMD) return;
+    const one = (message) => {
       if (message.t !== 'ack') return onMessage(message);
       const pending = this.#pending.get(message.s);
       if (pending === undefined) return;
       this.#pending.delete(message.s);
       if (message.e !== undefined) pending.reject(errorFromWire(message.e, false));
       else pending.resolve(message.r);
+    };
+    process.on('internalMessage', (message) => {
+      if (message === null || typeof message !== 'object' || message.cmd !== CMD) return;
+      if (message.t !== 'batch') return one(message);
+      for (const item of message.list) one(item);
     });
   }
 
@@ -48,19 +54,35 @@ class WorkerLink {
       if (!process.connected) return reject(makeError('FORKLINE_BUS_CLOSED', 'The channel to the primary is closed'));
       const s = ++this.#seq;
       this.#pending.set(s, { resolve, reject });
-      message.cmd = CMD;
       message.s = s;
-      process.send(message, (err) => {
-        if (!err) return;
-        this.#pending.delete(s);
-        reject(makeError('FORKLINE_BUS_CLOSED', `The channel to the primary failed: ${err.message}`));
-      });
+      this.send(message);
     });
   }
 
   send(message) {
     message.cmd = CMD;
-    if (process.connected) process.send(message, () => {});
+    if (this.#outbox === null) {
+      this.#outbox = [];
+      process.nextTick(() => this.#flush());
+    }
+    this.#outbox.push(message);
+  }
+
+  #flush() {
+    const list = this.#outbox;
+    this.#outbox = null;
+    const failed = (err) => {
+      if (!err) return;
+      const closed = makeError('FORKLINE_BUS_CLOSED', `The channel to the primary failed: ${err.message}`);
+      for (const message of list) {
+        const pending = message.s !== undefined && this.#pending.get(message.s);
+        if (!pending) continue;
+        this.#pending.delete(message.s);
+        pending.reject(closed);
+      }
+    };
+    if (!process.connected) return failed(new Error('it is closed'));
+    process.send(list.length === 1 ? list[0] : { cmd: CMD, t: 'batch', list }, failed);
   }
 }
 
@@ -189,12 +211,13 @@ class Bus extends EventEmitter {
     if (message.t === 'ask') return this.#run(this.#responders.get(message.topic), message, 'ask');
   }
 
-  #onPublished({ topic, m, h, p }) {
+  #onPublished(message) {
+    const { topic, m, h, p } = message;
     const state = this.#topics.get(topic);
     if (state === undefined) return;
     let value;
     try {
-      value = JSON.parse(m);
+      value = 'v' in message ? message.v : JSON.parse(m);
     } catch (err) {
       return this.report(
         makeError('FORKLINE_BUS_MALFORMED_MESSAGE', `Undecodable bus message on ${topic}: ${err.message}`),

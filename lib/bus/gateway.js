@@ -88,6 +88,7 @@ class Gateway extends EventEmitter {
   #waiter = null;
   #reading = null;
   #claimTimer = null;
+  #acks = null;
   #readyPromise;
 
   constructor(config) {
@@ -137,18 +138,35 @@ class Gateway extends EventEmitter {
 
   attachWorker(worker) {
     const child = worker.process;
+    // What is sent to one worker in one tick crosses as one message (a fan-out of many small messages would
+    // otherwise cost one IPC message each).
+    let outbox = null;
+    const flush = () => {
+      const list = outbox;
+      outbox = null;
+      if (child.connected) child.send(list.length === 1 ? list[0] : { cmd: CMD, t: 'batch', list });
+    };
     const ep = new Endpoint((message) => {
-      if (child.connected) child.send(message);
+      if (outbox === null) {
+        outbox = [];
+        process.nextTick(flush);
+      }
+      outbox.push(message);
     }, child.pid);
     this.#workers.add(worker);
-    child.on('internalMessage', (message) => {
-      if (message === null || typeof message !== 'object' || message.cmd !== CMD) return;
+    const one = (message) => {
       const result = this.handle(ep, message);
       if (message.s === undefined) return result.catch((err) => this.#report(err));
       result.then(
         (r) => ep.send({ cmd: CMD, t: 'ack', s: message.s, r }),
         (err) => ep.send({ cmd: CMD, t: 'ack', s: message.s, e: errorToWire(err) }),
       );
+    };
+    child.on('internalMessage', (message) => {
+      if (message === null || typeof message !== 'object' || message.cmd !== CMD) return;
+      if (message.t !== 'batch') return one(message);
+      if (Array.isArray(message.list))
+        for (const item of message.list) if (item !== null && typeof item === 'object') one(item);
     });
     const detach = () => {
       if (!this.#workers.delete(worker)) return;
@@ -263,11 +281,16 @@ class Gateway extends EventEmitter {
     }
   }
 
-  #deliver(topic, m, h, p) {
+  // Workers get the value (their channel encodes it once more anyway, and they then parse once); this process's
+  // own listeners get the text, so that no listener here can change what the workers get.
+  #deliver(topic, m, h, p, value) {
     const eps = this.#topics.get(topic);
     if (eps === undefined) return;
-    const message = { cmd: CMD, t: 'msg', topic, m, h, p };
-    for (const ep of eps) ep.send(message);
+    let toWorker;
+    for (const ep of eps) {
+      if (ep === this.local) ep.send({ t: 'msg', topic, m, h, p });
+      else ep.send((toWorker ??= { cmd: CMD, t: 'msg', topic, v: value === undefined ? JSON.parse(m) : value, h, p }));
+    }
   }
 
   // cluster.broadcast(): every worker of every host gets `message` as a plain 'message'.
@@ -302,7 +325,7 @@ class Gateway extends EventEmitter {
       }
       const prefix = this.#channel('t', '');
       if (!channel.startsWith(prefix)) throw new Error('unknown channel');
-      this.#deliver(channel.slice(prefix.length), m, h, p);
+      this.#deliver(channel.slice(prefix.length), m, h, p, value);
     } catch (err) {
       this.#report(
         makeError('FORKLINE_BUS_MALFORMED_MESSAGE', `Undecodable bus message on ${channel}: ${err.message}`),
@@ -328,10 +351,35 @@ class Gateway extends EventEmitter {
     return q;
   }
 
+  // How many more entries to read: the handlers' room, plus as many again waiting here so that a handler that
+  // finishes finds its next job without a round trip to the broker (they stay this host's, kept fresh and reclaimed
+  // if it dies).
   #free(q) {
     let free = -q.backlog.length;
-    for (const proc of q.procs) free += proc.n - proc.inflight;
+    for (const proc of q.procs) free += 2 * proc.n - proc.inflight;
     return free;
+  }
+
+  // Read again once half of that is free: a handler that is idle always is, and reads come in batches.
+  #readable(q) {
+    let capacity = 0;
+    for (const proc of q.procs) capacity += proc.n;
+    return q.grouped && capacity > 0 && this.#free(q) >= capacity;
+  }
+
+  // Acknowledgements made in one tick go to the broker as one XACK and one XDEL per stream.
+  #ack(key, rid) {
+    if (this.#acks === null) {
+      this.#acks = new Map();
+      process.nextTick(() => {
+        const acks = this.#acks;
+        this.#acks = null;
+        for (const [stream, ids] of acks) this.#remote(() => this.#transport.ack(stream, ids)).catch(() => {});
+      });
+    }
+    const ids = this.#acks.get(key);
+    if (ids === undefined) this.#acks.set(key, [rid]);
+    else ids.push(rid);
   }
 
   async #enqueue(queue, m) {
@@ -439,7 +487,7 @@ class Gateway extends EventEmitter {
       // The endpoint had stopped processing: the job goes back uncounted.
       q.backlog.unshift(job);
     } else if (message.e === undefined) {
-      if (this.#transport !== null) this.#remote(() => this.#transport.ack(q.key, job.rid)).catch(() => {});
+      if (this.#transport !== null) this.#ack(q.key, job.rid);
     } else {
       this.#fail(q, job, proc.max, message.e);
     }
@@ -533,7 +581,7 @@ class Gateway extends EventEmitter {
   }
 
   #readyQueues() {
-    return [...this.#queues.values()].filter((q) => q.grouped && q.procs.length > 0 && this.#free(q) > 0);
+    return [...this.#queues.values()].filter((q) => this.#readable(q));
   }
 
   #wake() {
@@ -593,11 +641,11 @@ class Gateway extends EventEmitter {
   #take(q, rid, f) {
     if (typeof f.m !== 'string') {
       this.#report(makeError('FORKLINE_BUS_MALFORMED_MESSAGE', `Entry ${rid} of ${q.key} has no message`));
-      this.#transport.ack(q.key, rid).catch(() => {});
+      this.#ack(q.key, rid);
       return;
     }
     if (q.kind === 'req') {
-      this.#transport.ack(q.key, rid).catch(() => {});
+      this.#ack(q.key, rid);
       const d = Number(f.d);
       if (Date.now() <= d) q.backlog.push({ rid: f.rid, m: f.m, r: f.r, d });
       return;

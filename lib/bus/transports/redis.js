@@ -5,7 +5,7 @@
 //   connect(), close(), ready, 'ready', 'down', 'message'(channel, text), 'error'(err)
 //   publish(channel, text), subscribe(channel), unsubscribe(channel)
 //   add(stream, fields) → id, ensureGroup(stream), read(streams, count, blockMs) → [[stream, [[id, fields]]]],
-//   unblock(), ack(stream, id), requeue(stream, id, fields), deadLetter(stream, id, dead, fields),
+//   unblock(), ack(stream, ids), requeue(stream, id, fields), deadLetter(stream, id, dead, fields),
 //   claim(stream, idleMs, count) → [[id, fields]], touch(stream, ids), clientCount()
 // Queues are Redis Streams with one consumer group per stream; the consumer is the host. Every connection is named
 // `forkline:<namespace>:<host>:<role>` so that CLIENT LIST shows what each host holds.
@@ -151,8 +151,10 @@ class RedisTransport extends EventEmitter {
     this.#cmd.client('UNBLOCK', this.#blockId).catch(() => {});
   }
 
-  ack(stream, id) {
-    return this.#cmd.multi().xack(stream, GROUP, id).xdel(stream, id).exec();
+  // Acknowledged entries are deleted too, so that a stream holds only what is waiting or being worked on. Not in a
+  // transaction: an entry acknowledged but not deleted is never delivered again.
+  ack(stream, ids) {
+    return Promise.all([this.#cmd.xack(stream, GROUP, ...ids), this.#cmd.xdel(stream, ...ids)]);
   }
 
   requeue(stream, id, fields) {
