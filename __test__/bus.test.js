@@ -184,10 +184,7 @@ test(
     const flaky = [...a.of('job'), ...b.of('job')].filter((e) => e.job.n === 'flaky').map((e) => e.info.attempt);
     assert.deepStrictEqual(flaky.sort(), [1, 2]);
     const poison = [...a.of('job'), ...b.of('job')].filter((e) => e.job.n === 'poison' && e.queue === 'work');
-    assert.deepStrictEqual(
-      poison.map((e) => e.info.attempt).sort(),
-      [1, 2, 3],
-    );
+    assert.deepStrictEqual(poison.map((e) => e.info.attempt).sort(), [1, 2, 3]);
     const dead = a.of('job', (e) => e.queue === 'work:dead')[0];
     assert.deepStrictEqual(dead.job, { n: 'poison', fail: 99 });
     assert.match(dead.info.error, /failing attempt 3/);
