@@ -484,7 +484,8 @@ class Gateway extends EventEmitter {
     if (q.kind === 'req') {
       this.#answer(job, message.e !== undefined ? { e: message.e } : { m: message.m });
     } else if (message.back) {
-      // The endpoint had stopped processing: the job goes back uncounted.
+      // The endpoint had stopped processing (its 'unproc' follows): the job goes back uncounted, to someone else.
+      proc.n = 0;
       q.backlog.unshift(job);
     } else if (message.e === undefined) {
       if (this.#transport !== null) this.#ack(q.key, job.rid);
