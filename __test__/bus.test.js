@@ -134,6 +134,15 @@ test(
         assert.deepStrictEqual(seqs, [...Array(N).keys()], `worker ${pid}: messages of ${tag} once each, in order`);
       }
     }
+    // Bus traffic is internal messages: a worker's plain 'message' listener saw none of it.
+    assert.strictEqual(a.of('broadcast').length + b.of('broadcast').length, 0);
+    // One broker subscription per topic per host, however many listeners; the last one out unsubscribes.
+    const numsub = async () => (await admin.pubsub('NUMSUB', `${namespace}:t:news`))[1];
+    assert.strictEqual(await numsub(), 2);
+    await a.cmd(0, 'unsub', { topic: 'news' });
+    assert.strictEqual(await numsub(), 2);
+    await a.cmd(1, 'unsub', { topic: 'news' });
+    assert.strictEqual(await numsub(), 1);
     const fromAInB = b.of('msg', (e) => e.m.tag === 'a')[0].from;
     assert.strictEqual(fromAInB.host, a.info.host);
     assert.strictEqual(fromAInB.pid, a.pids[0]);
@@ -409,5 +418,24 @@ test(
     const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 10_000 }));
     assert.strictEqual(out.code, 'FORKLINE_BUS_NO_CLIENT');
     assert.match(out.message, /npm install ioredis/);
+  },
+);
+
+test(
+  'a worker killed mid-job: its host gives the job to another worker at once',
+  { skip, timeout: 30_000 },
+  async (t) => {
+    const namespace = ns();
+    const host = await Host.start(t, { namespace });
+    await host.cmd(0, 'proc', { queue: 'w', hang: true });
+    const { ids } = await host.cmd(1, 'enq', { queue: 'w', jobs: [{ n: 1 }] });
+    await until('the job in worker 0', () => host.of('job').length === 1);
+    await host.cmd(1, 'proc', { queue: 'w' });
+    process.kill(host.pids[0], 'SIGKILL');
+    await until('the job redone by worker 1', () => host.of('jobDone').length === 1);
+    const done = host.of('jobDone')[0];
+    assert.strictEqual(done.worker, 1);
+    assert.strictEqual(done.info.id, ids[0]);
+    assert.strictEqual(done.info.attempt, 2);
   },
 );
