@@ -94,22 +94,31 @@ const runs = {
     return { oneWay };
   },
 
-  async fanout({ n }) {
+  // A warm-up of `warm` messages (JIT, connections) everyone must have got, then `n` timed.
+  async fanout({ n, warm }) {
     const pub = await client();
     const subscribers = HOSTS.length * Number(workersPerHost);
-    let finished = 0;
-    let allDone;
-    const done = new Promise((resolve) => (allDone = resolve));
+    const reached = new Map();
+    const waiters = new Map();
+    const marks = [warm, warm + n];
+    const mark = (count) => new Promise((resolve) => waiters.set(count, resolve));
     for (const host of hosts) {
       host.listeners.add((message) => {
-        if (message.ev === 'fanDone' && ++finished === subscribers) allDone();
+        if (message.ev !== 'fanDone') return;
+        const count = (reached.get(message.mark) ?? 0) + 1;
+        reached.set(message.mark, count);
+        if (count === subscribers) waiters.get(message.mark)();
       });
     }
-    await Promise.all(hosts.map((host) => command(host, 'all', 'sub', { topic: 'fan', target: n })));
+    const warmed = mark(warm);
+    const finished = mark(warm + n);
+    await Promise.all(hosts.map((host) => command(host, 'all', 'sub', { topic: 'fan', marks })));
     const payload = 'x'.repeat(64);
+    await windowed(warm, 256, (i) => pub.publish('fan', { i, payload }));
+    await warmed;
     const t0 = process.hrtime.bigint();
-    await windowed(n, 256, (i) => pub.publish('fan', { i, payload }));
-    await done;
+    await windowed(n, 256, (i) => pub.publish('fan', { i: warm + i, payload }));
+    await finished;
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     return { seconds, delivered: (n * subscribers) / seconds, connections: await connectionsPerHost() };
   },

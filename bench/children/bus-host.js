@@ -35,11 +35,11 @@ if (cluster.isPrimary) {
   const index = Number(process.env.BENCH_WORKER);
   const transport = forkline ? forklineWorker() : baselineWorker(`baseline:${namespace}:${host}:${index}`);
   const ops = {
-    // Counts messages on `topic`; says when `target` have arrived.
-    async sub({ topic, target }) {
+    // Counts messages on `topic`; says when each of `marks` (counts) is reached.
+    async sub({ topic, marks }) {
       let count = 0;
       await transport.subscribe(topic, () => {
-        if (++count === target) process.send({ ev: 'fanDone', at: performance.now() });
+        if (marks.includes(++count)) process.send({ ev: 'fanDone', mark: count });
       });
     },
     // Answers every 'ping' with the same message on 'pong'.

@@ -66,12 +66,12 @@ const scenarios = [
   scenario(
     'bus-fanout',
     'fanout',
-    { n: 20_000 },
+    { n: 20_000, warm: 5000 },
     [
       { name: 'fan-out, msgs/s delivered', key: 'delivered', higherIsBetter: true, format: fmtRate },
       { name: 'fan-out, connections per host', key: 'connections', higherIsBetter: false, format: fmtCount },
     ],
-    { n: 3000 },
+    { n: 3000, warm: 1000 },
   ),
   scenario(
     'bus-queue',
@@ -120,7 +120,8 @@ function section(lines, group, tableRows) {
       '(and a BRPOP connection for the queue). forkline: its cluster primary is the host gateway (one set of ' +
       'connections per host, workers on IPC). Latency: a worker of host 0 publishes `ping`, a worker of host 1 ' +
       'publishes it back on `pong`; one-way = half the round trip. Fan-out: one standalone publisher, every worker ' +
-      'of both hosts subscribed, 64-byte payloads, 256 publishes in flight; msgs/s counts deliveries. Queue: jobs ' +
+      'of both hosts subscribed, 64-byte payloads, 256 publishes in flight, timed after a warm-up that every ' +
+      'subscriber received; msgs/s counts deliveries. Queue: jobs ' +
       'enqueued first (Redis Streams for forkline, a list for the baseline), then every worker processes one at a ' +
       `time (a no-op handler). Sizes: ${sizes}.`,
   );
