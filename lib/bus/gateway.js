@@ -410,7 +410,8 @@ class Gateway extends EventEmitter {
     ep.procs.set(q.key, proc);
     if (this.#transport === null) return this.#dispatch(q);
     this.#startConsuming();
-    await this.#ensureGroup(q);
+    // While the broker is away the group is made when it is back (#flush); the handler is registered meanwhile.
+    await this.#ensureGroup(q).catch(() => {});
   }
 
   #ensureGroup(q) {
@@ -538,6 +539,12 @@ class Gateway extends EventEmitter {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#requests.delete(rid);
+        if (this.#transport === null) {
+          // Local-only: take it out of the backlog, or a topic nobody answers would keep every request.
+          const q = this.#queue('req', topic);
+          const at = q.backlog.findIndex((job) => job.rid === rid);
+          if (at !== -1) q.backlog.splice(at, 1);
+        }
         reject(makeError('FORKLINE_BUS_TIMEOUT', topic, timeout));
       }, timeout);
       this.#requests.set(rid, { resolve, reject, timer });
