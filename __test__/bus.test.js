@@ -439,3 +439,16 @@ test(
     assert.strictEqual(done.info.attempt, 2);
   },
 );
+
+test(
+  'after cluster.disconnect() a primary lets go of the broker and ends by itself',
+  { skip, timeout: 30_000 },
+  async (t) => {
+    const host = await Host.start(t, { namespace: ns(), workers: 3 });
+    await host.cmd('all', 'sub', { topic: 'x' });
+    await host.cmd('all', 'proc', { queue: 'q' });
+    await host.cmd('primary', 'disconnect');
+    await until('the primary to exit', () => host.exited);
+    assert.strictEqual(await connectionsOf(host.info.host), 0);
+  },
+);

@@ -60,7 +60,6 @@ class WorkerLink {
   }
 
   send(message) {
-    message.cmd = CMD;
     if (this.#outbox === null) {
       this.#outbox = [];
       process.nextTick(() => this.#flush());
@@ -82,6 +81,7 @@ class WorkerLink {
       }
     };
     if (!process.connected) return failed(new Error('it is closed'));
+    if (list.length === 1) list[0].cmd = CMD;
     process.send(list.length === 1 ? list[0] : { cmd: CMD, t: 'batch', list }, failed);
   }
 }

@@ -144,7 +144,11 @@ class Gateway extends EventEmitter {
     const flush = () => {
       const list = outbox;
       outbox = null;
-      if (child.connected) child.send(list.length === 1 ? list[0] : { cmd: CMD, t: 'batch', list });
+      if (!child.connected) return;
+      // `cmd` only on the envelope: it is what makes the message internal.
+      if (list.length > 1) return child.send({ cmd: CMD, t: 'batch', list });
+      list[0].cmd = CMD;
+      child.send(list[0]);
     };
     const ep = new Endpoint((message) => {
       if (outbox === null) {
@@ -158,8 +162,8 @@ class Gateway extends EventEmitter {
       const result = this.handle(ep, message);
       if (message.s === undefined) return result.catch((err) => this.#report(err));
       result.then(
-        (r) => ep.send({ cmd: CMD, t: 'ack', s: message.s, r }),
-        (err) => ep.send({ cmd: CMD, t: 'ack', s: message.s, e: errorToWire(err) }),
+        (r) => ep.send({ t: 'ack', s: message.s, r }),
+        (err) => ep.send({ t: 'ack', s: message.s, e: errorToWire(err) }),
       );
     };
     child.on('internalMessage', (message) => {
@@ -168,9 +172,11 @@ class Gateway extends EventEmitter {
       if (Array.isArray(message.list))
         for (const item of message.list) if (item !== null && typeof item === 'object') one(item);
     });
+    this.releaseWhenIdle = false;
     const detach = () => {
       if (!this.#workers.delete(worker)) return;
       this.#detach(ep);
+      if (this.#workers.size === 0 && this.releaseWhenIdle) release();
     };
     child.once('disconnect', detach);
     child.once('exit', detach);
@@ -289,7 +295,7 @@ class Gateway extends EventEmitter {
     let toWorker;
     for (const ep of eps) {
       if (ep === this.local) ep.send({ t: 'msg', topic, m, h, p });
-      else ep.send((toWorker ??= { cmd: CMD, t: 'msg', topic, v: value === undefined ? JSON.parse(m) : value, h, p }));
+      else ep.send((toWorker ??= { t: 'msg', topic, v: value === undefined ? JSON.parse(m) : value, h, p }));
     }
   }
 
@@ -454,9 +460,9 @@ class Gateway extends EventEmitter {
       proc.ep.jobs.set(k, { proc, job });
       q.running.add(job);
       if (q.kind === 'job') {
-        proc.ep.send({ cmd: CMD, t: 'job', queue: q.name, k, id: job.id, m: job.m, a: job.a, err: job.error });
+        proc.ep.send({ t: 'job', queue: q.name, k, id: job.id, m: job.m, a: job.a, err: job.error });
       } else {
-        proc.ep.send({ cmd: CMD, t: 'ask', topic: q.name, k, m: job.m });
+        proc.ep.send({ t: 'ask', topic: q.name, k, m: job.m });
       }
     }
   }
@@ -762,7 +768,11 @@ async function closeGateway() {
 
 // After cluster.disconnect(): the primary lets go of the broker unless its own process still uses the bus.
 function release() {
-  if (current === null || current.workerCount > 0) return;
+  if (current === null) return;
+  if (current.workerCount > 0) {
+    current.releaseWhenIdle = true; // Once the last worker is gone.
+    return;
+  }
   const local = current.local;
   if (local.topics.size > 0 || local.procs.size > 0 || local.jobs.size > 0 || current.pendingRequests > 0) return;
   closeGateway().catch((err) => hooks.onError(err));
