@@ -16,7 +16,8 @@
 // This file reads the command line, runs the scenarios of every family in FAMILIES and prints the report.
 // bench/harness.js forks the children, measures, interleaves the rounds and writes the table rows. bench/scenarios/
 // holds the families: channel.js (messages with JSON serialization), handles.js, advanced.js (`serialization:
-// 'advanced'`) and cluster.js. bench/children/ holds the scripts they fork.
+// 'advanced'`), cluster.js and bus.js (forkline/bus vs workers wired to Redis by hand, on a redis-server it starts).
+// bench/children/ holds the scripts they fork.
 //
 // To add a row: add a scenario to its family's `scenarios` in bench/scenarios/ (the order there is the order of the
 // table; a new family also goes in FAMILIES below). What a scenario holds is described at the top of harness.js. A
