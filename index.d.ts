@@ -140,6 +140,8 @@ export interface ClusterSettings extends NodeClusterSettings {
   /** Re-fork a worker that exits on its own (not disconnected or killed by the primary); `true` for the defaults.
    * Past `maxRestarts` deaths within `windowMs`, the cluster emits 'giveup' once and stops restarting. */
   restart?: boolean | RestartPolicy | undefined;
+  /** The host's bus gateway (`forkline/bus`); also FORKLINE_BUS_URL / FORKLINE_BUS_NAMESPACE. */
+  bus?: import('./lib/bus/index').BusSettings | undefined;
 }
 
 /** node:cluster's primary, with round-robin accept and hand-off in Rust, a 'reuseport' policy, restarts and
@@ -153,6 +155,8 @@ export interface Cluster extends NodeCluster {
   /** Replaces every worker, one at a time: the new one is listening before the old one is disconnected, and the
    * next starts once the old one has exited (it is killed if still running `timeout` ms, default 10000, after its
    * disconnect). Rejects (`FORKLINE_RELOAD_FAILED`) if a new worker dies before it is serving. */
+  /** Every worker of every host gets `message` through plain `process.on('message')`. */
+  broadcast(message: Serializable): Promise<void>;
   reload(callback?: (err: Error | null) => void): Promise<void>;
   reload(options?: { timeout?: number | undefined }, callback?: (err: Error | null) => void): Promise<void>;
   /** forkline's own: one entry per worker in `cluster.workers`. */
@@ -164,3 +168,6 @@ export interface Cluster extends NodeCluster {
 }
 
 export const cluster: Cluster;
+
+export type { Bus, BusSettings, MessageInfo, JobInfo, ProcessOptions } from './lib/bus/index';
+export const bus: import('./lib/bus/index').Bus;

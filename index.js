@@ -19,6 +19,7 @@ exports.fork = fork;
 exports.spawn = spawn;
 exports.ChildProcess = ChildProcess;
 exports.cluster = require('./lib/cluster');
+exports.bus = require('./lib/bus');
 exports.spawnSync = nodeChildProcess.spawnSync;
 exports.exec = nodeChildProcess.exec;
 exports.execSync = nodeChildProcess.execSync;

@@ -16,7 +16,8 @@
 // This file reads the command line, runs the scenarios of every family in FAMILIES and prints the report.
 // bench/harness.js forks the children, measures, interleaves the rounds and writes the table rows. bench/scenarios/
 // holds the families: channel.js (messages with JSON serialization), handles.js, advanced.js (`serialization:
-// 'advanced'`) and cluster.js. bench/children/ holds the scripts they fork.
+// 'advanced'`), cluster.js and bus.js (forkline/bus vs workers wired to Redis by hand, on a redis-server it starts).
+// bench/children/ holds the scripts they fork.
 //
 // To add a row: add a scenario to its family's `scenarios` in bench/scenarios/ (the order there is the order of the
 // table; a new family also goes in FAMILIES below). What a scenario holds is described at the top of harness.js. A
@@ -45,6 +46,7 @@ const channel = require('./scenarios/channel');
 const handles = require('./scenarios/handles');
 const advanced = require('./scenarios/advanced');
 const cluster = require('./scenarios/cluster');
+const bus = require('./scenarios/bus');
 
 // ---------------------------------------------------------------------------------------------------------------
 // Command line.
@@ -69,9 +71,9 @@ if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error('--rounds must be a
 // Main.
 
 // The scenario families, in table order. Each exports `scenarios`; it may also export `prepare(options)`, run once
-// before the first measurement when one of its scenarios is selected, and `section(lines, results, writeRows)`, its
+// (and awaited) before the first measurement when one of its scenarios is selected, and `section(lines, results, writeRows)`, its
 // own part of the report (without one, its rows go in the child_process table).
-const FAMILIES = [channel, handles, advanced, cluster];
+const FAMILIES = [channel, handles, advanced, cluster, bus];
 const SCENARIOS = FAMILIES.flatMap((family) => family.scenarios);
 const familyOf = (scenario) => FAMILIES.find((family) => family.scenarios.includes(scenario));
 
@@ -116,7 +118,8 @@ async function main() {
   const scenarios = ONLY ? SCENARIOS.filter((s) => ONLY.includes(s.id)) : SCENARIOS;
   if (ONLY && scenarios.length !== ONLY.length) throw new Error(`unknown scenario in --only (see --list)`);
   for (const family of FAMILIES) {
-    if (family.prepare && scenarios.some((s) => familyOf(s) === family)) family.prepare({ loader: LOADER_OPTION });
+    if (family.prepare && scenarios.some((s) => familyOf(s) === family))
+      await family.prepare({ loader: LOADER_OPTION });
   }
 
   const started = now();

@@ -22,6 +22,7 @@ Options:
   -r, --restart[=<n>]   re-fork workers that die, giving up after <n> deaths a minute (default 5)
   -g, --grace <ms>      how long a graceful shutdown may take before workers are killed (default 10000)
   -n, --name <name>     the control socket's name (default: the app's file name without its extension)
+      --bus <url>       the host's bus broker (forkline/bus), e.g. redis://127.0.0.1:6379 (or FORKLINE_BUS_URL)
   -h, --help            this text
 
 Signals: SIGINT/SIGTERM shut down gracefully, SIGHUP/SIGUSR2 reload the workers one by one.
@@ -48,6 +49,7 @@ function parseCli(argv) {
       opts.restart = { maxRestarts: inline !== undefined ? number(flag, inline) : RESTART_DEFAULTS.maxRestarts };
     } else if (flag === '-g' || flag === '--grace') opts.grace = number(flag, value());
     else if (flag === '-n' || flag === '--name') opts.name = control.checkName(value());
+    else if (flag === '--bus') opts.bus = value();
     else if (flag === '--') {
       i++;
       break;
@@ -74,7 +76,8 @@ function runCli(argv) {
   }
   const log = (text) => process.stderr.write(`[forkline] ${text}\n`);
   cluster.schedulingPolicy = policyFromEnv(opts.policy);
-  cluster.setupPrimary({ exec: path.resolve(opts.app), args: opts.args, restart: opts.restart });
+  const bus = opts.bus !== undefined ? { bus: { url: opts.bus } } : {};
+  cluster.setupPrimary({ exec: path.resolve(opts.app), args: opts.args, restart: opts.restart, ...bus });
   cluster.on('exit', (worker, code, signal) => {
     if (!worker.exitedAfterDisconnect) log(`worker ${worker.id} (pid ${worker.process.pid}) died (${signal || code})`);
   });

@@ -53,6 +53,18 @@ const ERRORS = {
   FORKLINE_BAD_HANDLE: [Error, (detail) => detail],
   FORKLINE_INTERNAL: [Error, (detail) => detail],
   FORKLINE_HANDLE_NOT_RECEIVED: [Error, (detail) => detail],
+  // The bus (lib/bus/).
+  FORKLINE_BUS_TIMEOUT: [Error, (topic, ms) => `No reply to a request on ${topic} within ${ms} ms`],
+  FORKLINE_BUS_UNAVAILABLE: [Error, (detail) => `The bus's broker is unreachable: ${detail}`],
+  FORKLINE_BUS_MESSAGE_TOO_LARGE: [RangeError, (size, max) => `A bus message of ${size} bytes is over ${max} bytes`],
+  FORKLINE_BUS_HANDLE: [TypeError, () => 'A handle (socket, server) cannot travel on the bus'],
+  FORKLINE_BUS_MALFORMED_MESSAGE: [Error, (detail) => detail],
+  FORKLINE_BUS_NO_CLIENT: [
+    Error,
+    (detail) => `The bus needs the optional package ioredis for a broker URL (npm install ioredis): ${detail}`,
+  ],
+  FORKLINE_BUS_REMOTE_ERROR: [Error, (detail) => detail],
+  FORKLINE_BUS_CLOSED: [Error, (detail) => detail],
 };
 
 // Node's ERR_INVALID_ARG_TYPE wording (lib/internal/errors.js): expected types, then classes, then anything else.

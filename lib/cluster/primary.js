@@ -18,6 +18,7 @@ const { rollingReload } = require('./reload');
 const { workerExecArgv } = require('./inspect');
 const { clusterStats } = require('./stats');
 const debug = require('../debug');
+const busGateways = require('../bus/gateway');
 
 const { EINVAL } = os.constants.errno;
 
@@ -71,6 +72,8 @@ cluster.SCHED_REUSEPORT = SCHED_REUSEPORT;
 cluster.schedulingPolicy = policyFromEnv(process.env.NODE_CLUSTER_SCHED_POLICY);
 
 cluster.setupPrimary = function setupPrimary(options) {
+  // The bus's settings (lib/bus/gateway.js): checked now, used when the first worker is forked.
+  if (options != null && options.bus !== undefined) busGateways.configure(options.bus);
   const settings = {
     args: process.argv.slice(2),
     exec: process.argv[1],
@@ -115,9 +118,11 @@ cluster.fork = function forkWorker(env) {
   const id = ++workerIds;
   const settings = cluster.settings;
   const execArgv = workerExecArgv(settings);
+  // The host's bus gateway: the worker's bus (lib/bus/) speaks to it over internal messages.
+  const bus = busGateways.gateway();
   const workerProcess = fork(settings.exec, settings.args, {
     cwd: settings.cwd,
-    env: { ...process.env, ...env, NODE_UNIQUE_ID: `${id}` },
+    env: { ...process.env, ...env, NODE_UNIQUE_ID: `${id}`, FORKLINE_BUS_HOST: bus.host },
     serialization: settings.serialization,
     silent: settings.silent,
     windowsHide: settings.windowsHide,
@@ -132,6 +137,7 @@ cluster.fork = function forkWorker(env) {
   worker[kEnv] = env;
   worker[kStarted] = Date.now();
   debug.fork(worker);
+  bus.attachWorker(worker);
 
   worker.on('message', function onWorkerMessage(message, handle) {
     cluster.emit('message', this, message, handle);
@@ -180,7 +186,13 @@ cluster.disconnect = function disconnect(cb) {
       if (worker.isConnected()) worker.disconnect();
     }
   }
+  intercom.once('disconnect', busGateways.release);
   if (typeof cb === 'function') intercom.once('disconnect', cb);
+};
+
+// Every worker of every host (through the bus's broker, if it has one) gets `message` as a plain 'message'.
+cluster.broadcast = function broadcast(message) {
+  return busGateways.gateway().broadcast(message);
 };
 
 cluster.reload = function reload(options, callback) {

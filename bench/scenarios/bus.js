@@ -1,0 +1,131 @@
+'use strict';
+
+// The bus (forkline/bus) against the hand-wired baseline: node:cluster workers each with their own ioredis publisher
+// and subscriber (and, for the queue, their own blocking connection popping a Redis list). Two hosts of 4 workers
+// (bench/children/bus-host.js, each a cluster primary in a process group of its own) share one redis-server that
+// prepare() starts (from PATH, a temp dir, append-only file on). The forked child of each measurement is the
+// orchestrator (bench/children/bus-bench.js): it starts the hosts and is the standalone publisher / producer.
+
+const { spawnSync } = require('node:child_process');
+const nodeChildProcess = require('node:child_process');
+const { fmtRate, track } = require('../harness');
+
+const WORKERS_PER_HOST = 4;
+let redis = null;
+let redisMissing = null;
+
+const impl = (name) => ({
+  name: name === 'forkline' ? 'forkline bus' : 'hand-wired ioredis',
+  impl: name,
+  fork: (...args) => nodeChildProcess.fork(...args),
+  unavailable: () => redisMissing,
+});
+const IMPLS = [impl('baseline'), impl('forkline')];
+const NAMES = IMPLS.map((i) => i.name);
+
+const fmtMicros = (v) => v.toFixed(0);
+const fmtCount = (v) => String(Math.round(v));
+const percentile = (sorted, p) => sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)];
+
+function scenario(id, mode, params, rows, quickParams) {
+  return {
+    id,
+    mode,
+    impls: IMPLS,
+    child: 'bus-bench.js',
+    childArgs: (_, i) => [i.impl, redis.url, mode, String(WORKERS_PER_HOST)],
+    params,
+    quickParams,
+    rows: rows.map((row) => ({ ...row, impls: NAMES })),
+    timeoutSeconds: 60,
+    async run(session, p) {
+      session.child.send({ go: p });
+      const reply = await session.next();
+      if (reply.error) throw new Error(reply.error);
+      const result = reply.result;
+      if (result.oneWay) {
+        const sorted = result.oneWay.sort((a, b) => a - b);
+        return { p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99) };
+      }
+      return result;
+    },
+  };
+}
+
+const scenarios = [
+  scenario(
+    'bus-latency',
+    'latency',
+    { n: 2000, warm: 200 },
+    [
+      { name: 'publish → deliver across hosts, p50 µs', key: 'p50', higherIsBetter: false, format: fmtMicros },
+      { name: 'publish → deliver across hosts, p99 µs', key: 'p99', higherIsBetter: false, format: fmtMicros },
+    ],
+    { n: 300, warm: 50 },
+  ),
+  scenario(
+    'bus-fanout',
+    'fanout',
+    { n: 20_000, warm: 5000 },
+    [
+      { name: 'fan-out, msgs/s delivered', key: 'delivered', higherIsBetter: true, format: fmtRate },
+      { name: 'fan-out, connections per host', key: 'connections', higherIsBetter: false, format: fmtCount },
+    ],
+    { n: 3000, warm: 1000 },
+  ),
+  scenario(
+    'bus-queue',
+    'queue',
+    { n: 20_000 },
+    [
+      { name: 'queue, jobs/s through 2 hosts', key: 'jobs', higherIsBetter: true, format: fmtRate },
+      { name: 'queue, connections per host', key: 'connections', higherIsBetter: false, format: fmtCount },
+    ],
+    { n: 3000 },
+  ),
+];
+
+async function prepare() {
+  if (spawnSync('redis-server', ['--version']).error) {
+    redisMissing = 'redis-server is not on PATH';
+    return;
+  }
+  try {
+    require.resolve('ioredis');
+  } catch {
+    redisMissing = 'ioredis is not installed (npm install)';
+    return;
+  }
+  const { RedisServer } = require('../../__test__/redis-server');
+  redis = await RedisServer.create();
+  track(redis.child);
+  process.once('exit', () => {
+    redis.child?.kill('SIGKILL');
+    require('node:fs').rmSync(redis.dir, { recursive: true, force: true });
+  });
+}
+
+function section(lines, group, tableRows) {
+  lines.push('');
+  lines.push(`## forkline bus vs hand-wired ioredis: 2 hosts × ${WORKERS_PER_HOST} workers, one redis-server`);
+  lines.push('');
+  lines.push('| row | hand-wired ioredis | forkline bus | forkline/baseline |');
+  lines.push('|---|---:|---:|---:|');
+  tableRows(group);
+  lines.push('');
+  const sizes = group.map(({ scenario: s, params }) => `${s.id} ${JSON.stringify(params)}`).join(', ');
+  lines.push(
+    'forkline/baseline > 1 means forkline is better (for µs and connections, lower is better and the ratio is ' +
+      'baseline/forkline). Baseline: node:cluster, each worker with its own ioredis publisher and subscriber ' +
+      '(and a BRPOP connection for the queue). forkline: its cluster primary is the host gateway (one set of ' +
+      'connections per host, workers on IPC). Latency: a worker of host 0 publishes `ping`, a worker of host 1 ' +
+      'publishes it back on `pong`; one-way = half the round trip. Fan-out: one standalone publisher, every worker ' +
+      'of both hosts subscribed, 64-byte payloads, 256 publishes in flight, timed after a warm-up that every ' +
+      'subscriber received; msgs/s counts deliveries. Queue: jobs ' +
+      'enqueued first (Redis Streams for forkline, a list for the baseline), then every worker processes one at a ' +
+      `time (a no-op handler). Sizes: ${sizes}.`,
+  );
+  lines.push('');
+}
+
+module.exports = { scenarios, prepare, section };
