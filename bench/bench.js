@@ -45,6 +45,7 @@ const channel = require('./scenarios/channel');
 const handles = require('./scenarios/handles');
 const advanced = require('./scenarios/advanced');
 const cluster = require('./scenarios/cluster');
+const scale = require('./scenarios/scale');
 
 // ---------------------------------------------------------------------------------------------------------------
 // Command line.
@@ -71,7 +72,7 @@ if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error('--rounds must be a
 // The scenario families, in table order. Each exports `scenarios`; it may also export `prepare(options)`, run once
 // before the first measurement when one of its scenarios is selected, and `section(lines, results, writeRows)`, its
 // own part of the report (without one, its rows go in the child_process table).
-const FAMILIES = [channel, handles, advanced, cluster];
+const FAMILIES = [channel, handles, advanced, cluster, scale];
 const SCENARIOS = FAMILIES.flatMap((family) => family.scenarios);
 const familyOf = (scenario) => FAMILIES.find((family) => family.scenarios.includes(scenario));
 
