@@ -139,7 +139,7 @@ function scaleSection(lines, group, tableRows) {
   for (const { params: p, runs } of group) {
     const node = runs['node:child_process'];
     const fl = runs.forkline;
-    const values = ['threadsEcho', 'threadsLive', 'rssEchoMB', 'rate', 'readyMs'].map((key) => [
+    const values = ['threadsEcho', 'threadsLive', 'rssEchoMB', 'rate', 'readyMs', 'rssIdleMB'].map((key) => [
       med(node, key),
       med(fl, key),
     ]);
@@ -147,13 +147,21 @@ function scaleSection(lines, group, tableRows) {
       lines.push(`- N=${p.n}: no result on one side (see Problems)`);
       continue;
     }
-    const [[nodeEcho, flEcho], [nodeLive, flLive], [nodeRss, flRss], [nodeRate, flRate], [nodeReady, flReady]] = values;
+    const [
+      [nodeEcho, flEcho],
+      [nodeLive, flLive],
+      [nodeRss, flRss],
+      [nodeRate, flRate],
+      [nodeReady, flReady],
+      [nodeIdle, flIdle],
+    ] = values;
     forklineThreads.push(flLive, flEcho);
     const mark = (ok) => (ok ? 'met' : 'MISSED');
     const extra = Math.max(flEcho - nodeEcho, flLive - nodeLive);
     lines.push(
       `- N=${p.n}: threads +${extra} over node (${mark(extra <= EXTRA_THREADS)}); ` +
-        `RSS ${(flRss / nodeRss).toFixed(2)}x node's (${mark(flRss <= nodeRss)}); ` +
+        `RSS ${(flRss / nodeRss).toFixed(2)}x node's (${mark(flRss <= nodeRss)}; ` +
+        `+${fmtMB(flRss - flIdle)} MB over its RSS before the first fork, node +${fmtMB(nodeRss - nodeIdle)}); ` +
         `echo ${(flRate / nodeRate).toFixed(2)}x (${mark(flRate >= 2 * nodeRate)}); ` +
         `ready ${(flReady / nodeReady).toFixed(2)}x node's time (${mark(flReady <= nodeReady)})`,
     );
