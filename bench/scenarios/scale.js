@@ -8,6 +8,7 @@
 // nor its memory. These rows have their own implementations and their own section of the report.
 
 const fs = require('node:fs');
+const os = require('node:os');
 const nodeChildProcess = require('node:child_process');
 const { fmtRate, median } = require('../harness');
 
@@ -86,6 +87,14 @@ function scaleScenario(n, quickN) {
       return reply.result;
     },
   };
+}
+
+// What most likely capped the echo rate, from the CPU the parent and the machine used over the measured run.
+function limit(parentCores, machineCores) {
+  if (parentCores === null || machineCores === null) return '–';
+  if (parentCores >= 0.9) return "parent's JS thread";
+  if (machineCores >= 0.9 * os.cpus().length) return `all ${os.cpus().length} CPUs busy`;
+  return 'round trips';
 }
 
 // The scale section of the report: node vs forkline per N (tableRows, each row named with its N), the issue's
@@ -178,14 +187,16 @@ function scaleSection(lines, group, tableRows) {
   lines.push(
     'Every number (medians). Threads: before the first fork / all live / all echoing / after every child exited. ' +
       'CPU over the measured echo: the parent (process.cpuUsage) and the whole machine (/proc/stat; other ' +
-      "programs count too), in cores. Fairness: the least-served child's echoes over the mean (1 = even).",
+      "programs count too), in cores. Fairness: the least-served child's echoes over the mean (1 = even). Limit: " +
+      "the parent's one JS thread when it used ≥ 0.9 cores, else every CPU when the machine was ≥ 90% busy (the " +
+      'children, the kernel and whatever else runs), else the round trips (window × latency).',
   );
   lines.push('');
   lines.push(
     '| N | parent | threads | RSS idle / live / echoing, MB | fork() loop, ms | → all ready, ms | msgs/s | ' +
-      'parent, cores | machine, cores | fairness |',
+      'parent, cores | machine, cores | fairness | limit |',
   );
-  lines.push('|---:|---|---|---|---:|---:|---:|---:|---:|---:|');
+  lines.push('|---:|---|---|---|---:|---:|---:|---:|---:|---:|---|');
   for (const { scenario, params: p, runs } of group) {
     for (const impl of scenario.impls) {
       const m = (key, format) => {
@@ -198,7 +209,8 @@ function scaleSection(lines, group, tableRows) {
           .map((key) => m(key, fmtCount))
           .join(' / ')} | ${['rssIdleMB', 'rssLiveMB', 'rssEchoMB'].map((key) => m(key, fmtMB)).join(' / ')} | ` +
           `${m('forkLoopMs', fmtMillis)} | ${m('readyMs', fmtMillis)} | ${m('rate', fmtRate)} | ` +
-          `${m('parentCores', two)} | ${m('machineCores', two)} | ${m('fairness', two)} |`,
+          `${m('parentCores', two)} | ${m('machineCores', two)} | ${m('fairness', two)} | ` +
+          `${limit(med(runs[impl.name], 'parentCores'), med(runs[impl.name], 'machineCores'))} |`,
       );
     }
   }
