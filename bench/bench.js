@@ -47,6 +47,7 @@ const handles = require('./scenarios/handles');
 const advanced = require('./scenarios/advanced');
 const cluster = require('./scenarios/cluster');
 const bus = require('./scenarios/bus');
+const scale = require('./scenarios/scale');
 
 // ---------------------------------------------------------------------------------------------------------------
 // Command line.
@@ -73,7 +74,7 @@ if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error('--rounds must be a
 // The scenario families, in table order. Each exports `scenarios`; it may also export `prepare(options)`, run once
 // (and awaited) before the first measurement when one of its scenarios is selected, and `section(lines, results, writeRows)`, its
 // own part of the report (without one, its rows go in the child_process table).
-const FAMILIES = [channel, handles, advanced, cluster, bus];
+const FAMILIES = [channel, handles, advanced, cluster, scale, bus];
 const SCENARIOS = FAMILIES.flatMap((family) => family.scenarios);
 const familyOf = (scenario) => FAMILIES.find((family) => family.scenarios.includes(scenario));
 
