@@ -18,8 +18,28 @@ require('./lib/runtime');
 exports.fork = fork;
 exports.spawn = spawn;
 exports.ChildProcess = ChildProcess;
-exports.cluster = require('./lib/cluster');
-exports.bus = require('./lib/bus');
+// cluster and bus load on first use: a parent that only forks does not pay for node:cluster, net, dgram and the
+// rest (about 8 MB of RSS). The getters are in the one form ESM's named-export detection (cjs-module-lexer) reads.
+const lazy = {
+  get cluster() {
+    return require('./lib/cluster');
+  },
+  get bus() {
+    return require('./lib/bus');
+  },
+};
+Object.defineProperty(exports, 'cluster', {
+  enumerable: true,
+  get: function () {
+    return lazy.cluster;
+  },
+});
+Object.defineProperty(exports, 'bus', {
+  enumerable: true,
+  get: function () {
+    return lazy.bus;
+  },
+});
 exports.spawnSync = nodeChildProcess.spawnSync;
 exports.exec = nodeChildProcess.exec;
 exports.execSync = nodeChildProcess.execSync;

@@ -7,7 +7,6 @@
 
 const fs = require('node:fs');
 const util = require('node:util');
-const { isMainThread } = require('node:worker_threads');
 // The process object of start-up, not the global at call time: code may replace globalThis.process (tinypool does).
 const process = require('node:process');
 const native = require('./binding');
@@ -79,4 +78,4 @@ function startChildRuntime() {
   }
 }
 
-if (process.env[RUNTIME_FD] !== undefined && isMainThread) startChildRuntime();
+if (process.env[RUNTIME_FD] !== undefined && require('node:worker_threads').isMainThread) startChildRuntime();

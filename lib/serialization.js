@@ -4,7 +4,6 @@
 // bytes and back, since JSON and V8's serializer are native in V8 and the fastest way to JS objects. Both codecs
 // have the same shape: encode(message) gives one frame, join(frames) the bytes of one write.
 
-const v8 = require('node:v8');
 const { Buffer } = require('node:buffer');
 
 const json = {
@@ -17,33 +16,40 @@ const json = {
 };
 
 // Node's ChildProcessSerializer: V8's format, with ArrayBufferViews as host objects (so a Buffer arrives as a
-// Buffer) and other native objects written as plain objects, as JSON would.
+// Buffer) and other native objects written as plain objects, as JSON would. Made on first use, as Node loads its
+// serialization lazily: a json-only process does not load node:v8.
 const kArrayBufferViewTag = 0;
 const kNotArrayBufferViewTag = 1;
 
-class ChildProcessSerializer extends v8.DefaultSerializer {
-  _writeHostObject(object) {
-    if (ArrayBuffer.isView(object)) {
-      this.writeUint32(kArrayBufferViewTag);
-      return super._writeHostObject(object);
+let v8Classes;
+function v8Codec() {
+  if (v8Classes) return v8Classes;
+  const v8 = require('node:v8');
+  class ChildProcessSerializer extends v8.DefaultSerializer {
+    _writeHostObject(object) {
+      if (ArrayBuffer.isView(object)) {
+        this.writeUint32(kArrayBufferViewTag);
+        return super._writeHostObject(object);
+      }
+      this.writeUint32(kNotArrayBufferViewTag);
+      this.writeValue({ ...object });
     }
-    this.writeUint32(kNotArrayBufferViewTag);
-    this.writeValue({ ...object });
   }
-}
-
-class ChildProcessDeserializer extends v8.DefaultDeserializer {
-  _readHostObject() {
-    const tag = this.readUint32();
-    if (tag === kArrayBufferViewTag) return super._readHostObject();
-    if (tag !== kNotArrayBufferViewTag) throw new Error(`unknown host object tag ${tag}`);
-    return this.readValue();
+  class ChildProcessDeserializer extends v8.DefaultDeserializer {
+    _readHostObject() {
+      const tag = this.readUint32();
+      if (tag === kArrayBufferViewTag) return super._readHostObject();
+      if (tag !== kNotArrayBufferViewTag) throw new Error(`unknown host object tag ${tag}`);
+      return this.readValue();
+    }
   }
+  v8Classes = { ChildProcessSerializer, ChildProcessDeserializer };
+  return v8Classes;
 }
 
 // Reads one value from a frame; `skip` is 4 when `frame` still starts with its length prefix.
 function decodeFrame(frame, skip) {
-  const des = new ChildProcessDeserializer(frame.subarray(skip));
+  const des = new (v8Codec().ChildProcessDeserializer)(frame.subarray(skip));
   des.readHeader();
   return des.readValue();
 }
@@ -51,7 +57,7 @@ function decodeFrame(frame, skip) {
 const advanced = {
   // One frame: a 4-byte big-endian length, then the serializer's header and value.
   encode(message) {
-    const ser = new ChildProcessSerializer();
+    const ser = new (v8Codec().ChildProcessSerializer)();
     ser.writeRawBytes(Buffer.allocUnsafe(4));
     ser.writeHeader();
     ser.writeValue(message);
