@@ -95,7 +95,7 @@ impl Process {
                     },
                     on_exit,
                 });
-                Reaper::get()?.add(&process);
+                Reaper::get().add(&process)?;
                 Ok(process)
             }
         }
@@ -215,42 +215,62 @@ fn pidfd_send_signal(pidfd: std::os::fd::BorrowedFd<'_>, signal: i32) -> Result<
 
 /// The fallback: one thread for every child this process watches by pid.
 struct Reaper {
-    watched: Mutex<HashMap<i32, Weak<Process>>>,
+    watched: Mutex<Watched>,
     some: Condvar,
+}
+
+#[derive(Default)]
+struct Watched {
+    pids: HashMap<i32, Weak<Process>>,
+    /// Whether the thread runs: it ends a while after the last watched child is reaped.
+    running: bool,
 }
 
 /// How long the reaper waits before looking again when the child that exited is someone else's, which its owner
 /// (libuv) reaps on its own loop.
 const FOREIGN_EXIT_BACKOFF: Duration = Duration::from_millis(2);
+/// How long the reaper thread waits with no child to watch before it ends.
+const LINGER: Duration = Duration::from_secs(1);
 
 impl Reaper {
-    fn get() -> Result<&'static Reaper, SysError> {
-        static REAPER: OnceLock<Option<&'static Reaper>> = OnceLock::new();
-        let reaper = REAPER.get_or_init(|| {
-            let reaper: &'static Reaper = Box::leak(Box::new(Reaper {
-                watched: Mutex::new(HashMap::new()),
-                some: Condvar::new(),
-            }));
-            std::thread::Builder::new()
-                .name("forkline-reaper".into())
-                .spawn(move || reaper.run())
-                .ok()?;
-            Some(reaper)
-        });
-        reaper.ok_or(SysError::new(Errno::EAGAIN, "thread"))
+    fn get() -> &'static Reaper {
+        static REAPER: OnceLock<Reaper> = OnceLock::new();
+        REAPER.get_or_init(|| Reaper {
+            watched: Mutex::new(Watched::default()),
+            some: Condvar::new(),
+        })
     }
 
-    fn add(&self, process: &Arc<Process>) {
-        lock(&self.watched).insert(process.pid.as_raw(), Arc::downgrade(process));
+    fn add(&'static self, process: &Arc<Process>) -> Result<(), SysError> {
+        let mut watched = lock(&self.watched);
+        if !watched.running {
+            std::thread::Builder::new()
+                .name("forkline-reaper".into())
+                .spawn(move || self.run())
+                .map_err(|_| SysError::new(Errno::EAGAIN, "thread"))?;
+            watched.running = true;
+        }
+        watched
+            .pids
+            .insert(process.pid.as_raw(), Arc::downgrade(process));
         self.some.notify_one();
+        Ok(())
     }
 
     fn run(&self) {
         loop {
             {
                 let mut watched = lock(&self.watched);
-                while watched.is_empty() {
-                    watched = self.some.wait(watched).unwrap_or_else(|p| p.into_inner());
+                while watched.pids.is_empty() {
+                    let (next, waited) = self
+                        .some
+                        .wait_timeout(watched, LINGER)
+                        .unwrap_or_else(|p| p.into_inner());
+                    watched = next;
+                    if waited.timed_out() && watched.pids.is_empty() {
+                        watched.running = false;
+                        return;
+                    }
                 }
             }
             // Some child exited (ours or not): find which of ours did, reaping none of the others.
@@ -267,7 +287,7 @@ impl Reaper {
 
     /// Reaps every watched child that has exited; true if there was one (or a watched one vanished).
     fn reap_ours(&self) -> bool {
-        let pids: Vec<i32> = lock(&self.watched).keys().copied().collect();
+        let pids: Vec<i32> = lock(&self.watched).pids.keys().copied().collect();
         let mut any = false;
         for pid in pids {
             let exited = match waitid(
@@ -281,7 +301,10 @@ impl Reaper {
                 continue;
             }
             any = true;
-            let process = lock(&self.watched).remove(&pid).and_then(|w| w.upgrade());
+            let process = lock(&self.watched)
+                .pids
+                .remove(&pid)
+                .and_then(|w| w.upgrade());
             let Some(process) = process else {
                 // Nobody wants this one any more; reap it so it is no zombie.
                 let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
@@ -353,7 +376,7 @@ mod tests {
 
     #[test]
     fn the_fallback_reaps_its_own_children_and_leaves_the_others() {
-        let reaper = Reaper::get().unwrap();
+        let reaper = Reaper::get();
         let (tx, rx) = unbounded();
         let ours = Arc::new(Process {
             pid: Pid::from_raw(sleeper()),
@@ -364,7 +387,7 @@ mod tests {
                 tx.send((code, signal)).unwrap()
             }))),
         });
-        reaper.add(&ours);
+        reaper.add(&ours).unwrap();
         // Someone else's child: exits at once, and must still be there for its owner to reap.
         let theirs = spawn(&SpawnOptions {
             file: "/bin/true".into(),

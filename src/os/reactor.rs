@@ -9,14 +9,16 @@
 //! socket would otherwise report EPOLLHUP forever). One-off timers (`after`) cover the rest: a burst going quiet,
 //! an accept retry, the wait for a channel's EOF before its child's exit is reported.
 //!
-//! The thread starts on the first registration or timer; a process that never needs it never has it. It never
-//! keeps Node's event loop alive: what keeps a process alive is the JS side's ref'd handles.
+//! The thread starts when a source first wants something (or a timer is set), and ends after a second with
+//! nothing wanted and no timer, so a process whose children are all gone is back to the threads it had before the
+//! first fork; the next fork starts it again. It never keeps Node's event loop alive: what keeps a process alive is
+//! the JS side's ref'd handles.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -41,6 +43,8 @@ pub trait Source: Send + Sync + 'static {
 const EVENTS_PER_WAIT: usize = 256;
 /// The eventfd's token: wakes the thread when a nearer timer is set.
 const WAKE_TOKEN: u64 = 0;
+/// How long the thread waits with nothing wanted and no timer before it ends.
+const LINGER: Duration = Duration::from_secs(1);
 
 type Timer = Box<dyn FnOnce() + Send>;
 
@@ -49,6 +53,10 @@ struct Reactor {
     wake: EventFd,
     entries: Mutex<HashMap<u64, Arc<Entry>>>,
     timers: Mutex<Timers>,
+    /// Registrations that want something now (are in the epoll set).
+    active: AtomicUsize,
+    /// Whether the thread runs.
+    running: Mutex<bool>,
 }
 
 #[derive(Default)]
@@ -82,7 +90,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 static NEXT_TOKEN: AtomicU64 = AtomicU64::new(WAKE_TOKEN + 1);
 
-/// The process's reactor, started on first use; None if the thread or epoll cannot be made (out of fds, threads).
+/// The process's reactor (its epoll and tables: the thread starts on demand); None if the epoll cannot be made.
 fn reactor() -> Option<&'static Reactor> {
     static REACTOR: OnceLock<Option<&'static Reactor>> = OnceLock::new();
     *REACTOR.get_or_init(|| {
@@ -99,11 +107,9 @@ fn reactor() -> Option<&'static Reactor> {
             wake,
             entries: Mutex::new(HashMap::new()),
             timers: Mutex::new(Timers::default()),
+            active: AtomicUsize::new(0),
+            running: Mutex::new(false),
         }));
-        std::thread::Builder::new()
-            .name("forkline-reactor".into())
-            .spawn(move || reactor.run())
-            .ok()?;
         Some(reactor)
     })
 }
@@ -166,6 +172,7 @@ impl Drop for Registration {
             if !st.registered.is_empty() {
                 let _ = reactor.epoll.delete(self.entry.fd.as_fd());
                 st.registered = EpollFlags::empty();
+                reactor.active.fetch_sub(1, Ordering::SeqCst);
             }
             st.hold.take()
         };
@@ -199,6 +206,15 @@ impl Entry {
             }
         };
         if result.is_ok() {
+            match (st.registered.is_empty(), want.is_empty()) {
+                (true, false) => {
+                    reactor.active.fetch_add(1, Ordering::SeqCst);
+                }
+                (false, true) => {
+                    reactor.active.fetch_sub(1, Ordering::SeqCst);
+                }
+                _ => {}
+            }
             st.registered = want;
         }
         // Dropped after the lock: the last hold on a source may drop it, and its registration with it.
@@ -212,7 +228,11 @@ impl Entry {
         };
         drop(st);
         drop(released);
-        result
+        result?;
+        if !want.is_empty() {
+            reactor.ensure_running()?;
+        }
+        Ok(())
     }
 
     fn dispatch(&self, events: EpollFlags) {
@@ -235,8 +255,12 @@ impl Entry {
     }
 }
 
+/// A timer set with `after`, for `cancel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimerId(u64);
+
 /// Runs `f` on the reactor thread once `delay` has passed. Err if the reactor cannot run.
-pub fn after(delay: Duration, f: impl FnOnce() + Send + 'static) -> Result<(), Errno> {
+pub fn after(delay: Duration, f: impl FnOnce() + Send + 'static) -> Result<TimerId, Errno> {
     let reactor = reactor().ok_or_else(unavailable)?;
     let at = Instant::now() + delay;
     let mut timers = lock(&reactor.timers);
@@ -249,12 +273,50 @@ pub fn after(delay: Duration, f: impl FnOnce() + Send + 'static) -> Result<(), E
     if sooner {
         let _ = reactor.wake.write(1);
     }
-    Ok(())
+    reactor.ensure_running()?;
+    Ok(TimerId(id))
+}
+
+/// Drops a timer that has not run yet (so that it keeps neither the thread nor what `f` holds).
+pub fn cancel(timer: TimerId) {
+    if let Some(reactor) = reactor() {
+        let f = lock(&reactor.timers).due.remove(&timer.0);
+        if f.is_some() {
+            // The thread may be asleep until that timer: let it look again (and end, if nothing else is left).
+            let _ = reactor.wake.write(1);
+        }
+        drop(f);
+    }
 }
 
 impl Reactor {
+    /// Starts the thread unless it runs.
+    fn ensure_running(&'static self) -> Result<(), Errno> {
+        let mut running = lock(&self.running);
+        if !*running {
+            std::thread::Builder::new()
+                .name("forkline-reactor".into())
+                .spawn(move || self.run())
+                .map_err(|_| unavailable())?;
+            *running = true;
+        }
+        Ok(())
+    }
+
+    /// Ends the thread if nothing is wanted and no timer is set (checked under the lock `ensure_running` takes,
+    /// after whatever it saw: a source that wants something counts itself active before it asks for the thread).
+    fn may_stop(&self) -> bool {
+        let mut running = lock(&self.running);
+        if self.active.load(Ordering::SeqCst) == 0 && lock(&self.timers).due.is_empty() {
+            *running = false;
+            return true;
+        }
+        false
+    }
+
     fn run(&self) {
         let mut events = vec![EpollEvent::empty(); EVENTS_PER_WAIT];
+        let mut quiet_since: Option<Instant> = None;
         loop {
             let timeout = self.next_timeout();
             let n = match self.epoll.wait(&mut events, timeout) {
@@ -276,13 +338,29 @@ impl Reactor {
                 }
             }
             self.run_timers();
+            // Ends after LINGER with nothing to do, not at once: a channel bursting every few milliseconds would
+            // otherwise start a thread each time.
+            if n > 0 || self.active.load(Ordering::SeqCst) > 0 {
+                quiet_since = None;
+            } else if quiet_since.get_or_insert_with(Instant::now).elapsed() >= LINGER
+                && self.may_stop()
+            {
+                return;
+            }
         }
     }
 
     fn next_timeout(&self) -> EpollTimeout {
-        let timers = lock(&self.timers);
+        let mut timers = lock(&self.timers);
+        // Cancelled timers leave their place in the heap: drop those at the front.
+        while let Some(Reverse((_, id))) = timers.heap.peek() {
+            if timers.due.contains_key(id) {
+                break;
+            }
+            timers.heap.pop();
+        }
         match timers.heap.peek() {
-            None => EpollTimeout::NONE,
+            None => EpollTimeout::try_from(LINGER.as_millis() as i32).unwrap_or(EpollTimeout::NONE),
             Some(Reverse((at, _))) => {
                 let left = at.saturating_duration_since(Instant::now());
                 // Round up, so a timer is never run a little early and then waited for again at 0 ms.
@@ -359,6 +437,8 @@ mod tests {
             let ttx = ttx.clone();
             after(Duration::from_millis(ms), move || ttx.send(i).unwrap()).unwrap();
         }
+        let cancelled = after(Duration::from_millis(20), || panic!("cancelled")).unwrap();
+        cancel(cancelled);
         let order: Vec<i32> = (0..3)
             .map(|_| trx.recv_timeout(Duration::from_secs(5)).unwrap())
             .collect();

@@ -235,12 +235,16 @@ impl Channel {
                 f();
             }
         };
-        ended.waiters.push(Box::new(run.clone()));
-        drop(ended);
         // Without a reactor nothing can time out: then do not wait at all.
-        if reactor::after(timeout, run.clone()).is_err() {
+        let Ok(timer) = reactor::after(timeout, run.clone()) else {
+            drop(ended);
+            return run();
+        };
+        // EOF first (the common case): the timer goes, so that it holds neither `f` nor the reactor's thread.
+        ended.waiters.push(Box::new(move || {
+            reactor::cancel(timer);
             run();
-        }
+        }));
     }
 }
 

@@ -107,9 +107,10 @@ impl Channel {
             reading.turn
         };
         match outcome {
-            ReadOutcome::Busy => {}
             ReadOutcome::Ended => self.stop_reactor_reads(),
-            ReadOutcome::Idle if mode == Mode::Burst => {
+            // Busy too: the socket may have run dry exactly at the end of this turn's reads, and then no readiness
+            // comes to end the burst (a timer made void by the next read costs less than a stuck burst).
+            ReadOutcome::Busy | ReadOutcome::Idle if mode == Mode::Burst => {
                 let me = Arc::downgrade(self);
                 let quiet = move || {
                     if let Some(me) = me.upgrade() {
@@ -120,7 +121,7 @@ impl Channel {
                     self.burst_quiet(turn);
                 }
             }
-            ReadOutcome::Idle => {}
+            ReadOutcome::Busy | ReadOutcome::Idle => {}
         }
     }
 
@@ -255,6 +256,8 @@ impl Channel {
         }
         rs.buf = Vec::new();
         sys::shutdown(self.sock.as_fd());
+        // Whichever thread read the end: the reactor has nothing more to read for us.
+        self.stop_reactor_reads();
         // The peer is gone: fail what waits, and let queued writes fail rather than wait forever.
         self.state().peer_gone();
         self.report_progress();
