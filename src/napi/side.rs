@@ -30,6 +30,9 @@ pub(crate) fn start_reading(
     let (ch, delivery) = (channel.clone(), delivery.clone());
     let on_readable = Box::new(move |stop: &dyn Fn()| {
         let mut outcome = ReadOutcome::Idle;
+        // Until JS has seen what this read brought, our ACKs wait to leave with its replies (one write, one
+        // wake-up of the peer, as a cluster worker's ACK and newconn answer); whatever is left goes at the end.
+        ch.defer_control(true);
         let pending = delivery.quietly(|| outcome = ch.read_ready(1));
         match outcome {
             ReadOutcome::Idle => {}
@@ -48,6 +51,7 @@ pub(crate) fn start_reading(
                 None => delivery.push_wake(),
             }
         }
+        ch.defer_control(false);
     });
     let poller = env
         .get_uv_event_loop()
