@@ -211,9 +211,12 @@ fn an_ack_made_in_the_owners_turn_leaves_with_its_next_write_in_one_sendmsg() {
 }
 
 #[test]
-fn an_ack_made_in_the_owners_turn_leaves_at_its_end_or_before_a_close() {
+fn an_ack_made_in_the_owners_turn_leaves_at_its_end_at_an_exit_or_before_a_close() {
     let (ch, mut peer, _rx) = handle_read_in_turn();
     ch.defer_control(false);
+    assert_eq!(read_line(&mut peer), "{\"cmd\":\"NODE_HANDLE_ACK\"}");
+    let (ch, mut peer, _rx) = handle_read_in_turn();
+    assert!(ch.wait_written(Duration::from_secs(5)));
     assert_eq!(read_line(&mut peer), "{\"cmd\":\"NODE_HANDLE_ACK\"}");
     let (ch, mut peer, _rx) = handle_read_in_turn();
     ch.close();

@@ -529,8 +529,11 @@ impl Channel {
     /// Blocks until every write queued so far is on the wire (or can never be), for at most `timeout`; true if
     /// nothing is left. For a process about to exit: the reactor thread dies with it. Writes held behind an
     /// unacknowledged handle cannot leave without a read, which nobody does here, so they do not count.
-    pub fn wait_written(&self, timeout: std::time::Duration) -> bool {
-        let st = self.state();
+    pub fn wait_written(self: &Arc<Self>, timeout: std::time::Duration) -> bool {
+        let mut st = self.state();
+        // Answers deferred for a turn that the exit cut short (process.exit() in a listener) go first.
+        st.deferring = false;
+        self.flush_deferred(&mut st);
         let (st, _) = self
             .written_cv
             .wait_timeout_while(st, timeout, |st| {
