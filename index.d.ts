@@ -27,7 +27,8 @@ export interface ForkOptions extends NodeForkOptions {
   /** What serves the child's `process.send` / `process.on('message')`: `'node'` (Node's own channel, the default)
    * or `'forkline'` (forkline's Rust channel, preloaded into the child; the child's code is unchanged). The
    * environment variable `FORKLINE_CHILD_RUNTIME` sets the default for a whole process (for children of its own
-   * `node` only). Cluster workers (`NODE_UNIQUE_ID`) always keep Node's channel. */
+   * `node` only). A child with `NODE_UNIQUE_ID` (a cluster worker) on `'forkline'` has Node's worker side started
+   * on forkline's channel. */
   childRuntime?: 'node' | 'forkline' | undefined;
 }
 
@@ -142,6 +143,9 @@ export interface ClusterSettings extends NodeClusterSettings {
   restart?: boolean | RestartPolicy | undefined;
   /** The host's bus gateway (`forkline/bus`); also FORKLINE_BUS_URL / FORKLINE_BUS_NAMESPACE. */
   bus?: import('./lib/bus/index').BusSettings | undefined;
+  /** The runtime workers are forked on: `'node'` (Node's channel and worker side) or `'forkline'` (forkline's
+   * channel, which starts Node's worker side on it). Unset: `FORKLINE_CHILD_RUNTIME`, else `'node'`. */
+  childRuntime?: 'node' | 'forkline' | undefined;
 }
 
 /** node:cluster's primary, with round-robin accept and hand-off in Rust, a 'reuseport' policy, restarts and

@@ -66,7 +66,7 @@ class ChildProcess extends ChannelEnd {
     }
     this._codec = codecFor(serialization);
     let envPairs = options.envPairs ? [...options.envPairs] : [];
-    if (ipcIndex !== -1 && childRuntimeOf(options, envPairs) === 'forkline') {
+    if (ipcIndex !== -1 && childRuntimeOf(options) === 'forkline') {
       envPairs = childRuntimeEnv(envPairs, ipcIndex, serialization, options.busyPoll);
     } else if (ipcIndex !== -1) {
       envPairs.push(`NODE_CHANNEL_FD=${ipcIndex}`, `NODE_CHANNEL_SERIALIZATION_MODE=${serialization}`);

@@ -11,7 +11,13 @@ const util = require('node:util');
 const process = require('node:process');
 const native = require('./binding');
 const { setupChannel, flushPendingMessages } = require('./channel');
-const { RUNTIME_BUSY_POLL, RUNTIME_FD, RUNTIME_MODE, RUNTIME_NODE_OPTIONS } = require('./runtime_env');
+const {
+  RUNTIME_BUSY_POLL,
+  RUNTIME_FD,
+  RUNTIME_MODE,
+  RUNTIME_NODE_OPTIONS,
+  RUNTIME_UNIQUE_ID,
+} = require('./runtime_env');
 
 // How long an exiting child waits for its queued messages to leave (a parent that never reads would hang it).
 const EXIT_FLUSH_MS = 30_000;
@@ -31,6 +37,7 @@ function startChildRuntime() {
   const serialization = env[RUNTIME_MODE] || 'json';
   // The parent's busyPoll, else this process's default (as fork() takes it).
   const busyPoll = Number(env[RUNTIME_BUSY_POLL] ?? env.FORKLINE_BUSY_POLL ?? 0);
+  const uniqueId = env[RUNTIME_UNIQUE_ID];
   let nodeOptions = null;
   try {
     nodeOptions = JSON.parse(env[RUNTIME_NODE_OPTIONS] ?? 'null');
@@ -42,6 +49,7 @@ function startChildRuntime() {
   delete env[RUNTIME_MODE];
   delete env[RUNTIME_NODE_OPTIONS];
   delete env[RUNTIME_BUSY_POLL];
+  delete env[RUNTIME_UNIQUE_ID];
   if (typeof nodeOptions === 'string') env.NODE_OPTIONS = nodeOptions;
   else delete env.NODE_OPTIONS;
 
@@ -76,6 +84,24 @@ function startChildRuntime() {
   for (const name of ['message', 'disconnect']) {
     for (let i = process.listenerCount(name); i > 0; i--) control.refCounted();
   }
+
+  if (uniqueId !== undefined) startClusterWorker(uniqueId);
+}
+
+// Node's initializeClusterIPC (lib/internal/process/pre_execution.js), which its bootstrap runs right after the
+// channel is set up when NODE_UNIQUE_ID is set: node:cluster, loaded while the variable is there, is the worker
+// side; _setupWorker() makes cluster.worker, listens for the primary's messages and says 'online'; the variable goes
+// so that grandchildren do not inherit it. As Node, only for a script (no argv[1], e.g. `node -e`: the variable stays
+// and nothing starts).
+function startClusterWorker(uniqueId) {
+  process.env.NODE_UNIQUE_ID = uniqueId;
+  if (!process.argv[1]) return;
+  const cluster = require('node:cluster');
+  if (typeof cluster._setupWorker !== 'function') {
+    runtimeFailed('node:cluster was loaded as a primary before the runtime (by an earlier preload?)');
+  }
+  cluster._setupWorker();
+  delete process.env.NODE_UNIQUE_ID;
 }
 
 if (process.env[RUNTIME_FD] !== undefined && require('node:worker_threads').isMainThread) startChildRuntime();

@@ -3,7 +3,9 @@
 // The parent's side of the child runtime (forkline on both ends): which runtime a child gets, and the environment
 // that starts it. fork() with `childRuntime: 'forkline'` hands the child its channel under FORKLINE_CHANNEL_FD
 // instead of NODE_CHANNEL_FD (so Node's bootstrap leaves it alone) and preloads lib/runtime.js with `--require` in
-// NODE_OPTIONS; the runtime reads these variables back and removes them.
+// NODE_OPTIONS; the runtime reads these variables back and removes them. A cluster worker's NODE_UNIQUE_ID goes as
+// FORKLINE_UNIQUE_ID, so that Node's bootstrap does not start its worker side on a channel it does not have: the
+// runtime starts it on its own once its channel is up.
 
 const path = require('node:path');
 const process = require('node:process');
@@ -16,6 +18,8 @@ const RUNTIME_MODE = 'FORKLINE_CHANNEL_SERIALIZATION_MODE';
 const RUNTIME_NODE_OPTIONS = 'FORKLINE_NODE_OPTIONS';
 // The parent's busyPoll, for the child's end (µs; absent: off).
 const RUNTIME_BUSY_POLL = 'FORKLINE_CHANNEL_BUSY_POLL';
+// A cluster worker's id (Node's NODE_UNIQUE_ID).
+const RUNTIME_UNIQUE_ID = 'FORKLINE_UNIQUE_ID';
 const RUNTIME_KEYS = [
   'NODE_CHANNEL_FD',
   'NODE_CHANNEL_SERIALIZATION_MODE',
@@ -23,6 +27,7 @@ const RUNTIME_KEYS = [
   RUNTIME_MODE,
   RUNTIME_NODE_OPTIONS,
   RUNTIME_BUSY_POLL,
+  RUNTIME_UNIQUE_ID,
 ];
 // What the child preloads.
 const PRELOAD = path.join(__dirname, 'runtime.js');
@@ -49,11 +54,8 @@ function resolveChildRuntime(option, file) {
   return file === process.execPath ? fromEnv : 'node';
 }
 
-// Cluster workers (NODE_UNIQUE_ID) run Node's worker-side cluster code at bootstrap, before any preload: it needs
-// Node's own channel.
-function childRuntimeOf(options, envPairs) {
-  if (options.childRuntime !== 'forkline') return 'node';
-  return envPairs.some((pair) => pair.startsWith('NODE_UNIQUE_ID=')) ? 'node' : 'forkline';
+function childRuntimeOf(options) {
+  return options.childRuntime === 'forkline' ? 'forkline' : 'node';
 }
 
 // NODE_OPTIONS' own quoting (node_options.cc): double quotes, with backslash escapes inside them.
@@ -61,14 +63,18 @@ function quoteNodeOption(text) {
   return `"${text.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
 }
 
-// The child's environment for the forkline runtime: the channel under forkline's names, lib/runtime.js preloaded.
+// The child's environment for the forkline runtime: the channel (and a cluster worker's id) under forkline's names,
+// lib/runtime.js preloaded, and the parent's busyPoll.
 function childRuntimeEnv(envPairs, ipcIndex, serialization, busyPoll = 0) {
   const preload = `--require ${quoteNodeOption(PRELOAD)}`;
   let nodeOptions = null;
+  let uniqueId = null;
   const out = [];
   for (const pair of envPairs) {
     const key = pair.slice(0, pair.indexOf('='));
-    if (key === 'NODE_OPTIONS') {
+    if (key === 'NODE_UNIQUE_ID') {
+      uniqueId = pair.slice(key.length + 1);
+    } else if (key === 'NODE_OPTIONS') {
       nodeOptions = pair.slice(key.length + 1);
       // Where the user's NODE_OPTIONS was, so that the child's process.env keeps its order.
       out.push(undefined);
@@ -86,6 +92,7 @@ function childRuntimeEnv(envPairs, ipcIndex, serialization, busyPoll = 0) {
     `${RUNTIME_FD}=${ipcIndex}`,
     `${RUNTIME_MODE}=${serialization}`,
     ...(busyPoll > 0 ? [`${RUNTIME_BUSY_POLL}=${busyPoll}`] : []),
+    ...(uniqueId === null ? [] : [`${RUNTIME_UNIQUE_ID}=${uniqueId}`]),
   ];
 }
 
@@ -94,6 +101,7 @@ module.exports = {
   RUNTIME_FD,
   RUNTIME_MODE,
   RUNTIME_NODE_OPTIONS,
+  RUNTIME_UNIQUE_ID,
   resolveChildRuntime,
   childRuntimeOf,
   childRuntimeEnv,

@@ -22,16 +22,23 @@ const clusterUnavailable = () =>
   typeof forkline.cluster === 'object' && forkline.cluster !== null
     ? null
     : "require('forkline').cluster does not exist yet";
-const clusterImpl = (impl, policy, name) => ({
+// `workerRuntime`: the child runtime forkline's primary forks its workers on (FORKLINE_CHILD_RUNTIME, which the
+// primary inherits); node:cluster ignores it.
+const clusterImpl = (impl, policy, name, workerRuntime = 'node') => ({
   name,
   impl,
   policy,
-  fork: (...args) => nodeChildProcess.fork(...args),
+  fork: (modulePath, args, options) =>
+    nodeChildProcess.fork(modulePath, args, {
+      ...options,
+      env: { ...process.env, FORKLINE_CHILD_RUNTIME: workerRuntime },
+    }),
   unavailable: impl === 'forkline' ? clusterUnavailable : () => null,
 });
 const CLUSTER_IMPLS = [
   clusterImpl('node', 'rr', 'node:cluster RR'),
   clusterImpl('forkline', 'rr', 'forkline RR'),
+  clusterImpl('forkline', 'rr', 'forkline RR, forkline workers', 'forkline'),
   clusterImpl('node', 'none', 'node:cluster none'),
   clusterImpl('forkline', 'none', 'forkline none'),
   clusterImpl('forkline', 'reuseport', 'forkline reuseport'),
@@ -181,6 +188,7 @@ function clusterScenario(close) {
   const rows = [];
   for (const [policy, pair] of [
     ['SCHED_RR', ['node:cluster RR', 'forkline RR']],
+    ['SCHED_RR, workers on the forkline runtime', ['node:cluster RR', 'forkline RR, forkline workers']],
     ['SCHED_NONE', ['node:cluster none', 'forkline none']],
     ['forkline reuseport vs node:cluster RR', ['node:cluster RR', 'forkline reuseport']],
   ]) {

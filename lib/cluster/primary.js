@@ -130,8 +130,9 @@ cluster.fork = function forkWorker(env) {
     stdio: settings.stdio,
     gid: settings.gid,
     uid: settings.uid,
-    // Node's worker-side cluster code runs on Node's own channel (FORKLINE_CHILD_RUNTIME does not apply).
-    childRuntime: 'node',
+    // 'forkline': the worker runs forkline's channel, and the runtime starts Node's worker side on it. Unset, the
+    // process default applies (FORKLINE_CHILD_RUNTIME, else 'node').
+    childRuntime: settings.childRuntime,
   });
   const worker = new Worker({ id, process: workerProcess });
   worker[kEnv] = env;

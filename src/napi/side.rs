@@ -104,6 +104,9 @@ impl JsThreadRead {
     /// something arrived.
     pub(crate) fn read_once(&self, stop: &dyn Fn()) -> bool {
         let mut outcome = ReadOutcome::Idle;
+        // Until JS has seen what this read brought, our ACKs wait to leave with its replies (one write, one
+        // wake-up of the peer, as a cluster worker's ACK and newconn answer); whatever is left goes at the end.
+        self.channel.defer_control(true);
         let pending = self
             .delivery
             .quietly(|| outcome = self.channel.read_ready(1));
@@ -124,6 +127,7 @@ impl JsThreadRead {
                 None => self.delivery.push_wake(),
             }
         }
+        self.channel.defer_control(false);
         pending
     }
 }

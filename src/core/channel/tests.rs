@@ -171,6 +171,61 @@ fn an_envelope_with_its_fd_becomes_one_handle_event_and_is_acked() {
     assert_eq!(read_line(&mut peer), "{\"cmd\":\"NODE_HANDLE_ACK\"}");
 }
 
+/// A channel the owner reads itself (as on the JS thread), with a handle from the peer read during its turn.
+fn handle_read_in_turn() -> (Arc<Channel>, UnixStream, Receiver<Event>) {
+    let (ours, theirs) = sys::socketpair().unwrap();
+    let (tx, rx) = unbounded();
+    let (ptx, _prx) = unbounded();
+    let ch = Channel::new(ours, Decoder::new(false, 1024), Arc::new(TestSink(tx, ptx)));
+    let peer = UnixStream::from(theirs);
+    let (x, _y) = sys::socketpair().unwrap();
+    sys::send(
+        peer.as_fd(),
+        &[IoSlice::new(ENVELOPE.as_bytes())],
+        Some(x.as_fd()),
+        true,
+    )
+    .unwrap();
+    ch.defer_control(true);
+    assert!(sys::wait_readable(ch.sock.as_fd(), 5000));
+    ch.read_ready(1);
+    assert!(matches!(next(&rx), Event::Handle { .. }));
+    (ch, peer, rx)
+}
+
+#[test]
+fn an_ack_made_in_the_owners_turn_leaves_with_its_next_write_in_one_sendmsg() {
+    let (ch, peer, _rx) = handle_read_in_turn();
+    assert!(
+        !sys::wait_readable(peer.as_fd(), 100),
+        "the ACK waits for the turn"
+    );
+    ch.write(b"\"reply\"\n").unwrap();
+    let ack_then_reply = "{\"cmd\":\"NODE_HANDLE_ACK\"}\n\"reply\"\n".to_string();
+    assert_eq!(recv_with_fds(&peer), (ack_then_reply, 0));
+    ch.defer_control(false);
+    assert!(
+        !sys::wait_readable(peer.as_fd(), 100),
+        "nothing is sent twice"
+    );
+}
+
+#[test]
+fn an_ack_made_in_the_owners_turn_leaves_at_its_end_at_an_exit_or_before_a_close() {
+    let (ch, mut peer, _rx) = handle_read_in_turn();
+    ch.defer_control(false);
+    assert_eq!(read_line(&mut peer), "{\"cmd\":\"NODE_HANDLE_ACK\"}");
+    let (ch, mut peer, _rx) = handle_read_in_turn();
+    assert!(ch.wait_written(Duration::from_secs(5)));
+    assert_eq!(read_line(&mut peer), "{\"cmd\":\"NODE_HANDLE_ACK\"}");
+    let (ch, mut peer, _rx) = handle_read_in_turn();
+    ch.close();
+    assert_eq!(read_line(&mut peer), "{\"cmd\":\"NODE_HANDLE_ACK\"}");
+    let mut rest = Vec::new();
+    peer.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "then EOF");
+}
+
 #[test]
 fn an_envelope_without_its_fd_is_nacked_and_not_delivered() {
     let (_ch, mut peer, rx, _) = open(1024);

@@ -65,6 +65,11 @@ pub(super) struct WriteState {
     progress: WriteProgress,
     /// The progress last handed out by `take_progress`, so each change is reported once.
     reported: WriteProgress,
+    /// While the owner's turn runs (`defer_control`), our ACK/NACK answers wait here and leave with the owner's
+    /// next write, in the same sendmsg, or at the end of the turn: a worker's answer to a handed-over connection
+    /// then costs the primary one wake-up, not two.
+    deferring: bool,
+    deferred: Vec<u8>,
 }
 
 impl WriteState {
@@ -181,6 +186,16 @@ impl Channel {
             self.stats.write_failed(&err);
             return Err(err);
         }
+        // Deferred answers ride in front of this write; where they cannot (a handle's fd must start its own
+        // sendmsg; a queue or a hold in the way), they go first on their own.
+        if (fd.is_some() || !st.queue.is_empty() || st.unacked.is_some() || !st.held.is_empty())
+            && self.flush_deferred(&mut st)
+        {
+            let err = st.progress.error;
+            drop(st);
+            self.report_progress();
+            return Err(err.unwrap_or(SysError::new(Errno::EPIPE, "write")));
+        }
         self.stats.sent(data, self.advanced, fd.is_some());
         // The seq is only taken by a write that is accepted, so the owner can count the same writes.
         let seq = if owners { st.next_seq + 1 } else { 0 };
@@ -203,7 +218,22 @@ impl Channel {
         }
         let mut sent = 0;
         if st.queue.is_empty() {
-            match self.send_now(data, fd.as_deref()) {
+            let prefix = std::mem::take(&mut st.deferred);
+            if !prefix.is_empty() {
+                self.stats.sent(&prefix, self.advanced, false);
+            }
+            let result = if prefix.is_empty() {
+                self.send_now(data, fd.as_deref())
+            } else {
+                self.send_now_after(&prefix, data).map(|(p, n)| {
+                    if p < prefix.len() {
+                        st.queue
+                            .push_back(Chunk::new(prefix[p..].to_vec(), 0, None));
+                    }
+                    n
+                })
+            };
+            match result {
                 Ok(n) => sent = n,
                 Err(err) => {
                     st.unacked = None;
@@ -212,7 +242,7 @@ impl Channel {
                     return Err(err);
                 }
             }
-            if sent == data.len() {
+            if sent == data.len() && st.queue.is_empty() {
                 if owners {
                     st.next_seq = seq;
                     st.progress.done = seq;
@@ -260,24 +290,75 @@ impl Channel {
         Ok(sent)
     }
 
+    /// `prefix` then `data` in as few sendmsgs as the socket takes; returns how much of each went.
+    fn send_now_after(&self, prefix: &[u8], data: &[u8]) -> Result<(usize, usize), SysError> {
+        let (mut p, mut n) = (0, 0);
+        while p < prefix.len() || n < data.len() {
+            let bufs = [IoSlice::new(&prefix[p..]), IoSlice::new(&data[n..])];
+            let sent = sys::send(self.sock.as_fd(), &bufs, None, false)?;
+            if sent == 0 {
+                break;
+            }
+            let to_prefix = sent.min(prefix.len() - p);
+            p += to_prefix;
+            n += sent - to_prefix;
+        }
+        Ok((p, n))
+    }
+
+    /// Starts or ends the owner's turn (reading and delivering on the JS thread): during it, fd-less control
+    /// answers are deferred (see `WriteState::deferring`); ending it sends what is left of them.
+    pub fn defer_control(self: &Arc<Self>, on: bool) {
+        let mut st = self.state();
+        st.deferring = on;
+        if !on && self.flush_deferred(&mut st) {
+            drop(st);
+            self.report_progress();
+        }
+    }
+
+    /// Sends the deferred answers now; true if the socket failed (as `control_locked`).
+    fn flush_deferred(self: &Arc<Self>, st: &mut MutexGuard<'_, WriteState>) -> bool {
+        if st.deferred.is_empty() {
+            return false;
+        }
+        let data = std::mem::take(&mut st.deferred);
+        self.control_locked(st, data, None)
+    }
+
     /// The channel's own messages (ACK/NACK, retransmissions) go ahead of held and queued writes, but never into
     /// the middle of one: the writer sends whole chunks.
     pub(super) fn send_control(self: &Arc<Self>, data: Vec<u8>, fd: Option<Arc<OwnedFd>>) {
         let mut st = self.state();
-        if st.closing || st.progress.error.is_some() {
+        if st.deferring && fd.is_none() && !st.closing && st.progress.error.is_none() {
+            st.deferred.extend_from_slice(&data);
             return;
+        }
+        if self.control_locked(&mut st, data, fd) {
+            drop(st);
+            self.report_progress();
+        }
+    }
+
+    /// `send_control` under the lock; true if the socket failed (progress to report once the lock is dropped).
+    fn control_locked(
+        self: &Arc<Self>,
+        st: &mut MutexGuard<'_, WriteState>,
+        data: Vec<u8>,
+        fd: Option<Arc<OwnedFd>>,
+    ) -> bool {
+        if st.closing || st.progress.error.is_some() {
+            return false;
         }
         self.stats.sent(&data, self.advanced, fd.is_some());
         let mut sent = 0;
         if st.queue.is_empty() {
             match self.send_now(&data, fd.as_deref()) {
-                Ok(n) if n == data.len() => return,
+                Ok(n) if n == data.len() => return false,
                 Ok(n) => sent = n,
                 Err(err) => {
                     st.fail_all(err);
-                    drop(st);
-                    self.report_progress();
-                    return;
+                    return true;
                 }
             }
         }
@@ -289,7 +370,8 @@ impl Channel {
             fd,
         });
         // A reactor that cannot run leaves the bytes queued; the channel then ends at the peer's next write.
-        let _ = self.kick_writer(&mut st);
+        let _ = self.kick_writer(st);
+        false
     }
 
     pub(super) fn on_ack(self: &Arc<Self>) {
@@ -459,8 +541,11 @@ impl Channel {
     /// Blocks until every write queued so far is on the wire (or can never be), for at most `timeout`; true if
     /// nothing is left. For a process about to exit: the reactor thread dies with it. Writes held behind an
     /// unacknowledged handle cannot leave without a read, which nobody does here, so they do not count.
-    pub fn wait_written(&self, timeout: std::time::Duration) -> bool {
-        let st = self.state();
+    pub fn wait_written(self: &Arc<Self>, timeout: std::time::Duration) -> bool {
+        let mut st = self.state();
+        // Answers deferred for a turn that the exit cut short (process.exit() in a listener) go first.
+        st.deferring = false;
+        self.flush_deferred(&mut st);
         let (st, _) = self
             .written_cv
             .wait_timeout_while(st, timeout, |st| {
@@ -477,7 +562,13 @@ impl Channel {
         if st.closing {
             return;
         }
+        let failed = self.flush_deferred(&mut st);
         st.closing = true;
+        if failed {
+            drop(st);
+            self.report_progress();
+            return;
+        }
         // With nothing left to send we shut down now; otherwise once it is sent (and any handle acknowledged).
         if st.idle() {
             sys::shutdown(self.sock.as_fd());

@@ -1,0 +1,78 @@
+'use strict';
+
+// Cluster workers on the forkline runtime (#15): forkline's primary with `settings.childRuntime: 'forkline'` (or
+// FORKLINE_CHILD_RUNTIME=forkline) forks workers whose channel is forkline's, and the runtime starts Node's worker
+// side on it; Node's bootstrap never sees NODE_UNIQUE_ID. The rest of Node's cluster behaviour with such workers is
+// cluster.test.js and cli.test.js run again under FORKLINE_CHILD_RUNTIME=forkline (npm run test:runtime).
+const test = require('node:test');
+const assert = require('node:assert');
+const { spawn } = require('node:child_process');
+const { fixture, killQuietly } = require('./helpers');
+
+// Runs fixtures/cluster-runtime.js with `setting` and `env` on top of ours; resolves with its JSON result. The primary
+// and its workers are killed when the test ends.
+function runPrimary(t, setting, env = {}) {
+  const childEnv = { ...process.env, ...env };
+  for (const key of ['NODE_UNIQUE_ID', 'NODE_CHANNEL_FD', 'NODE_TEST_CONTEXT', 'NODE_OPTIONS']) delete childEnv[key];
+  if (!('FORKLINE_CHILD_RUNTIME' in env)) delete childEnv.FORKLINE_CHILD_RUNTIME;
+  const primary = spawn(process.execPath, [fixture('cluster-runtime.js'), 'forkline', setting], {
+    env: childEnv,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.after(() => killQuietly(primary.pid));
+  let stdout = '';
+  let stderr = '';
+  primary.stdout.setEncoding('utf8').on('data', (chunk) => (stdout += chunk));
+  primary.stderr.setEncoding('utf8').on('data', (chunk) => (stderr += chunk));
+  return new Promise((resolve) => {
+    primary.on('close', (code) => {
+      let result;
+      try {
+        result = JSON.parse(stdout.trim().split('\n').pop());
+      } catch {
+        // reported below
+      }
+      assert.ok(code === 0 && result && !result.error, `primary failed (${code}): ${stdout}\n${stderr}`);
+      resolve(result);
+    });
+  });
+}
+
+// What the fixture reports for two workers on `runtime`.
+function expected(runtime) {
+  const forkline = runtime === 'forkline';
+  const worker = (id) => ({
+    forklineChannel: forkline,
+    isWorker: true,
+    sameAsNodeCluster: true,
+    workerId: id,
+    workerState: 'online',
+    // Node deletes NODE_UNIQUE_ID (and NODE_CHANNEL_FD) once it used them; the runtime deletes its own too.
+    envKeys: [],
+    grandchild: { isPrimary: true, keys: [] },
+  });
+  const atExec = forkline ? ['FORKLINE_CHANNEL_FD', 'FORKLINE_UNIQUE_ID'] : ['NODE_CHANNEL_FD', 'NODE_UNIQUE_ID'];
+  return {
+    workers: [worker(1), worker(2)],
+    envAtExec: [atExec, atExec],
+    allAnswered: true,
+    answeredBy: [0, 1],
+    exits: [
+      [0, null],
+      [0, null],
+    ],
+  };
+}
+
+test("settings.childRuntime 'forkline': workers run on forkline's channel, as Node's workers", async (t) => {
+  assert.deepStrictEqual(await runPrimary(t, 'forkline'), expected('forkline'));
+});
+
+test("workers stay on Node's channel by default, and with childRuntime 'node'", async (t) => {
+  assert.deepStrictEqual(await runPrimary(t, 'default'), expected('node'));
+  assert.deepStrictEqual(await runPrimary(t, 'node', { FORKLINE_CHILD_RUNTIME: 'forkline' }), expected('node'));
+});
+
+test('FORKLINE_CHILD_RUNTIME=forkline puts workers on the forkline runtime', async (t) => {
+  assert.deepStrictEqual(await runPrimary(t, 'default', { FORKLINE_CHILD_RUNTIME: 'forkline' }), expected('forkline'));
+});
