@@ -3,7 +3,7 @@
 // The channel itself, with JSON serialization: small messages parent → child and child → parent (throughput), round
 // trips (latency), and echoes of strings from 1 KB to 16 MB.
 
-const { now, seconds, percentile, mean, fmtRate, fmtMicros, fmtMBs } = require('../harness');
+const { IMPLS, now, seconds, percentile, mean, fmtRate, fmtMicros, fmtMBs } = require('../harness');
 
 // Payloads: built once, shared by every implementation.
 const KB = 1024;
@@ -81,6 +81,65 @@ function expectReport(report, got) {
   }
 }
 
+// Sequential round trips of one small message: latency percentiles, and the parent's CPU per round trip. With
+// `busyPoll`, forkline's ends poll that long after each send and receive (node:child_process has no such mode: its
+// column is the plain node ↔ node one, the base of the ratios).
+function rttScenario({ id, label, busyPoll }) {
+  const impls =
+    busyPoll === undefined
+      ? undefined
+      : IMPLS.map((impl) =>
+          impl.name === 'node:child_process'
+            ? impl
+            : { ...impl, fork: (modulePath, args, options) => impl.fork(modulePath, args, { ...options, busyPoll }) },
+        );
+  return {
+    id,
+    child: 'echo-child.js',
+    impls,
+    params: { n: 10_000, warm: 2_000 },
+    rows: [
+      { name: `${label} p50, µs`, key: 'p50', higherIsBetter: false, format: fmtMicros },
+      { name: `${label} p99, µs`, key: 'p99', higherIsBetter: false, format: fmtMicros },
+      { name: `${label}, parent CPU µs each`, key: 'cpu', higherIsBetter: false, format: fmtMicros },
+    ],
+    timeoutSeconds: 60,
+    run(session, { n, warm }) {
+      return new Promise((resolve, reject) => {
+        const micros = new Float64Array(n);
+        const total = warm + n;
+        let i = 0;
+        let t0;
+        let cpu0;
+        session.onMessage = (msg) => {
+          const t1 = now();
+          if (msg.i !== i) {
+            reject(new Error(`round trip ${i}: got back i=${msg.i}`));
+            return;
+          }
+          if (i >= warm) micros[i - warm] = Number(t1 - t0) / 1e3;
+          if (++i === total) {
+            const { user, system } = process.cpuUsage(cpu0);
+            micros.sort();
+            resolve({
+              p50: percentile(micros, 0.5),
+              p99: percentile(micros, 0.99),
+              mean: mean(micros),
+              cpu: (user + system) / n,
+            });
+            return;
+          }
+          if (i === warm) cpu0 = process.cpuUsage();
+          t0 = now();
+          session.child.send(small(i));
+        };
+        t0 = now();
+        session.child.send(small(i));
+      });
+    },
+  };
+}
+
 const scenarios = [
   sinkScenario({ id: 'p2c', name: 'parent → child, msgs/s', params: { n: 400_000, warm: 20_000 }, make: small }),
   {
@@ -113,41 +172,8 @@ const scenarios = [
       });
     },
   },
-  {
-    id: 'rtt',
-    child: 'echo-child.js',
-    params: { n: 10_000, warm: 2_000 },
-    rows: [
-      { name: 'round trip p50, µs', key: 'p50', higherIsBetter: false, format: fmtMicros },
-      { name: 'round trip p99, µs', key: 'p99', higherIsBetter: false, format: fmtMicros },
-    ],
-    timeoutSeconds: 60,
-    run(session, { n, warm }) {
-      return new Promise((resolve, reject) => {
-        const micros = new Float64Array(n);
-        const total = warm + n;
-        let i = 0;
-        let t0;
-        session.onMessage = (msg) => {
-          const t1 = now();
-          if (msg.i !== i) {
-            reject(new Error(`round trip ${i}: got back i=${msg.i}`));
-            return;
-          }
-          if (i >= warm) micros[i - warm] = Number(t1 - t0) / 1e3;
-          if (++i === total) {
-            micros.sort();
-            resolve({ p50: percentile(micros, 0.5), p99: percentile(micros, 0.99), mean: mean(micros) });
-            return;
-          }
-          t0 = now();
-          session.child.send(small(i));
-        };
-        t0 = now();
-        session.child.send(small(i));
-      });
-    },
-  },
+  rttScenario({ id: 'rtt', label: 'round trip' }),
+  rttScenario({ id: 'rtt-busy', label: 'round trip, busyPoll 50 µs', busyPoll: 50 }),
   echoScenario('1 KB', KB, 10_000),
   echoScenario('64 KB', 64 * KB, 1_000),
   echoScenario('1 MB', MB, 40),
