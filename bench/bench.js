@@ -12,6 +12,7 @@
 //   --only=ID[,ID...]               run only these scenarios (ids are listed by --list)
 //   --list                          list the scenario ids and exit
 //   --loader=wrk|node               cluster rows: the HTTP load generator (default: wrk if on PATH, else node)
+//   --svg <file>                    also draw the forkline/node ratios as a bar chart, one bar per row (bench/svg.js)
 //
 // This file reads the command line, runs the scenarios of every family in FAMILIES and prints the report.
 // bench/harness.js forks the children, measures, interleaves the rounds and writes the table rows. bench/scenarios/
@@ -31,6 +32,7 @@
 // (children/http-worker.js) and reports the port; the load comes from wrk or, without it, from
 // children/http-load.js, both separate processes on 127.0.0.1.
 
+const fs = require('node:fs');
 const {
   now,
   seconds,
@@ -45,6 +47,7 @@ const channel = require('./scenarios/channel');
 const handles = require('./scenarios/handles');
 const advanced = require('./scenarios/advanced');
 const cluster = require('./scenarios/cluster');
+const { barChart } = require('./svg');
 
 // ---------------------------------------------------------------------------------------------------------------
 // Command line.
@@ -60,6 +63,9 @@ const JSON_OUT = flag('json');
 const ROUNDS = Number(option('rounds') ?? (QUICK ? 1 : 5));
 const ONLY = option('only')?.split(',');
 const LOADER_OPTION = option('loader');
+// `--svg <file>` or `--svg=<file>`.
+const SVG_FILE = option('svg') ?? (flag('svg') ? argv[argv.indexOf('--svg') + 1] : undefined);
+if (SVG_FILE !== undefined && (SVG_FILE === '' || SVG_FILE.startsWith('--'))) throw new Error('--svg needs a file');
 if (LOADER_OPTION !== undefined && !['wrk', 'node'].includes(LOADER_OPTION)) {
   throw new Error('--loader must be wrk or node');
 }
@@ -108,6 +114,20 @@ function childProcessSection(lines, group, writeRows) {
   lines.push(`Per measurement (a fresh child each, clock started once it is ready): ${sizes.join(', ')}.`);
 }
 
+// The chart: each table row's first ratio (forkline parent ↔ node child, or forkline's cluster, over node).
+function writeChart(file, rows, machine) {
+  const notes = [
+    '> 1: forkline is better (for the latency rows the ratio is node/forkline).',
+    "child_process rows: a forkline parent and a node child vs node ↔ node; cluster rows: forkline's cluster vs " +
+      'node:cluster.',
+    `${machine.cpus} CPUs (${machine.cpuModel}) · node ${machine.node} · ${machine.os} · ` +
+      `forkline ${machine.forkline}${machine.commit ? ` (${machine.commit})` : ''} · ${new Date().toISOString().slice(0, 10)}`,
+  ];
+  const title = `forkline / node, median of ${ROUNDS} round${ROUNDS === 1 ? '' : 's'}${QUICK ? ' (--quick)' : ''}`;
+  fs.writeFileSync(file, barChart({ title, notes, rows: rows.map((row) => ({ label: row.row, ratio: row.ratio })) }));
+  process.stderr.write(`bench: chart written to ${file}\n`);
+}
+
 async function main() {
   if (flag('list')) {
     for (const s of SCENARIOS) console.log(`${s.id}\t${s.rows.map((r) => r.name).join('; ')}`);
@@ -143,6 +163,7 @@ async function main() {
 
   problemLines(lines, results);
   console.log(lines.join('\n'));
+  if (SVG_FILE !== undefined) writeChart(SVG_FILE, table.rows, machine);
 
   if (JSON_OUT) {
     const raw = {
