@@ -114,6 +114,9 @@ function assertInstalled(dir, { local }) {
   assert.strictEqual(fs.existsSync(path.join(pkg, 'forkline.node')), local);
 }
 
+// The pack builds the prebuilt binary (about a minute from scratch on 2 cores), the source build another minute.
+const LONG = { timeout: 300_000 };
+
 before(async () => {
   if (skip) return;
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'forkline-install-'));
@@ -134,7 +137,7 @@ before(async () => {
   fs.writeFileSync(path.join(tmp, 'bad', 'package', PREBUILT), 'not an ELF file\n');
   badTarball = path.join(tmp, 'forkline-bad-prebuilt.tgz');
   assert.strictEqual(spawnSync('tar', ['czf', badTarball, '-C', path.join(tmp, 'bad'), 'package']).status, 0);
-});
+}, LONG);
 
 after(() => {
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
@@ -171,7 +174,7 @@ test('npm install --ignore-scripts <tarball>: the prebuilt binary without the in
 
 test(
   'a prebuilt binary that does not load: built from source with cargo, only forkline.node left',
-  { skip },
+  { skip, ...LONG },
   async () => {
     // A TMPDIR of its own, to see that the install's cargo target directory is removed.
     const tmpdir = path.join(tmp, 'tmpdir');
