@@ -33,6 +33,7 @@
 // children/http-load.js, both separate processes on 127.0.0.1.
 
 const fs = require('node:fs');
+const path = require('node:path');
 const {
   now,
   seconds,
@@ -64,7 +65,7 @@ const ROUNDS = Number(option('rounds') ?? (QUICK ? 1 : 5));
 const ONLY = option('only')?.split(',');
 const LOADER_OPTION = option('loader');
 // `--svg <file>` or `--svg=<file>`.
-const SVG_FILE = option('svg') ?? (flag('svg') ? argv[argv.indexOf('--svg') + 1] : undefined);
+const SVG_FILE = option('svg') ?? (flag('svg') ? (argv[argv.indexOf('--svg') + 1] ?? '') : undefined);
 if (SVG_FILE !== undefined && (SVG_FILE === '' || SVG_FILE.startsWith('--'))) throw new Error('--svg needs a file');
 if (LOADER_OPTION !== undefined && !['wrk', 'node'].includes(LOADER_OPTION)) {
   throw new Error('--loader must be wrk or node');
@@ -124,6 +125,7 @@ function writeChart(file, rows, machine) {
       `forkline ${machine.forkline}${machine.commit ? ` (${machine.commit})` : ''} · ${new Date().toISOString().slice(0, 10)}`,
   ];
   const title = `forkline / node, median of ${ROUNDS} round${ROUNDS === 1 ? '' : 's'}${QUICK ? ' (--quick)' : ''}`;
+  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   fs.writeFileSync(file, barChart({ title, notes, rows: rows.map((row) => ({ label: row.row, ratio: row.ratio })) }));
   process.stderr.write(`bench: chart written to ${file}\n`);
 }

@@ -24,7 +24,7 @@ function main() {
   const installed = ROOT.split(path.sep).includes('node_modules');
   let why = null;
   if (installed) {
-    if (!fs.existsSync(PREBUILT)) why = `no prebuilt binary in the package`;
+    if (!fs.existsSync(PREBUILT)) why = 'no prebuilt binary in the package';
     else if (!prebuiltPlatform())
       why = `the prebuilt binary is for ${PREBUILT_PLATFORM}, this is ${process.platform}-${process.arch}`;
     else if (!loads(PREBUILT)) why = `the prebuilt binary (${PREBUILT_PLATFORM}, glibc >= 2.17) does not load here`;
