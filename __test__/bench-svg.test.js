@@ -1,7 +1,7 @@
 'use strict';
 
-// The bench's chart (bench/svg.js, `node bench/bench.js --svg <file>`): well-formed XML, one bar per table row,
-// bar lengths in proportion to the ratios, a line at 1.0, labels escaped.
+// The bench's chart (bench/svg.js, `node bench/bench.js --svg <file>`): well-formed XML, one bar per table row from
+// the line at 1.0, bar lengths in proportion to the log of the ratios, labels escaped.
 
 const assert = require('node:assert');
 const fs = require('node:fs');
@@ -117,12 +117,12 @@ test('the XML check rejects what is not well-formed', () => {
   assert.deepStrictEqual(parseXml('<?xml version="1.0"?><a k="&amp;">t&lt;</a>').attrs, { k: '&amp;' });
 });
 
-test('barChart: one bar per row, lengths in proportion to the ratios, a line at 1.0', () => {
+test('barChart: one bar per row, from the line at 1.0, lengths in proportion to the log of the ratios', () => {
   const rows = [
-    { label: 'parent → child, msgs/s', ratio: 2.5 },
-    { label: 'round trip p99, µs', ratio: 0.8 },
-    { label: 'a <label> with & and "quotes"', ratio: 1 },
-    { label: 'echo 16 MB string, MB/s', ratio: 1.6 },
+    { label: 'parent → child, msgs/s', ratio: 2.5, group: 'child_process' },
+    { label: 'round trip p99, µs', ratio: 0.8, group: 'child_process' },
+    { label: 'a <label> with & and "quotes"', ratio: 1, group: 'child_process' },
+    { label: 'keep-alive, SCHED_RR, req/s', ratio: 1.6, group: "cluster's <group>" },
   ];
   const svg = barChart({ title: 'forkline / node <test>', notes: ["node's & forkline's"], rows });
   const root = parseXml(svg);
@@ -131,31 +131,36 @@ test('barChart: one bar per row, lengths in proportion to the ratios, a line at 
 
   const drawn = bars(root);
   assert.strictEqual(drawn.length, rows.length);
+  const [one] = descendants(root, (el) => el.name === 'line' && el.attrs.class === 'one');
+  const line = Number(one.attrs.x1);
+  const left = (bar) => Number(bar.attrs.x);
   const width = (bar) => Number(bar.attrs.width);
   rows.forEach((row, i) => {
-    assert.strictEqual(Number(drawn[i].attrs['data-ratio']), row.ratio);
-    assert.ok(Math.abs(width(drawn[i]) / width(drawn[0]) - row.ratio / rows[0].ratio) < 0.01);
+    const bar = drawn[i];
+    assert.strictEqual(Number(bar.attrs['data-ratio']), row.ratio);
+    // Right of the line where forkline is better, left of it where it is worse.
+    if (row.ratio >= 1) assert.ok(Math.abs(left(bar) - line) < 0.1, `bar ${i} starts at the line`);
+    else assert.ok(Math.abs(left(bar) + width(bar) - line) < 0.1, `bar ${i} ends at the line`);
+    const expected = Math.abs(Math.log(row.ratio) / Math.log(rows[0].ratio));
+    assert.ok(Math.abs(width(bar) / width(drawn[0]) - expected) < 0.01, `bar ${i}: ${width(bar)}`);
   });
-  // Rows top to bottom in table order; below 1 in another colour than at or above it.
+  // Rows top to bottom in table order; worse in another colour than better.
   const ys = drawn.map((bar) => Number(bar.attrs.y));
   assert.deepStrictEqual(
     ys,
     [...ys].sort((a, b) => a - b),
   );
   assert.notStrictEqual(drawn[1].attrs.fill, drawn[0].attrs.fill);
-  assert.strictEqual(drawn[2].attrs.fill, drawn[0].attrs.fill);
+  assert.strictEqual(drawn[3].attrs.fill, drawn[0].attrs.fill);
 
-  // The line at 1.0 ends where the ratio-1 bar ends.
-  const [one] = descendants(root, (el) => el.name === 'line' && el.attrs.class === 'one');
-  assert.ok(Math.abs(Number(one.attrs.x1) - (Number(drawn[2].attrs.x) + width(drawn[2]))) < 0.1);
-
-  const labels = descendants(root, (el) => el.attrs.class === 'label').map((el) => el.text);
-  assert.deepStrictEqual(labels, [
+  const texts = (cls) => descendants(root, (el) => el.attrs.class === cls).map((el) => el.text);
+  assert.deepStrictEqual(texts('label'), [
     'parent → child, msgs/s',
     'round trip p99, µs',
     'a &lt;label&gt; with &amp; and &quot;quotes&quot;',
-    'echo 16 MB string, MB/s',
+    'keep-alive, SCHED_RR, req/s',
   ]);
+  assert.deepStrictEqual(texts('group'), ['child_process', 'cluster&apos;s &lt;group&gt;']);
 });
 
 test('barChart: a row without a result gets no bar', () => {

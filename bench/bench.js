@@ -115,18 +115,22 @@ function childProcessSection(lines, group, writeRows) {
   lines.push(`Per measurement (a fresh child each, clock started once it is ready): ${sizes.join(', ')}.`);
 }
 
-// The chart: each table row's first ratio (forkline parent ↔ node child, or forkline's cluster, over node).
+// The chart: each table row's first ratio (forkline parent ↔ node child, or forkline's cluster, over node), under
+// the heading of its part of the report.
 function writeChart(file, rows, machine) {
   const notes = [
-    '> 1: forkline is better (for the latency rows the ratio is node/forkline).',
-    "child_process rows: a forkline parent and a node child vs node ↔ node; cluster rows: forkline's cluster vs " +
-      'node:cluster.',
+    '> 1: forkline is better (for the latency rows the ratio is node/forkline). Log scale.',
     `${machine.cpus} CPUs (${machine.cpuModel}) · node ${machine.node} · ${machine.os} · ` +
       `forkline ${machine.forkline}${machine.commit ? ` (${machine.commit})` : ''} · ${new Date().toISOString().slice(0, 10)}`,
   ];
+  const groupOf = (id) =>
+    familyOf(SCENARIOS.find((s) => s.id === id)).section
+      ? "cluster: forkline's cluster vs node:cluster (HTTP hello world, 2 workers)"
+      : 'child_process: a forkline parent and a plain node child vs node ↔ node';
   const title = `forkline / node, median of ${ROUNDS} round${ROUNDS === 1 ? '' : 's'}${QUICK ? ' (--quick)' : ''}`;
+  const chartRows = rows.map((row) => ({ label: row.row, ratio: row.ratio, group: groupOf(row.scenario) }));
   fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-  fs.writeFileSync(file, barChart({ title, notes, rows: rows.map((row) => ({ label: row.row, ratio: row.ratio })) }));
+  fs.writeFileSync(file, barChart({ title, notes, rows: chartRows }));
   process.stderr.write(`bench: chart written to ${file}\n`);
 }
 
