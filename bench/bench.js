@@ -12,6 +12,7 @@
 //   --only=ID[,ID...]               run only these scenarios (ids are listed by --list)
 //   --list                          list the scenario ids and exit
 //   --loader=wrk|node               cluster rows: the HTTP load generator (default: wrk if on PATH, else node)
+//   --svg <file>                    also draw the forkline/node ratios as a bar chart, one bar per row (bench/svg.js)
 //
 // This file reads the command line, runs the scenarios of every family in FAMILIES and prints the report.
 // bench/harness.js forks the children, measures, interleaves the rounds and writes the table rows. bench/scenarios/
@@ -32,6 +33,8 @@
 // (children/http-worker.js) and reports the port; the load comes from wrk or, without it, from
 // children/http-load.js, both separate processes on 127.0.0.1.
 
+const fs = require('node:fs');
+const path = require('node:path');
 const {
   now,
   seconds,
@@ -48,6 +51,7 @@ const advanced = require('./scenarios/advanced');
 const cluster = require('./scenarios/cluster');
 const bus = require('./scenarios/bus');
 const scale = require('./scenarios/scale');
+const { barChart } = require('./svg');
 
 // ---------------------------------------------------------------------------------------------------------------
 // Command line.
@@ -63,6 +67,9 @@ const JSON_OUT = flag('json');
 const ROUNDS = Number(option('rounds') ?? (QUICK ? 1 : 5));
 const ONLY = option('only')?.split(',');
 const LOADER_OPTION = option('loader');
+// `--svg <file>` or `--svg=<file>`.
+const SVG_FILE = option('svg') ?? (flag('svg') ? (argv[argv.indexOf('--svg') + 1] ?? '') : undefined);
+if (SVG_FILE !== undefined && (SVG_FILE === '' || SVG_FILE.startsWith('--'))) throw new Error('--svg needs a file');
 if (LOADER_OPTION !== undefined && !['wrk', 'node'].includes(LOADER_OPTION)) {
   throw new Error('--loader must be wrk or node');
 }
@@ -111,6 +118,25 @@ function childProcessSection(lines, group, writeRows) {
   lines.push(`Per measurement (a fresh child each, clock started once it is ready): ${sizes.join(', ')}.`);
 }
 
+// The chart: each table row's first ratio (forkline parent ↔ node child, or forkline's cluster, over node), under
+// the heading of its part of the report.
+function writeChart(file, rows, machine) {
+  const notes = [
+    '> 1: forkline is better (for the latency rows the ratio is node/forkline). Log scale.',
+    `${machine.cpus} CPUs (${machine.cpuModel}) · node ${machine.node} · ${machine.os} · ` +
+      `forkline ${machine.forkline}${machine.commit ? ` (${machine.commit})` : ''} · ${new Date().toISOString().slice(0, 10)}`,
+  ];
+  const groupOf = (id) =>
+    familyOf(SCENARIOS.find((s) => s.id === id)).section
+      ? "cluster: forkline's cluster vs node:cluster (HTTP hello world, 2 workers)"
+      : 'child_process: a forkline parent and a plain node child vs node ↔ node';
+  const title = `forkline / node, median of ${ROUNDS} round${ROUNDS === 1 ? '' : 's'}${QUICK ? ' (--quick)' : ''}`;
+  const chartRows = rows.map((row) => ({ label: row.row, ratio: row.ratio, group: groupOf(row.scenario) }));
+  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  fs.writeFileSync(file, barChart({ title, notes, rows: chartRows }));
+  process.stderr.write(`bench: chart written to ${file}\n`);
+}
+
 async function main() {
   if (flag('list')) {
     for (const s of SCENARIOS) console.log(`${s.id}\t${s.rows.map((r) => r.name).join('; ')}`);
@@ -147,6 +173,7 @@ async function main() {
 
   problemLines(lines, results);
   console.log(lines.join('\n'));
+  if (SVG_FILE !== undefined) writeChart(SVG_FILE, table.rows, machine);
 
   if (JSON_OUT) {
     const raw = {

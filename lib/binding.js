@@ -1,25 +1,28 @@
 'use strict';
 
-// The native addon (src/, built by `npm run build`), loaded once for every module of lib/.
+// The native addon (src/), loaded once for every module of lib/: the build from source in the package root when
+// there is one (`npm run build`, or the install script's fallback), else the prebuilt binary from the tarball. No
+// install script is needed for the prebuilt one, so it also works with `--ignore-scripts`, pnpm and Bun.
 
+const fs = require('node:fs');
 const process = require('node:process');
+const { LOCAL, PREBUILT, PREBUILT_PLATFORM, prebuiltPlatform } = require('./addon_path');
 const { RUNTIME_FD } = require('./runtime_env');
 
 function load() {
+  const file = fs.existsSync(LOCAL) || !prebuiltPlatform() || !fs.existsSync(PREBUILT) ? LOCAL : PREBUILT;
   try {
-    return require('../forkline.node');
+    return require(file);
   } catch (err) {
+    const what = file === LOCAL ? './forkline.node' : `the prebuilt binary (${PREBUILT_PLATFORM})`;
     // Preloaded as a child's runtime (lib/runtime.js): without the addon there is no channel. Exit loudly.
     if (process.env[RUNTIME_FD] !== undefined) {
-      require('node:fs').writeSync(
-        2,
-        `forkline: the child runtime cannot start: cannot load ./forkline.node (${err.message})\n`,
-      );
+      fs.writeSync(2, `forkline: the child runtime cannot start: cannot load ${what} (${err.message})\n`);
       process.exit(1);
     }
     throw new Error(
-      `forkline: cannot load its native addon ./forkline.node (${err.message}). ` +
-        'Build it from source with `npm run build` (needs Rust/cargo).',
+      `forkline: cannot load its native addon, ${what} (${err.message}). ` +
+        'Build it from source with `node scripts/install.js` in the forkline package (needs Rust: https://rustup.rs).',
       { cause: err },
     );
   }
