@@ -182,7 +182,7 @@ test('node bench/bench.js --svg <file>: a chart of the rows it ran', async (t) =
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const file = path.join(dir, 'bench.svg');
   const bench = path.join(__dirname, '..', 'bench', 'bench.js');
-  // rtt: two rows (p50, p99), under 2 s with --quick and one round.
+  // rtt: three rows (p50, p99, the parent's CPU), under 2 s with --quick and one round.
   const child = spawn(process.execPath, [bench, '--only=rtt', '--quick', '--rounds=1', '--svg', file], {
     stdio: ['ignore', 'pipe', 'pipe'],
     timeout: 60_000,
@@ -195,16 +195,16 @@ test('node bench/bench.js --svg <file>: a chart of the rows it ran', async (t) =
   const [code] = await new Promise((resolve) => child.on('close', (...args) => resolve(args)));
   assert.strictEqual(code, 0, stderr);
 
-  const tableRows = stdout.split('\n').filter((line) => /^\| round trip p(50|99)/.test(line));
-  assert.strictEqual(tableRows.length, 2, stdout);
+  const tableRows = stdout.split('\n').filter((line) => /^\| round trip( p50| p99|, parent CPU)/.test(line));
+  assert.strictEqual(tableRows.length, 3, stdout);
   const root = parseXml(fs.readFileSync(file, 'utf8'));
   const drawn = bars(root);
-  assert.strictEqual(drawn.length, 2);
+  assert.strictEqual(drawn.length, 3);
   // Each bar is its table row's forkline↔node / node ratio, as printed.
   tableRows.forEach((line, i) => {
     const printed = line.split('|')[5].trim();
     assert.strictEqual(`${Number(drawn[i].attrs['data-ratio']).toFixed(2)}x`, printed);
   });
   const labels = descendants(root, (el) => el.attrs.class === 'label').map((el) => el.text);
-  assert.deepStrictEqual(labels, ['round trip p50, µs', 'round trip p99, µs']);
+  assert.deepStrictEqual(labels, ['round trip p50, µs', 'round trip p99, µs', 'round trip, parent CPU µs each']);
 });
