@@ -99,29 +99,50 @@ impl std::fmt::Debug for Poll {
     }
 }
 
+/// A zeroed handle of libuv type `kind`, set up by `init` (libuv's `uv_*_init`), carrying `callback` as its data
+/// and unref'd (it never keeps the loop alive by itself). None without libuv, or if `init` fails.
+fn new_handle(
+    kind: c_int,
+    callback: OnReadable,
+    init: impl FnOnce(*mut c_void) -> c_int,
+) -> Option<*mut c_void> {
+    let api = api()?;
+    // SAFETY: uv_handle_size is a pure function; calloc'd memory is zeroed, as libuv expects of a fresh handle.
+    let handle = unsafe { libc::calloc(1, (api.handle_size)(kind)) };
+    if handle.is_null() {
+        return None;
+    }
+    if init(handle) != 0 {
+        // SAFETY: allocated by calloc above; a handle whose init failed was never registered with the loop.
+        unsafe { libc::free(handle) };
+        return None;
+    }
+    let data: *mut OnReadable = Box::into_raw(Box::new(callback));
+    // SAFETY: every uv handle begins with `void *data`, libuv's field for the user's pointer.
+    unsafe {
+        *(handle as *mut *mut OnReadable) = data;
+        (api.unref)(handle);
+    }
+    Some(handle)
+}
+
+/// Closes a handle made by `new_handle`: libuv stops it, and `on_close` frees it and its callback once libuv is done.
+fn close_handle(handle: *mut c_void) {
+    if let Some(api) = api() {
+        // SAFETY: `handle` came from new_handle and is closed once, by its owner's Drop, on the loop's thread.
+        unsafe { (api.close)(handle, on_close) };
+    }
+}
+
 impl Poll {
     /// A stopped poll handle on `uv_loop` for `fd` (libuv makes the fd non-blocking). It never keeps the loop
     /// alive by itself. None when this process has no libuv to offer.
     pub fn new(uv_loop: *mut c_void, fd: RawFd, on_readable: OnReadable) -> Option<Poll> {
         let api = api()?;
-        // SAFETY: uv_handle_size is a pure function; calloc'd memory is zeroed, as libuv expects of a fresh handle.
-        let handle = unsafe { libc::calloc(1, (api.handle_size)(UV_POLL)) };
-        if handle.is_null() {
-            return None;
-        }
-        // SAFETY: `handle` is a zeroed uv_poll_t-sized block on the JS thread's loop; on failure it was never
-        // registered with the loop, so freeing it is all there is to undo.
-        if unsafe { (api.poll_init)(uv_loop, handle, fd) } != 0 {
-            // SAFETY: allocated by calloc above and not registered anywhere.
-            unsafe { libc::free(handle) };
-            return None;
-        }
-        let data: *mut OnReadable = Box::into_raw(Box::new(on_readable));
-        // SAFETY: every uv handle begins with `void *data`, libuv's field for the user's pointer.
-        unsafe {
-            *(handle as *mut *mut OnReadable) = data;
-            (api.unref)(handle);
-        }
+        // SAFETY: `handle` is a zeroed uv_poll_t-sized block for the JS thread's loop.
+        let handle = new_handle(UV_POLL, on_readable, |handle| unsafe {
+            (api.poll_init)(uv_loop, handle, fd)
+        })?;
         Some(Poll { handle })
     }
 
@@ -134,7 +155,7 @@ impl Poll {
 }
 
 unsafe extern "C" fn on_poll(handle: *mut c_void, status: c_int, _events: c_int) {
-    // SAFETY: `data` was set in Poll::new and stays valid until the close callback frees it; libuv calls this
+    // SAFETY: `data` was set in new_handle and stays valid until the close callback frees it; libuv calls this
     // only between start and close, on the loop's thread.
     let callback = unsafe { &mut **(handle as *mut *mut OnReadable) };
     let stopped = std::cell::Cell::new(false);
@@ -171,8 +192,7 @@ unsafe extern "C" fn on_poll(handle: *mut c_void, status: c_int, _events: c_int)
 }
 
 unsafe extern "C" fn on_close(handle: *mut c_void) {
-    // SAFETY: libuv is done with the handle; `data` is the Box leaked in Poll::new (or Idle::new: the same type)
-    // and `handle` came from calloc.
+    // SAFETY: libuv is done with the handle; `data` is the Box leaked in new_handle and `handle` came from calloc.
     unsafe {
         drop(Box::from_raw(*(handle as *mut *mut OnReadable)));
         libc::free(handle);
@@ -195,24 +215,10 @@ impl Idle {
     /// A stopped idle handle on `uv_loop`; `on_turn` gets a function that stops it. None without libuv.
     pub fn new(uv_loop: *mut c_void, on_turn: OnReadable) -> Option<Idle> {
         let api = api()?;
-        // SAFETY: uv_handle_size is a pure function; calloc'd memory is zeroed, as libuv expects of a fresh handle.
-        let handle = unsafe { libc::calloc(1, (api.handle_size)(UV_IDLE)) };
-        if handle.is_null() {
-            return None;
-        }
-        // SAFETY: `handle` is a zeroed uv_idle_t-sized block for the JS thread's loop; uv_idle_init cannot fail
-        // for a valid loop, and on failure nothing was registered, so freeing is all there is to undo.
-        if unsafe { (api.idle_init)(uv_loop, handle) } != 0 {
-            // SAFETY: allocated by calloc above and not registered anywhere.
-            unsafe { libc::free(handle) };
-            return None;
-        }
-        let data: *mut OnReadable = Box::into_raw(Box::new(on_turn));
-        // SAFETY: every uv handle begins with `void *data`, libuv's field for the user's pointer.
-        unsafe {
-            *(handle as *mut *mut OnReadable) = data;
-            (api.unref)(handle);
-        }
+        // SAFETY: `handle` is a zeroed uv_idle_t-sized block for the JS thread's loop.
+        let handle = new_handle(UV_IDLE, on_turn, |handle| unsafe {
+            (api.idle_init)(uv_loop, handle)
+        })?;
         Some(Idle { handle })
     }
 
@@ -225,7 +231,7 @@ impl Idle {
 }
 
 unsafe extern "C" fn on_idle(handle: *mut c_void) {
-    // SAFETY: `data` was set in Idle::new and stays valid until the close callback frees it; libuv calls this only
+    // SAFETY: `data` was set in new_handle and stays valid until the close callback frees it; libuv calls this only
     // between start and close, on the loop's thread.
     let callback = unsafe { &mut **(handle as *mut *mut OnReadable) };
     let stop = || {
@@ -246,18 +252,12 @@ unsafe extern "C" fn on_idle(handle: *mut c_void) {
 
 impl Drop for Idle {
     fn drop(&mut self) {
-        if let Some(api) = api() {
-            // SAFETY: closing stops the handle; its memory and callback are freed in `on_close`, after libuv is done.
-            unsafe { (api.close)(self.handle, on_close) };
-        }
+        close_handle(self.handle);
     }
 }
 
 impl Drop for Poll {
     fn drop(&mut self) {
-        if let Some(api) = api() {
-            // SAFETY: closing stops the handle; its memory and callback are freed in `on_close`, after libuv is done.
-            unsafe { (api.close)(self.handle, on_close) };
-        }
+        close_handle(self.handle);
     }
 }
