@@ -334,8 +334,9 @@ function blameStuckChannels(round, p) {
 }
 
 // Brings up, once, what a process keeps for good after first use, so that the first round does not count it as a
-// leak: forkline's first child (both serializations, both child runtimes, a handle each way), libuv's threadpool
-// and its signal pipe (a node:child_process spawn).
+// leak: forkline's first child (both serializations, both child runtimes, a handle each way, a message larger than
+// a socket holds, which starts the reactor and its epoll and eventfd even without pidfds), libuv's threadpool and
+// its signal pipe (a node:child_process spawn).
 async function warmUp() {
   const token = `${RUN_ID}.warmup`;
   await fs.promises.stat(__filename);
@@ -359,6 +360,8 @@ async function warmUp() {
     const closed = new Promise((resolve) => child.once('close', resolve));
     const next = () => new Promise((resolve) => child.once('message', (msg, handle) => resolve([msg, handle])));
     child.send({ hello: true });
+    await next();
+    child.send({ big: 'w'.repeat(4 << 20) });
     await next();
     const got = next();
     child.send({ handle: true }, server);
