@@ -126,6 +126,20 @@ fn new_handle(
     Some(handle)
 }
 
+/// Stops a handle with its type's `uv_*_stop`, from one of its callbacks, unless it is closing (closing stops it
+/// already, and uv_poll_stop asserts on a closing handle).
+fn stop_handle(handle: *mut c_void, stop: impl FnOnce(&Api) -> HandleFn) {
+    if let Some(api) = api() {
+        // SAFETY: `handle` is a live handle of the type `stop` is for (the caller's callback is running on it), on
+        // its loop's thread; is_closing only reads it.
+        unsafe {
+            if (api.is_closing)(handle) == 0 {
+                (stop(api))(handle);
+            }
+        }
+    }
+}
+
 /// Closes a handle made by `new_handle`: libuv stops it, and `on_close` frees it and its callback once libuv is done.
 fn close_handle(handle: *mut c_void) {
     if let Some(api) = api() {
@@ -161,15 +175,7 @@ unsafe extern "C" fn on_poll(handle: *mut c_void, status: c_int, _events: c_int)
     let stopped = std::cell::Cell::new(false);
     let stop = || {
         stopped.set(true);
-        if let Some(api) = api() {
-            // SAFETY: stopping a poll handle on its loop's thread is allowed, unless it is closing (closing stops
-            // it already, and uv_poll_stop asserts on a closing handle).
-            unsafe {
-                if (api.is_closing)(handle) == 0 {
-                    (api.poll_stop)(handle);
-                }
-            }
-        }
+        stop_handle(handle, |api| api.poll_stop);
     };
     // A panic must not unwind into libuv: stop.
     if catch_unwind(AssertUnwindSafe(|| callback(&stop))).is_err() {
@@ -234,16 +240,7 @@ unsafe extern "C" fn on_idle(handle: *mut c_void) {
     // SAFETY: `data` was set in new_handle and stays valid until the close callback frees it; libuv calls this only
     // between start and close, on the loop's thread.
     let callback = unsafe { &mut **(handle as *mut *mut OnReadable) };
-    let stop = || {
-        if let Some(api) = api() {
-            // SAFETY: stopping an idle handle on its loop's thread, unless it is closing (closing stops it).
-            unsafe {
-                if (api.is_closing)(handle) == 0 {
-                    (api.idle_stop)(handle);
-                }
-            }
-        }
-    };
+    let stop = || stop_handle(handle, |api| api.idle_stop);
     // A panic must not unwind into libuv: stop.
     if catch_unwind(AssertUnwindSafe(|| callback(&stop))).is_err() {
         stop();

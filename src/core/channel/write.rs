@@ -81,6 +81,20 @@ impl WriteState {
         self.queued_bytes
     }
 
+    /// The front chunk is all on the wire: drops it and, for an owner's write, counts it done. True if it was one.
+    fn pop_written(&mut self) -> bool {
+        let Some(chunk) = self.queue.pop_front() else {
+            return false;
+        };
+        if chunk.seq == 0 {
+            return false;
+        }
+        self.queued_bytes = self.queued_bytes.saturating_sub(chunk.data.len());
+        self.progress.queued_bytes = self.queued_bytes;
+        self.progress.done = self.progress.done.max(chunk.seq);
+        true
+    }
+
     fn add_queued(&mut self, n: usize) {
         self.queued_bytes += n;
         self.progress.queued_bytes = self.queued_bytes;
@@ -397,14 +411,7 @@ impl Channel {
             if chunk.sent < chunk.data.len() {
                 break;
             }
-            let (seq, len) = (chunk.seq, chunk.data.len());
-            st.queue.pop_front();
-            if seq != 0 {
-                st.queued_bytes = st.queued_bytes.saturating_sub(len);
-                st.progress.queued_bytes = st.queued_bytes;
-                st.progress.done = st.progress.done.max(seq);
-                progressed = true;
-            }
+            progressed |= st.pop_written();
         }
         if !st.queue.is_empty() {
             let _ = self.kick_writer(&mut st);
@@ -506,13 +513,7 @@ impl Channel {
                 c.sent += take;
                 n -= take;
                 if c.sent == c.data.len() {
-                    let (seq, len) = (c.seq, c.data.len());
-                    st.queue.pop_front();
-                    if seq != 0 {
-                        st.queued_bytes = st.queued_bytes.saturating_sub(len);
-                        st.progress.queued_bytes = st.queued_bytes;
-                        st.progress.done = st.progress.done.max(seq);
-                    }
+                    st.pop_written();
                 }
             }
         }
