@@ -5,6 +5,8 @@
 const test = require('node:test');
 const assert = require('node:assert');
 const crypto = require('node:crypto');
+const v8 = require('node:v8');
+const vm = require('node:vm');
 const {
   IMPLS,
   fixture,
@@ -140,6 +142,31 @@ test('a 50 MB string each way', { timeout: 30_000 }, async (t) => {
   assert.strictEqual(reply.tail, 'é😀\u2028');
   assert.strictEqual(reply.big.length, big.length);
   assert.ok(reply.big === big, '50 MB string came back different');
+  child.send('exit:0');
+  assert.deepStrictEqual(await whenClosed(child), [0, null]);
+});
+
+// Big ASCII lines reach JS as external strings over the channel's own buffer (freed by V8's collector), and big
+// sends are queued without copying their unsent tail: every byte must survive collections in between.
+test('big ASCII messages survive garbage collections on both sides', { timeout: 30_000 }, async (t) => {
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc');
+  const child = spawnChild(t, IMPLS.forkline, ECHO, [], QUIET);
+  const sent = [];
+  const got = [];
+  for (let i = 0; i < 24; i++) {
+    const s = crypto.randomBytes(384 * 1024).toString('base64');
+    sent.push(s);
+    child.send({ i, s });
+    const [reply] = await once(child, 'message');
+    got.push(reply);
+    if (i % 4 === 3) gc();
+  }
+  gc();
+  for (let i = 0; i < sent.length; i++) {
+    assert.strictEqual(got[i].i, i);
+    assert.ok(got[i].s === sent[i], `message ${i} came back different`);
+  }
   child.send('exit:0');
   assert.deepStrictEqual(await whenClosed(child), [0, null]);
 });

@@ -2,16 +2,18 @@
 
 // The wire codecs (Node's lib/internal/child_process/serialization.js). Rust frames the bytes; JS turns values into
 // bytes and back, since JSON and V8's serializer are native in V8 and the fastest way to JS objects. Both codecs
-// have the same shape: encode(message) gives one frame, join(frames) the bytes of one write.
+// have the same shape: encode(message) gives one frame, join(frames) what one native write takes.
 
 const { Buffer } = require('node:buffer');
 
+// A json frame is JSON.stringify's string as it is: the native write adds each write's last newline, so a big
+// message is never concatenated into a string V8 must copy whole to flatten before it can be written.
 const json = {
   encode(message) {
-    return `${JSON.stringify(message)}\n`;
+    return JSON.stringify(message);
   },
   join(parts) {
-    return parts.length === 1 ? parts[0] : parts.join('');
+    return parts.length === 1 ? parts[0] : parts.join('\n');
   },
 };
 

@@ -5,6 +5,8 @@ use std::os::fd::{IntoRawFd, OwnedFd};
 use std::sync::Arc;
 
 use napi::bindgen_prelude::{Buffer, Either, Function};
+
+use crate::napi::payload::Line;
 use napi::{Env, Error, Result, Status};
 use napi_derive::napi;
 
@@ -205,17 +207,18 @@ impl NativeChild {
         self.side.poll()
     }
 
-    /// Queues bytes for the child. Returns the bytes still queued (0: all written now), or -errno.
+    /// Queues json text (one or more messages, newline-separated; the last newline is added here) or advanced frames
+    /// for the child. Returns the bytes still queued (0: all written now), or -errno.
     #[napi]
-    pub fn write(&self, data: Either<String, Buffer>) -> f64 {
-        self.side.submit(&data, None)
+    pub fn write(&self, data: Either<Line, Buffer>) -> f64 {
+        self.side.submit(data, None)
     }
 
     /// Sends a NODE_HANDLE envelope with `fd` (duplicated: the caller keeps its own). Later writes wait for the
     /// peer's ACK. Returns like `write`.
     #[napi]
-    pub fn write_handle(&self, envelope: Either<String, Buffer>, fd: i32) -> f64 {
-        self.side.submit(&envelope, Some(fd))
+    pub fn write_handle(&self, envelope: Either<Line, Buffer>, fd: i32) -> f64 {
+        self.side.submit(envelope, Some(fd))
     }
 
     /// Whether a handle sent to the child still waits for its ACK (later writes are held behind it).

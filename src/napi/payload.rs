@@ -1,12 +1,94 @@
-//! Message payloads as JS values: json text as a Latin-1 string when it is ASCII (`Text`), advanced frames as a
-//! Buffer, copied or external by size (`Bytes`). Each conversion calls napi_sys directly, with its `// SAFETY:` lines.
+//! Message payloads between JS and the core: json text out of JS as one UTF-8 line (`Line`), json text into JS as a
+//! Latin-1 string when it is ASCII, external when it is big (`Text`), advanced frames as a Buffer, copied or external
+//! by size (`Bytes`). Each conversion calls napi_sys directly, with its `// SAFETY:` lines.
 
-use napi::bindgen_prelude::{Buffer, ToNapiValue};
+use std::ffi::c_void;
+use std::sync::OnceLock;
+
+use napi::bindgen_prelude::{
+    Buffer, FromNapiValue, ToNapiValue, TypeName, ValidateNapiValue, ValueType,
+};
 use napi::{sys as napi_sys, Error, Result, Status};
 
+/// The end of a json message on the wire.
+const LINE_END: u8 = b'\n';
+
+/// One or more json messages from JS (`JSON.stringify` output, joined by newlines), as the bytes of a write: UTF-8
+/// with the final newline added here, written without zero-filling into a buffer sized from the string's UTF-16
+/// length, which V8 knows without scanning.
+pub struct Line(pub(super) Vec<u8>);
+
+impl TypeName for Line {
+    fn type_name() -> &'static str {
+        "String"
+    }
+
+    fn value_type() -> ValueType {
+        ValueType::String
+    }
+}
+
+impl ValidateNapiValue for Line {}
+
+impl FromNapiValue for Line {
+    unsafe fn from_napi_value(
+        env: napi_sys::napi_env,
+        value: napi_sys::napi_value,
+    ) -> Result<Self> {
+        let mut units = 0;
+        // SAFETY: a null buffer asks only for the length (in UTF-16 units); `env` and `value` come from napi-rs.
+        let status = unsafe {
+            napi_sys::napi_get_value_string_utf16(env, value, std::ptr::null_mut(), 0, &mut units)
+        };
+        check(status, "a json message must be a string")?;
+        // SAFETY: forwarded (a live env, a string value).
+        let mut line = unsafe { utf8_direct(env, value, units) }?;
+        line.push(LINE_END);
+        Ok(Line(line))
+    }
+}
+
+/// V8's UTF-8 writer, into room for the worst case (3 bytes per unit; a surrogate pair's 4 bytes take its 2
+/// units' 6), the terminating NUL napi writes, and the newline that then replaces it.
+unsafe fn utf8_direct(
+    env: napi_sys::napi_env,
+    value: napi_sys::napi_value,
+    units: usize,
+) -> Result<Vec<u8>> {
+    let room = units * 3 + 1;
+    let mut line: Vec<u8> = Vec::with_capacity(room);
+    let mut written = 0;
+    // SAFETY: napi writes at most `room` bytes (UTF-8, then a NUL) into the spare capacity reserved above.
+    let status = unsafe {
+        napi_sys::napi_get_value_string_utf8(
+            env,
+            value,
+            line.as_mut_ptr().cast(),
+            room,
+            &mut written,
+        )
+    };
+    check(status, "cannot read a json message")?;
+    // SAFETY: napi initialized the first `written` bytes.
+    unsafe { line.set_len(written) };
+    Ok(line)
+}
+
+fn check(status: napi_sys::napi_status, what: &str) -> Result<()> {
+    if status == napi_sys::Status::napi_ok {
+        Ok(())
+    } else {
+        Err(Error::new(Status::from(status), what.to_string()))
+    }
+}
+
 /// Text for JS. Json lines are nearly always ASCII, and then V8 takes them as Latin-1 with a plain copy instead of
-/// decoding UTF-8 (the core has already validated the text).
+/// decoding UTF-8 (the core has already validated the text). A big one becomes an external string over our own
+/// buffer instead: V8 would otherwise copy it into a fresh large-object page, faulting in every page of it.
 pub struct Text(pub(super) String);
+
+/// From this size on, ASCII text goes to JS as an external string.
+const EXTERNAL_TEXT_FROM: usize = 256 * 1024;
 
 impl ToNapiValue for Text {
     unsafe fn to_napi_value(env: napi_sys::napi_env, val: Self) -> Result<napi_sys::napi_value> {
@@ -14,6 +96,10 @@ impl ToNapiValue for Text {
         if !text.is_ascii() {
             // SAFETY: forwarded with the caller's guarantees (a live env on the JS thread).
             return unsafe { String::to_napi_value(env, text) };
+        }
+        if text.len() >= EXTERNAL_TEXT_FROM && external_strings(env) {
+            // SAFETY: forwarded with the caller's guarantees (a live env on the JS thread).
+            return unsafe { external_latin1(env, text) };
         }
         let mut out = std::ptr::null_mut();
         // SAFETY: ASCII is valid Latin-1; the pointer and length describe `text`, which outlives the call.
@@ -31,6 +117,60 @@ impl ToNapiValue for Text {
             Err(Error::new(Status::from(status), "cannot create a string"))
         }
     }
+}
+
+/// Whether this Node has `node_api_create_external_string_latin1` (20.4 and later; napi-sys's stub for a missing
+/// symbol would print to stderr on every call).
+fn external_strings(env: napi_sys::napi_env) -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| {
+        let mut version = std::ptr::null();
+        // SAFETY: `env` is live; napi fills `version` with a pointer to a static struct.
+        let status = unsafe { napi_sys::napi_get_node_version(env, &mut version) };
+        if status != napi_sys::Status::napi_ok || version.is_null() {
+            return false;
+        }
+        // SAFETY: napi returned a valid pointer to a struct that lives as long as the process.
+        let v = unsafe { &*version };
+        (v.major, v.minor) >= (20, 4)
+    })
+}
+
+/// An external Latin-1 string over `text` (ASCII), which V8 frees through `drop_text` once the string is collected.
+unsafe fn external_latin1(env: napi_sys::napi_env, text: String) -> Result<napi_sys::napi_value> {
+    let text = Box::new(text);
+    let (ptr, len) = (text.as_ptr(), text.len());
+    let hint = Box::into_raw(text);
+    let mut out = std::ptr::null_mut();
+    let mut copied = false;
+    // SAFETY: the bytes stay alive (owned by `hint`) until V8 calls `drop_text`; ASCII is valid Latin-1.
+    let status = unsafe {
+        napi_sys::node_api_create_external_string_latin1(
+            env,
+            ptr.cast(),
+            len as isize,
+            Some(drop_text),
+            hint.cast(),
+            &mut out,
+            &mut copied,
+        )
+    };
+    // Copied instead, napi has already run the finalizer; failed, nobody took the box.
+    if status != napi_sys::Status::napi_ok {
+        // SAFETY: `hint` came from Box::into_raw above and napi took no ownership of it.
+        drop(unsafe { Box::from_raw(hint) });
+    }
+    check(status, "cannot create a string")?;
+    Ok(out)
+}
+
+unsafe extern "C" fn drop_text(
+    _env: napi_sys::node_api_basic_env,
+    _data: *mut c_void,
+    hint: *mut c_void,
+) {
+    // SAFETY: `hint` is the Box<String> that external_latin1 leaked for this string, finalized once.
+    drop(unsafe { Box::from_raw(hint.cast::<String>()) });
 }
 
 /// Bytes for JS, copied into a Buffer that V8 allocates. An external Buffer over our Vec (napi-rs's `Buffer`) would

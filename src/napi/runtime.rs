@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use napi::bindgen_prelude::{Buffer, Either, Function};
+
+use crate::napi::payload::Line;
 use napi::{Env, Result};
 use napi_derive::napi;
 
@@ -75,16 +77,17 @@ impl NativeChannel {
         self.side.poll()
     }
 
-    /// Queues bytes for the parent. Returns the bytes still queued (0: all written now), or -errno.
+    /// Queues json text (one or more messages, newline-separated; the last newline is added here) or advanced frames
+    /// for the parent. Returns the bytes still queued (0: all written now), or -errno.
     #[napi]
-    pub fn write(&self, data: Either<String, Buffer>) -> f64 {
-        self.side.submit(&data, None)
+    pub fn write(&self, data: Either<Line, Buffer>) -> f64 {
+        self.side.submit(data, None)
     }
 
     /// Sends a NODE_HANDLE envelope with `fd` (duplicated: the caller keeps its own). Returns like `write`.
     #[napi]
-    pub fn write_handle(&self, envelope: Either<String, Buffer>, fd: i32) -> f64 {
-        self.side.submit(&envelope, Some(fd))
+    pub fn write_handle(&self, envelope: Either<Line, Buffer>, fd: i32) -> f64 {
+        self.side.submit(envelope, Some(fd))
     }
 
     /// Blocks until every queued write is on the wire, for at most `timeoutMs`; true if nothing is left. Only for

@@ -1,6 +1,7 @@
 //! The channel as either napi end holds it (`ChannelSide`, shared by `NativeChild` and `NativeChannel`), and
 //! `start_reading`, which sets up who reads it: libuv's poll on the JS thread, or the reactor.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use crate::core::frame::Frame;
 use crate::napi::busy_poll::BusyPoll;
 use crate::napi::delivery::{Delivery, KeepAlive};
 use crate::napi::event::{ChannelEvent, Polled};
-use crate::napi::payload::Text;
+use crate::napi::payload::{Line, Text};
 use crate::napi::stats::ChannelStats;
 use crate::napi::{js_call, uv};
 
@@ -184,20 +185,25 @@ impl ChannelSide {
 
     /// Queues a write (with an fd for a NODE_HANDLE envelope). Returns the bytes still queued (0: all written
     /// now), or -errno.
-    pub(crate) fn submit(&self, data: &Either<String, Buffer>, fd: Option<i32>) -> f64 {
+    pub(crate) fn submit(&self, data: Either<Line, Buffer>, fd: Option<i32>) -> f64 {
         let Some(channel) = &self.channel else {
             return -(nix::libc::EPIPE as f64);
         };
-        let bytes: &[u8] = match data {
-            Either::A(s) => s.as_bytes(),
-            Either::B(b) => b,
+        // A json line is ours to queue as it is; a Buffer stays JS's, so what does not go at once is copied.
+        let buffer;
+        let bytes: Cow<'_, [u8]> = match data {
+            Either::A(Line(line)) => Cow::Owned(line),
+            Either::B(b) => {
+                buffer = b;
+                Cow::Borrowed(&buffer)
+            }
         };
         let result = match fd {
             Some(fd) if fd < 0 => return -(nix::libc::EBADF as f64),
             Some(fd) => {
                 // SAFETY: borrowed only for this call, during which JS keeps the handle (and fd) open.
                 let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-                channel.write_handle(bytes, fd)
+                channel.write_handle(&bytes, fd)
             }
             None => channel.write(bytes),
         };

@@ -75,10 +75,16 @@ fn writes_keep_order_when_the_socket_is_full() {
     let (ch, mut peer, rx, _) = open(1024);
     let big = vec![b'x'; 300_000];
     let mut last = None;
+    // Borrowed and owned writes alternate: an owned one's unsent tail is queued in place, not copied.
     for i in 0..20u8 {
         let mut msg = big.clone();
         msg[0] = i;
-        last = Some(ch.write(&msg).unwrap());
+        msg[big.len() - 1] = i;
+        last = Some(if i % 2 == 0 {
+            ch.write(&msg).unwrap()
+        } else {
+            ch.write(msg).unwrap()
+        });
     }
     assert!(
         last.unwrap().queued_bytes > 0,
@@ -88,6 +94,7 @@ fn writes_keep_order_when_the_socket_is_full() {
     peer.read_exact(&mut got).unwrap();
     for i in 0..20 {
         assert_eq!(got[i * big.len()], i as u8);
+        assert_eq!(got[(i + 1) * big.len() - 1], i as u8);
     }
     let p = loop {
         match rx.recv_timeout(Duration::from_secs(5)).expect("progress") {

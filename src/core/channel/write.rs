@@ -2,6 +2,7 @@
 //! reactor when the socket has room again, with the sending half of the NODE_HANDLE handshake (held writes behind an
 //! unacknowledged handle, ACK, NACK and retransmission), write progress, and `close`.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -25,6 +26,9 @@ pub(super) const MAX_HANDLE_RETRANSMISSIONS: u32 = 3;
 struct Chunk {
     data: Vec<u8>,
     sent: usize,
+    /// Bytes of `data` already on the wire when it was queued (an owned write keeps its whole buffer rather than
+    /// copying the unsent tail): they were never counted in `queued_bytes`.
+    start: usize,
     /// 0 for the channel's own messages (ACK/NACK, retransmissions, cluster hand-offs), which complete no write of
     /// the owner's and do not count in its `queued_bytes`.
     seq: u64,
@@ -37,8 +41,24 @@ impl Chunk {
         Chunk {
             data,
             sent: 0,
+            start: 0,
             seq,
             fd,
+        }
+    }
+
+    /// What is left of `data` after its first `sent` bytes went: an owned buffer is kept as it is, a borrowed
+    /// one's tail is copied.
+    fn rest(data: Cow<'_, [u8]>, sent: usize, seq: u64, fd: Option<Arc<OwnedFd>>) -> Self {
+        match data {
+            Cow::Owned(data) => Chunk {
+                data,
+                sent,
+                start: sent,
+                seq,
+                fd,
+            },
+            Cow::Borrowed(data) => Chunk::new(data[sent..].to_vec(), seq, fd),
         }
     }
 }
@@ -89,7 +109,9 @@ impl WriteState {
         if chunk.seq == 0 {
             return false;
         }
-        self.queued_bytes = self.queued_bytes.saturating_sub(chunk.data.len());
+        self.queued_bytes = self
+            .queued_bytes
+            .saturating_sub(chunk.data.len() - chunk.start);
         self.progress.queued_bytes = self.queued_bytes;
         self.progress.done = self.progress.done.max(chunk.seq);
         true
@@ -161,9 +183,13 @@ impl Channel {
     }
 
     /// Queues `data` after every earlier write. Tries the socket at once, without blocking; what does not fit the
-    /// reactor writes when the socket has room. Never blocks the caller on the peer.
-    pub fn write(self: &Arc<Self>, data: &[u8]) -> Result<Written, SysError> {
-        self.submit(data, None, true)
+    /// reactor writes when the socket has room. Never blocks the caller on the peer. An owned buffer is queued as
+    /// it is (a big message's unsent tail is not copied).
+    pub fn write<'a>(
+        self: &Arc<Self>,
+        data: impl Into<Cow<'a, [u8]>>,
+    ) -> Result<Written, SysError> {
+        self.submit(data.into(), None, true)
     }
 
     /// Queues a NODE_HANDLE envelope with `fd` (which we duplicate and keep until the ACK).
@@ -172,7 +198,7 @@ impl Channel {
         envelope: &[u8],
         fd: BorrowedFd<'_>,
     ) -> Result<Written, SysError> {
-        self.submit(envelope, Some(dup(fd)?), true)
+        self.submit(Cow::Borrowed(envelope), Some(dup(fd)?), true)
     }
 
     /// Like `write_handle`, for a handle the core sends on its own (a cluster hand-off): in order with the owner's
@@ -182,12 +208,13 @@ impl Channel {
         envelope: &[u8],
         fd: BorrowedFd<'_>,
     ) -> Result<(), SysError> {
-        self.submit(envelope, Some(dup(fd)?), false).map(drop)
+        self.submit(Cow::Borrowed(envelope), Some(dup(fd)?), false)
+            .map(drop)
     }
 
     fn submit(
         self: &Arc<Self>,
-        data: &[u8],
+        data: Cow<'_, [u8]>,
         fd: Option<Arc<OwnedFd>>,
         owners: bool,
     ) -> Result<Written, SysError> {
@@ -210,14 +237,14 @@ impl Channel {
             self.report_progress();
             return Err(err.unwrap_or(SysError::new(Errno::EPIPE, "write")));
         }
-        self.stats.sent(data, self.advanced, fd.is_some());
+        self.stats.sent(&data, self.advanced, fd.is_some());
         // The seq is only taken by a write that is accepted, so the owner can count the same writes.
         let seq = if owners { st.next_seq + 1 } else { 0 };
         let counted = |n: usize| if owners { n } else { 0 };
         if st.unacked.is_some() || !st.held.is_empty() {
             st.next_seq = st.next_seq.max(seq);
-            st.held.push_back(Chunk::new(data.to_vec(), seq, fd));
             st.add_queued(counted(data.len()));
+            st.held.push_back(Chunk::new(data.into_owned(), seq, fd));
             return Ok(Written {
                 seq,
                 queued_bytes: st.queued_bytes,
@@ -237,9 +264,9 @@ impl Channel {
                 self.stats.sent(&prefix, self.advanced, false);
             }
             let result = if prefix.is_empty() {
-                self.send_now(data, fd.as_deref())
+                self.send_now(&data, fd.as_deref())
             } else {
-                self.send_now_after(&prefix, data).map(|(p, n)| {
+                self.send_now_after(&prefix, &data).map(|(p, n)| {
                     if p < prefix.len() {
                         st.queue
                             .push_back(Chunk::new(prefix[p..].to_vec(), 0, None));
@@ -274,9 +301,8 @@ impl Channel {
         st.next_seq = st.next_seq.max(seq);
         // If any byte went, the fd went with it.
         let fd = if sent == 0 { fd } else { None };
-        st.queue
-            .push_back(Chunk::new(data[sent..].to_vec(), seq, fd));
         st.add_queued(counted(data.len() - sent));
+        st.queue.push_back(Chunk::rest(data, sent, seq, fd));
         let queued_bytes = st.queued_bytes;
         self.kick_writer(&mut st)?;
         Ok(Written { seq, queued_bytes })
@@ -377,12 +403,8 @@ impl Channel {
             }
         }
         let fd = if sent == 0 { fd } else { None };
-        st.queue.push_front(Chunk {
-            data,
-            sent,
-            seq: 0,
-            fd,
-        });
+        st.queue
+            .push_front(Chunk::rest(Cow::Owned(data), sent, 0, fd));
         // A reactor that cannot run leaves the bytes queued; the channel then ends at the peer's next write.
         let _ = self.kick_writer(st);
         false
@@ -574,5 +596,27 @@ impl Channel {
         if st.idle() {
             sys::shutdown(self.sock.as_fd());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_owned_tail_counts_only_its_unsent_bytes() {
+        let mut st = WriteState::default();
+        st.add_queued(900);
+        st.queue
+            .push_back(Chunk::rest(Cow::Owned(vec![0; 1000]), 100, 1, None));
+        st.add_queued(50);
+        st.queue
+            .push_back(Chunk::rest(Cow::Borrowed(&[0; 100]), 50, 2, None));
+        assert_eq!(st.queue[1].data.len(), 50, "a borrowed tail is copied");
+        assert_eq!(st.queued_bytes(), 950);
+        assert!(st.pop_written());
+        assert_eq!(st.queued_bytes(), 50);
+        assert!(st.pop_written());
+        assert_eq!((st.queued_bytes(), st.progress.done), (0, 2));
     }
 }
