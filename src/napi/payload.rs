@@ -14,9 +14,26 @@ use napi::{sys as napi_sys, Error, Result, Status};
 const LINE_END: u8 = b'\n';
 
 /// One or more json messages from JS (`JSON.stringify` output, joined by newlines), as the bytes of a write: UTF-8
-/// with the final newline added here, written without zero-filling into a buffer sized from the string's UTF-16
-/// length, which V8 knows without scanning.
+/// with the final newline added here. Written into the buffer of the last line that went out at once (`recycle`),
+/// so a steady stream of messages allocates and faults in no new memory, and without zero-filling it first.
 pub struct Line(pub(super) Vec<u8>);
+
+/// Largest line buffer kept for the next write on the JS thread.
+const SPARE_KEPT: usize = 4 * 1024 * 1024;
+
+thread_local! {
+    static SPARE: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+impl Line {
+    /// Gives a line's buffer back for the next one (the channel returns it when it needed no queueing).
+    pub(super) fn recycle(mut line: Vec<u8>) {
+        if line.capacity() > 0 && line.capacity() <= SPARE_KEPT {
+            line.clear();
+            SPARE.set(line);
+        }
+    }
+}
 
 impl TypeName for Line {
     fn type_name() -> &'static str {
@@ -41,37 +58,45 @@ impl FromNapiValue for Line {
             napi_sys::napi_get_value_string_utf16(env, value, std::ptr::null_mut(), 0, &mut units)
         };
         check(status, "a json message must be a string")?;
+        let mut line = SPARE.take();
+        // UTF-8 is as long as UTF-16 has units only when it is all ASCII, the common case: try that room first.
         // SAFETY: forwarded (a live env, a string value).
-        let mut line = unsafe { utf8_direct(env, value, units) }?;
+        unsafe { write_utf8(env, value, units, &mut line) }?;
+        if line.len() < units || !line.is_ascii() {
+            // Cut short: room for the worst case (3 bytes a unit; a surrogate pair's 4 bytes take its 2 units' 6).
+            // SAFETY: as above.
+            unsafe { write_utf8(env, value, units * 3, &mut line) }?;
+        }
         line.push(LINE_END);
         Ok(Line(line))
     }
 }
 
-/// V8's UTF-8 writer, into room for the worst case (3 bytes per unit; a surrogate pair's 4 bytes take its 2
-/// units' 6), the terminating NUL napi writes, and the newline that then replaces it.
-unsafe fn utf8_direct(
+/// Replaces `line` with as much of the string's UTF-8 as `room` bytes hold (whole characters only).
+unsafe fn write_utf8(
     env: napi_sys::napi_env,
     value: napi_sys::napi_value,
-    units: usize,
-) -> Result<Vec<u8>> {
-    let room = units * 3 + 1;
-    let mut line: Vec<u8> = Vec::with_capacity(room);
+    room: usize,
+    line: &mut Vec<u8>,
+) -> Result<()> {
+    line.clear();
+    // napi also writes a NUL after the text; the newline replaces it.
+    line.reserve(room + 1);
     let mut written = 0;
-    // SAFETY: napi writes at most `room` bytes (UTF-8, then a NUL) into the spare capacity reserved above.
+    // SAFETY: napi writes at most `room + 1` bytes (UTF-8, then a NUL) into the capacity reserved above.
     let status = unsafe {
         napi_sys::napi_get_value_string_utf8(
             env,
             value,
             line.as_mut_ptr().cast(),
-            room,
+            room + 1,
             &mut written,
         )
     };
     check(status, "cannot read a json message")?;
     // SAFETY: napi initialized the first `written` bytes.
     unsafe { line.set_len(written) };
-    Ok(line)
+    Ok(())
 }
 
 fn check(status: napi_sys::napi_status, what: &str) -> Result<()> {

@@ -1,7 +1,6 @@
 //! The channel as either napi end holds it (`ChannelSide`, shared by `NativeChild` and `NativeChannel`), and
 //! `start_reading`, which sets up who reads it: libuv's poll on the JS thread, or the reactor.
 
-use std::borrow::Cow;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -189,23 +188,23 @@ impl ChannelSide {
         let Some(channel) = &self.channel else {
             return -(nix::libc::EPIPE as f64);
         };
-        // A json line is ours to queue as it is; a Buffer stays JS's, so what does not go at once is copied.
-        let buffer;
-        let bytes: Cow<'_, [u8]> = match data {
-            Either::A(Line(line)) => Cow::Owned(line),
-            Either::B(b) => {
-                buffer = b;
-                Cow::Borrowed(&buffer)
-            }
-        };
-        let result = match fd {
+        let fd = match fd {
             Some(fd) if fd < 0 => return -(nix::libc::EBADF as f64),
-            Some(fd) => {
-                // SAFETY: borrowed only for this call, during which JS keeps the handle (and fd) open.
-                let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-                channel.write_handle(&bytes, fd)
+            // SAFETY: borrowed only for this call, during which JS keeps the handle (and fd) open.
+            Some(fd) => Some(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }),
+            None => None,
+        };
+        let result = match (data, fd) {
+            (Either::A(Line(envelope)), Some(fd)) => channel.write_handle(&envelope, fd),
+            (Either::B(envelope), Some(fd)) => channel.write_handle(&envelope, fd),
+            // A json line is ours to queue as it is, and comes back for the next one if it went at once.
+            (Either::A(Line(mut line)), None) => {
+                let result = channel.write_from(&mut line);
+                Line::recycle(line);
+                result
             }
-            None => channel.write(bytes),
+            // A Buffer stays JS's: what does not go at once is copied.
+            (Either::B(buffer), None) => channel.write(&*buffer),
         };
         if let Some(busy) = &self.busy {
             busy.arm();

@@ -106,6 +106,31 @@ fn writes_keep_order_when_the_socket_is_full() {
 }
 
 #[test]
+fn write_from_gives_back_a_buffer_that_went_at_once() {
+    let (ch, mut peer, _rx, _) = open(1024);
+    let mut buf = Vec::with_capacity(64);
+    buf.extend_from_slice(b"\"small\"\n");
+    ch.write_from(&mut buf).unwrap();
+    assert!(
+        buf.is_empty() && buf.capacity() >= 64,
+        "kept for the next line"
+    );
+    let mut got = [0; 8];
+    peer.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"\"small\"\n");
+
+    // More than the socket holds: the buffer stays with the queue, and arrives whole.
+    let mut big = vec![b'z'; 8 << 20];
+    big[0] = b'a';
+    ch.write_from(&mut big).unwrap();
+    assert_eq!(big.capacity(), 0, "queued, not copied");
+    let mut got = vec![0; 8 << 20];
+    peer.read_exact(&mut got).unwrap();
+    assert_eq!(got[0], b'a');
+    assert!(got[1..].iter().all(|&b| b == b'z'));
+}
+
+#[test]
 fn close_flushes_queued_writes_before_eof() {
     let (ch, mut peer, rx, _) = open(1024);
     let big = vec![b'y'; 1 << 20];

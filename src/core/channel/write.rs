@@ -189,7 +189,19 @@ impl Channel {
         self: &Arc<Self>,
         data: impl Into<Cow<'a, [u8]>>,
     ) -> Result<Written, SysError> {
-        self.submit(data.into(), None, true)
+        self.submit(data.into(), None, true).map(|(w, _)| w)
+    }
+
+    /// Like writing `buf` owned, but a buffer that went out whole at once comes back, emptied, so the caller can
+    /// fill it again without allocating (and faulting in) new memory for its next message. One that had to be
+    /// queued stays with the queue, and `buf` is left without capacity.
+    pub fn write_from(self: &Arc<Self>, buf: &mut Vec<u8>) -> Result<Written, SysError> {
+        let (written, back) = self.submit(Cow::Owned(std::mem::take(buf)), None, true)?;
+        if let Some(mut back) = back {
+            back.clear();
+            *buf = back;
+        }
+        Ok(written)
     }
 
     /// Queues a NODE_HANDLE envelope with `fd` (which we duplicate and keep until the ACK).
@@ -199,6 +211,7 @@ impl Channel {
         fd: BorrowedFd<'_>,
     ) -> Result<Written, SysError> {
         self.submit(Cow::Borrowed(envelope), Some(dup(fd)?), true)
+            .map(|(w, _)| w)
     }
 
     /// Like `write_handle`, for a handle the core sends on its own (a cluster hand-off): in order with the owner's
@@ -217,7 +230,7 @@ impl Channel {
         data: Cow<'_, [u8]>,
         fd: Option<Arc<OwnedFd>>,
         owners: bool,
-    ) -> Result<Written, SysError> {
+    ) -> Result<(Written, Option<Vec<u8>>), SysError> {
         let mut st = self.state();
         if let Some(err) = st.progress.error {
             return Err(err);
@@ -245,10 +258,11 @@ impl Channel {
             st.next_seq = st.next_seq.max(seq);
             st.add_queued(counted(data.len()));
             st.held.push_back(Chunk::new(data.into_owned(), seq, fd));
-            return Ok(Written {
+            let written = Written {
                 seq,
                 queued_bytes: st.queued_bytes,
-            });
+            };
+            return Ok((written, None));
         }
         if let Some(fd) = &fd {
             st.unacked = Some(Unacked {
@@ -292,10 +306,15 @@ impl Channel {
                         st.reported.done = seq;
                     }
                 }
-                return Ok(Written {
+                let written = Written {
                     seq,
                     queued_bytes: st.queued_bytes,
-                });
+                };
+                let back = match data {
+                    Cow::Owned(data) => Some(data),
+                    Cow::Borrowed(_) => None,
+                };
+                return Ok((written, back));
             }
         }
         st.next_seq = st.next_seq.max(seq);
@@ -305,7 +324,7 @@ impl Channel {
         st.queue.push_back(Chunk::rest(data, sent, seq, fd));
         let queued_bytes = st.queued_bytes;
         self.kick_writer(&mut st)?;
-        Ok(Written { seq, queued_bytes })
+        Ok((Written { seq, queued_bytes }, None))
     }
 
     /// Writes without blocking until done or the socket is full; returns the bytes written.
