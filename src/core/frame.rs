@@ -69,6 +69,9 @@ fn too_large(len: usize, max: usize) -> Frame {
     }
 }
 
+/// The size from which an unfinished line's first piece counts as the start of a big message (`last_long`).
+const LONG_LINE_START: usize = 64 * 1024;
+
 /// Splits a byte stream into newline-terminated UTF-8 lines.
 #[derive(Debug)]
 pub struct LineDecoder {
@@ -77,6 +80,9 @@ pub struct LineDecoder {
     partial: Vec<u8>,
     /// Dropping the rest of an oversized line until its newline.
     skipping: bool,
+    /// The length (newline included) of the last line that took more than one read: the next such line gets that
+    /// much room at once, instead of growing by doubling (copying, and faulting in memory it then drops).
+    last_long: usize,
 }
 
 impl LineDecoder {
@@ -85,13 +91,14 @@ impl LineDecoder {
             max,
             partial: Vec::new(),
             skipping: false,
+            last_long: 0,
         }
     }
 
     pub fn feed(&mut self, mut data: &[u8], sink: &mut impl FrameSink) {
         // Finish the line carried over from earlier reads first.
         if self.skipping || !self.partial.is_empty() {
-            let Some(nl) = memchr(b'\n', data) else {
+            let Some(nl) = memchr::memchr(b'\n', data) else {
                 self.carry(data, sink);
                 return;
             };
@@ -108,11 +115,12 @@ impl LineDecoder {
                 line.reserve_exact(head.len() + 1);
                 line.extend_from_slice(head);
                 line.push(b'\n');
+                self.last_long = line.len();
                 emit_lines(line, self.max, sink);
             }
         }
         // Then every complete line in this read, as one batch.
-        match memrchr(b'\n', data) {
+        match memchr::memrchr(b'\n', data) {
             Some(last) => {
                 emit_lines(data[..=last].to_vec(), self.max, sink);
                 self.carry(&data[last + 1..], sink);
@@ -132,6 +140,11 @@ impl LineDecoder {
             self.skipping = true;
             sink.frame(too_large(len, self.max));
         } else {
+            // Only for a start that is big itself: a small message cut by a read keeps a small buffer.
+            if self.partial.is_empty() && tail.len() >= LONG_LINE_START {
+                self.partial
+                    .reserve_exact(self.last_long.min(self.max).max(tail.len()));
+            }
             grow_within(&mut self.partial, tail.len(), self.max);
             self.partial.extend_from_slice(tail);
         }
@@ -330,63 +343,9 @@ impl LengthDecoder {
     }
 }
 
-// A byte-at-a-time search does about one byte per cycle: a 1 MB message read in 256 KiB pieces was searched for its
-// newline at that speed. These look at eight bytes per step (SWAR), without unsafe and without the memchr crate.
-const LO: u64 = 0x0101_0101_0101_0101;
-const HI: u64 = 0x8080_8080_8080_8080;
-
-/// True if any byte of `word` equals `needle` (the classic "has zero byte" test on `word ^ needle*LO`).
-fn has_byte(word: u64, needle: u8) -> bool {
-    let x = word ^ (LO * u64::from(needle));
-    x.wrapping_sub(LO) & !x & HI != 0
-}
-
-pub(crate) fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    let mut at = 0;
-    for chunk in hay.chunks_exact(8) {
-        let word = u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
-        if has_byte(word, needle) {
-            break;
-        }
-        at += 8;
-    }
-    hay[at..].iter().position(|&b| b == needle).map(|i| at + i)
-}
-
-fn memrchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    let mut end = hay.len();
-    for chunk in hay.rchunks_exact(8) {
-        let word = u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
-        if has_byte(word, needle) {
-            break;
-        }
-        end -= 8;
-    }
-    hay[..end].iter().rposition(|&b| b == needle)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn word_at_a_time_search_agrees_with_a_plain_one() {
-        let mut hay = vec![b'x'; 100];
-        hay.extend_from_slice("é😀\u{7f}".as_bytes());
-        for len in 0..hay.len() {
-            for at in [None, Some(0), Some(len / 2), Some(len.saturating_sub(1))] {
-                let mut h = hay[..len].to_vec();
-                if let Some(at) = at.filter(|&a| a < len) {
-                    h[at] = b'\n';
-                    if at + 3 < len {
-                        h[at + 3] = b'\n';
-                    }
-                }
-                assert_eq!(memchr(b'\n', &h), h.iter().position(|&b| b == b'\n'));
-                assert_eq!(memrchr(b'\n', &h), h.iter().rposition(|&b| b == b'\n'));
-            }
-        }
-    }
 
     fn lines_of(frames: &[Frame]) -> Vec<String> {
         let mut out = Vec::new();

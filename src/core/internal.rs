@@ -33,19 +33,11 @@ impl Handshake {
     }
 }
 
-/// Cheap pre-check: only lines or frames containing this are parsed.
-/// It runs over every byte read, so it skips from one 'N' to the next eight bytes at a time (a sliding window
-/// compare cost 11% of a child's CPU on 1 MB messages).
+/// Cheap pre-check: only lines or frames containing this are parsed. It runs over every byte read, so it is the
+/// memchr crate's vectorized search (a sliding window compare cost 11% of a child's CPU on 1 MB messages; a
+/// word-at-a-time one, a tenth of its reactor thread's).
 pub fn may_be_handshake(bytes: &[u8]) -> bool {
-    const NEEDLE: &[u8] = b"NODE_HANDLE";
-    let mut at = 0;
-    while let Some(i) = crate::core::frame::memchr(b'N', &bytes[at..]) {
-        if bytes[at + i..].starts_with(NEEDLE) {
-            return true;
-        }
-        at += i + 1;
-    }
-    false
+    memchr::memmem::find(bytes, b"NODE_HANDLE").is_some()
 }
 
 /// Whether a run of complete advanced frames (each with its 4-byte length) holds a handshake. A look at each
