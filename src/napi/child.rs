@@ -209,14 +209,14 @@ impl NativeChild {
 
     /// Queues json text (one or more messages, newline-separated; the last newline is added here) or advanced frames
     /// for the child. Returns the bytes still queued (0: all written now), or -errno.
-    #[napi]
+    #[napi(ts_args_type = "data: string | Buffer")]
     pub fn write(&self, data: Either<Line, Buffer>) -> f64 {
         self.side.submit(data, None)
     }
 
     /// Sends a NODE_HANDLE envelope with `fd` (duplicated: the caller keeps its own). Later writes wait for the
     /// peer's ACK. Returns like `write`.
-    #[napi]
+    #[napi(ts_args_type = "envelope: string | Buffer, fd: number")]
     pub fn write_handle(&self, envelope: Either<Line, Buffer>, fd: i32) -> f64 {
         self.side.submit(envelope, Some(fd))
     }
