@@ -16,6 +16,7 @@ const { validateName, errorToWire } = require('./codec');
 const { Topics } = require('./topics');
 const { Queues } = require('./queues');
 const { Requests } = require('./requests');
+const { sendEncoded } = require('../channel');
 
 const CMD = 'NODE_FORKLINE_BUS';
 
@@ -66,7 +67,19 @@ class Endpoint {
     this.procs = new Map();
     // Token → the job or request handed to this endpoint and not finished yet.
     this.jobs = new Map();
+    // A worker's: its ChildProcess, and what it gets at the end of this tick.
+    this.child = null;
+    this.outbox = null;
   }
+}
+
+// Distinct message lists a tick's fan-out looks through for one to share (workers mostly get the same or their own).
+const MAX_SHARED = 8;
+
+function sameItems(a, b) {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 class Gateway extends EventEmitter {
@@ -74,6 +87,8 @@ class Gateway extends EventEmitter {
   #transport = null;
   #closed = false;
   #workers = new Set();
+  // Worker endpoints with messages for the end of this tick, in the order of their first.
+  #outgoing = [];
   #offline = [];
   #topics;
   #queues;
@@ -147,25 +162,8 @@ class Gateway extends EventEmitter {
 
   attachWorker(worker) {
     const child = worker.process;
-    // What is sent to one worker in one tick crosses as one message (a fan-out of many small messages would
-    // otherwise cost one IPC message each).
-    let outbox = null;
-    const flush = () => {
-      const list = outbox;
-      outbox = null;
-      if (!child.connected) return;
-      // `cmd` only on the envelope: it is what makes the message internal.
-      if (list.length > 1) return child.send({ cmd: CMD, t: 'batch', list });
-      list[0].cmd = CMD;
-      child.send(list[0]);
-    };
-    const ep = new Endpoint((message) => {
-      if (outbox === null) {
-        outbox = [];
-        process.nextTick(flush);
-      }
-      outbox.push(message);
-    }, child.pid);
+    const ep = new Endpoint((message) => this.#post(ep, message), child.pid);
+    ep.child = child;
     this.#workers.add(worker);
     const one = (message) => {
       const result = this.handle(ep, message);
@@ -190,6 +188,35 @@ class Gateway extends EventEmitter {
     };
     child.once('disconnect', detach);
     child.once('exit', detach);
+  }
+
+  #post(ep, message) {
+    if (ep.outbox === null) {
+      ep.outbox = [];
+      if (this.#outgoing.length === 0) process.nextTick(() => this.#sendOutgoing());
+      this.#outgoing.push(ep);
+    }
+    ep.outbox.push(message);
+  }
+
+  // What a worker got in one tick crosses as one message (a fan-out of many small messages would otherwise cost one
+  // IPC message each), and workers that got the same messages (a fan-out) share its encoding.
+  #sendOutgoing() {
+    const eps = this.#outgoing;
+    this.#outgoing = [];
+    const shared = [];
+    for (const ep of eps) {
+      const list = ep.outbox;
+      ep.outbox = null;
+      let same = shared.find((other) => sameItems(other.list, list));
+      if (same === undefined) {
+        // `cmd` only on the envelope: it is what makes the message internal.
+        const envelope = list.length > 1 ? { cmd: CMD, t: 'batch', list } : { ...list[0], cmd: CMD };
+        same = { list, envelope, memo: new Map() };
+        if (shared.length < MAX_SHARED) shared.push(same);
+      }
+      sendEncoded(ep.child, same.envelope, same.memo);
+    }
   }
 
   // One operation from an endpoint; resolves with its result in wire form.

@@ -8,6 +8,7 @@
 
 const process = require('node:process');
 const { validateName, encode, checkSize } = require('./codec');
+const { sendEncoded } = require('../channel');
 
 class Topics {
   #gw;
@@ -85,8 +86,10 @@ class Topics {
     }
   }
 
+  // A plain message (not internal): encoded once for them all.
   #sendToWorkers(message) {
-    for (const worker of this.#gw.workers) if (worker.process.connected) worker.process.send(message);
+    const memo = new Map();
+    for (const worker of this.#gw.workers) sendEncoded(worker.process, message, memo);
   }
 
   // A message from the broker on topic `topic` (undefined: a broadcast). Throws if it does not decode.
