@@ -3,17 +3,23 @@
 // Pub/sub in the host's gateway: which endpoints listen to which topic (one broker subscription per topic, however
 // many listeners), publishing, delivering what the broker brings, and cluster.broadcast().
 //
-// Wire form of a published message (broker channel `<ns>:t:<topic>`, or `<ns>:broadcast`): `<host>\n<pid>\n<JSON>`;
-// the JSON text is what the publisher encoded, passed on unparsed except for one check per host.
+// Wire form on the broker (channel `<ns>:t:<topic>`, or `<ns>:broadcast`): `<host>\n<pid>\n<JSON>[\n<JSON>...]`: what
+// one publisher published to one topic in one tick goes as one broker message (JSON.stringify never writes a raw
+// newline). Each JSON text is what the publisher encoded, passed on unparsed except for one check per host.
 
 const process = require('node:process');
 const { validateName, encode, checkSize } = require('./codec');
 const { sendEncoded } = require('../channel');
 
+// A tick's publishes to one topic by one publisher leave as one broker message of at most about this many bytes.
+const BATCH_BYTES = 64 * 1024;
+
 class Topics {
   #gw;
   // topic → Set<Endpoint>
   #topics = new Map();
+  // `<pid>\n<topic>` → the publishes of this tick waiting to leave ({ topic, pid, texts, bytes, sent, resolve })
+  #batches = null;
 
   // `gw`: what the gateway shares with its parts (lib/bus/gateway.js).
   constructor(gw) {
@@ -55,11 +61,42 @@ class Topics {
     validateName(topic, 'topic');
     checkSize(m, this.#gw.config.maxMessageSize);
     this.#deliver(topic, m, this.#gw.host, ep.pid);
-    const transport = this.#gw.transport;
-    if (transport !== null) {
-      const text = `${this.#gw.host}\n${ep.pid}\n${m}`;
-      await this.#gw.remote(() => transport.publish(this.#gw.channel('t', topic), text));
+    if (this.#gw.transport !== null) await this.#batch(topic, ep.pid, m);
+  }
+
+  // Resolves once the broker took the batch that `m` joined.
+  #batch(topic, pid, m) {
+    if (this.#batches === null) {
+      this.#batches = new Map();
+      process.nextTick(() => this.#sendBatches());
     }
+    const key = `${pid}\n${topic}`;
+    let batch = this.#batches.get(key);
+    if (batch === undefined) {
+      batch = { topic, pid, texts: [], bytes: 0, sent: null, resolve: null };
+      batch.sent = new Promise((resolve) => (batch.resolve = resolve));
+      this.#batches.set(key, batch);
+    }
+    batch.texts.push(m);
+    batch.bytes += m.length;
+    const sent = batch.sent;
+    if (batch.bytes >= BATCH_BYTES) {
+      this.#batches.delete(key);
+      this.#send(batch);
+    }
+    return sent;
+  }
+
+  #sendBatches() {
+    const batches = this.#batches;
+    this.#batches = null;
+    for (const batch of batches.values()) this.#send(batch);
+  }
+
+  #send({ topic, pid, texts, resolve }) {
+    const transport = this.#gw.transport;
+    const text = `${this.#gw.host}\n${pid}\n${texts.length === 1 ? texts[0] : texts.join('\n')}`;
+    resolve(this.#gw.remote(() => transport.publish(this.#gw.channel('t', topic), text)));
   }
 
   // Workers get the value (their channel encodes it once more anyway, and they then parse once); this process's
@@ -100,10 +137,31 @@ class Topics {
     const h = text.slice(0, first);
     if (h === this.#gw.host) return; // Delivered locally when it was published.
     const p = Number(text.slice(first + 1, second));
-    const m = text.slice(second + 1);
-    const value = JSON.parse(m);
-    if (topic === undefined) this.#sendToWorkers(value);
-    else this.#deliver(topic, m, h, p, value);
+    const body = text.slice(second + 1);
+    if (topic === undefined) return this.#sendToWorkers(JSON.parse(body));
+    if (body.indexOf('\n') === -1) return this.#deliver(topic, body, h, p, JSON.parse(body));
+    // A batch: a text that does not decode is reported, the others are delivered.
+    const ms = [];
+    const vs = [];
+    let bad = null;
+    for (const m of body.split('\n')) {
+      try {
+        vs.push(JSON.parse(m));
+        ms.push(m);
+      } catch (err) {
+        bad ??= err;
+      }
+    }
+    const eps = this.#topics.get(topic);
+    if (eps !== undefined && ms.length > 0) {
+      // One item for the lot: a worker parses the values once, in one line with no per-message envelope.
+      let toWorker;
+      for (const ep of eps) {
+        if (ep === this.#gw.local) ep.send({ t: 'msgs', topic, ms, h, p });
+        else ep.send((toWorker ??= { t: 'msgs', topic, vs, h, p }));
+      }
+    }
+    if (bad !== null) throw bad;
   }
 }
 
