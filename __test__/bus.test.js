@@ -356,8 +356,20 @@ test(
     await admin.publish(`${namespace}:t:x`, 'not\na bus\nmessage{');
     await until('an error event on the bus', () => a.of('busError').length === 1);
     assert.strictEqual(a.of('busError')[0].code, 'FORKLINE_BUS_MALFORMED_MESSAGE');
+    // Several messages in one broker message (one publisher's tick): a bad one is an error, the others arrive.
+    await admin.publish(`${namespace}:t:x`, 'elsewhere:1\n7\n{"tag":"batch","n":1}\n{nope\n{"tag":"batch","n":2}');
+    await until('a second error event', () => a.of('busError').length === 2);
+    assert.strictEqual(a.of('busError')[1].code, 'FORKLINE_BUS_MALFORMED_MESSAGE');
+    await until('the good ones of the batch', () => a.of('msg').length === 4);
+    for (const worker of [0, 1]) {
+      const got = a.of('msg', (e) => e.worker === worker).map((e) => [e.m.n, e.from.host, e.from.pid]);
+      assert.deepStrictEqual(got, [
+        [1, 'elsewhere:1', 7],
+        [2, 'elsewhere:1', 7],
+      ]);
+    }
     await a.cmd(0, 'pub', { topic: 'x', n: 3, tag: 'ns' });
-    await until('delivery within the namespace', () => a.of('msg').length === 6);
+    await until('delivery within the namespace', () => a.of('msg').length === 10);
     await sleep(300);
     assert.strictEqual(other.of('msg').length, 0, 'another namespace sees nothing');
     assert.strictEqual(a.exited, false);

@@ -668,6 +668,32 @@ function sendFd(end, message, type, fd) {
   return end._sendHandle(message, null, type, fd, { swallowErrors: false });
 }
 
+// Sends `message` as send(message) would, with its encoding shared: `memo` (a Map, one per message) keeps each
+// codec's bytes of it, so a message fanned out to many ends is encoded once. The bytes join the end's outbox like
+// any send's (same tick batching, write numbers and 'error' on a failed write). False if the channel is closed.
+function sendEncoded(end, message, memo) {
+  if (!end.connected) return false;
+  let encoded = memo.get(end._codec);
+  if (encoded === undefined) memo.set(end._codec, (encoded = end._codec.encode(message)));
+  const held = end._heldBehindHandle();
+  end._outbox.push(encoded);
+  end._outBytes += encoded.length;
+  end._expect(end._writeSeq + 1, { swallowErrors: false }, undefined);
+  if (end._outBytes >= FLUSH_BYTES || process._exiting) end._flush();
+  else if (!end._flushScheduled) {
+    end._flushScheduled = true;
+    unflushed.add(end);
+    if (!exitHookInstalled) {
+      exitHookInstalled = true;
+      process.on('exit', flushAll);
+    }
+    if (!end._inWake) process.nextTick(flushNT, end);
+  }
+  const ok = held ? held === 1 : end._belowHighWaterMark();
+  if (!ok) end._sendFalse++;
+  return ok;
+}
+
 // An end's channel counters (Control#stats), also once its channel is gone (cluster.stats() of a disconnected worker);
 // null for an end that never had a native side (a spawn that failed at once).
 function channelStats(end) {
@@ -685,6 +711,7 @@ module.exports = {
   setupChannel,
   defineChannelApi,
   sendFd,
+  sendEncoded,
   nativeChannelOf,
   channelStats,
   flushPendingMessages,

@@ -118,7 +118,8 @@ function section(lines, group, tableRows) {
     'forkline/baseline > 1 means forkline is better (for µs and connections, lower is better and the ratio is ' +
       'baseline/forkline). Baseline: node:cluster, each worker with its own ioredis publisher and subscriber ' +
       '(and a BRPOP connection for the queue). forkline: its cluster primary is the host gateway (one set of ' +
-      'connections per host, workers on IPC). Latency: a worker of host 0 publishes `ping`, a worker of host 1 ' +
+      "connections per host, workers on IPC; a tick's publishes by one process to one topic are one broker message). " +
+      'Latency: a worker of host 0 publishes `ping`, a worker of host 1 ' +
       'publishes it back on `pong`; one-way = half the round trip. Fan-out: one standalone publisher, every worker ' +
       'of both hosts subscribed, 64-byte payloads, 256 publishes in flight, timed after a warm-up that every ' +
       'subscriber received; msgs/s counts deliveries. Queue: jobs ' +

@@ -206,18 +206,25 @@ class Bus extends EventEmitter {
 
   // From the gateway: a published message, a job, or a request to answer.
   deliver(message) {
-    if (message.t === 'msg') return this.#onPublished(message);
+    if (message.t === 'msg') return this.#onPublished(message, message.v, message.m);
+    if (message.t === 'msgs') {
+      // Messages of one publisher on one topic, as values (from a worker's gateway) or texts (in its own process).
+      const { vs, ms } = message;
+      if (Array.isArray(vs)) for (const v of vs) this.#onPublished(message, v, undefined);
+      else if (Array.isArray(ms)) for (const m of ms) this.#onPublished(message, undefined, m);
+      return;
+    }
     if (message.t === 'job') return this.#run(this.#procs.get(message.queue), message, 'job');
     if (message.t === 'ask') return this.#run(this.#responders.get(message.topic), message, 'ask');
   }
 
-  #onPublished(message) {
-    const { topic, m, h, p } = message;
+  // `v`, the message's value, or else `m`, its text.
+  #onPublished({ topic, h, p }, v, m) {
     const state = this.#topics.get(topic);
     if (state === undefined) return;
-    let value;
+    let value = v;
     try {
-      value = 'v' in message ? message.v : JSON.parse(m);
+      if (value === undefined) value = JSON.parse(m);
     } catch (err) {
       return this.report(
         makeError('FORKLINE_BUS_MALFORMED_MESSAGE', `Undecodable bus message on ${topic}: ${err.message}`),

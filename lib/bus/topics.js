@@ -1,0 +1,168 @@
+'use strict';
+
+// Pub/sub in the host's gateway: which endpoints listen to which topic (one broker subscription per topic, however
+// many listeners), publishing, delivering what the broker brings, and cluster.broadcast().
+//
+// Wire form on the broker (channel `<ns>:t:<topic>`, or `<ns>:broadcast`): `<host>\n<pid>\n<JSON>[\n<JSON>...]`: what
+// one publisher published to one topic in one tick goes as one broker message (JSON.stringify never writes a raw
+// newline). Each JSON text is what the publisher encoded, passed on unparsed except for one check per host.
+
+const process = require('node:process');
+const { validateName, encode, checkSize } = require('./codec');
+const { sendEncoded } = require('../channel');
+
+// A tick's publishes to one topic by one publisher leave as one broker message of at most about this many bytes.
+const BATCH_BYTES = 64 * 1024;
+
+class Topics {
+  #gw;
+  // topic → Set<Endpoint>
+  #topics = new Map();
+  // `<pid>\n<topic>` → the publishes of this tick waiting to leave ({ topic, pid, texts, bytes, sent, resolve })
+  #batches = null;
+
+  // `gw`: what the gateway shares with its parts (lib/bus/gateway.js).
+  constructor(gw) {
+    this.#gw = gw;
+  }
+
+  async subscribe(ep, topic) {
+    validateName(topic, 'topic');
+    ep.topics.add(topic);
+    let eps = this.#topics.get(topic);
+    if (eps === undefined) {
+      eps = new Set();
+      this.#topics.set(topic, eps);
+    }
+    eps.add(ep);
+    const transport = this.#gw.transport;
+    if (eps.size === 1 && transport !== null) {
+      // While the broker is away the subscription waits in ioredis's own queue; local delivery works meanwhile.
+      const subscribed = transport.subscribe(this.#gw.channel('t', topic));
+      if (transport.ready) await subscribed;
+      else subscribed.catch(() => {});
+    }
+  }
+
+  async unsubscribe(ep, topic) {
+    ep.topics.delete(topic);
+    const eps = this.#topics.get(topic);
+    if (eps === undefined || !eps.delete(ep) || eps.size > 0) return;
+    this.#topics.delete(topic);
+    const transport = this.#gw.transport;
+    if (transport !== null) await transport.unsubscribe(this.#gw.channel('t', topic)).catch(() => {});
+  }
+
+  detach(ep) {
+    for (const topic of [...ep.topics]) this.unsubscribe(ep, topic);
+  }
+
+  async publish(ep, topic, m) {
+    validateName(topic, 'topic');
+    checkSize(m, this.#gw.config.maxMessageSize);
+    this.#deliver(topic, m, this.#gw.host, ep.pid);
+    if (this.#gw.transport !== null) await this.#batch(topic, ep.pid, m);
+  }
+
+  // Resolves once the broker took the batch that `m` joined.
+  #batch(topic, pid, m) {
+    if (this.#batches === null) {
+      this.#batches = new Map();
+      process.nextTick(() => this.#sendBatches());
+    }
+    const key = `${pid}\n${topic}`;
+    let batch = this.#batches.get(key);
+    if (batch === undefined) {
+      batch = { topic, pid, texts: [], bytes: 0, sent: null, resolve: null };
+      batch.sent = new Promise((resolve) => (batch.resolve = resolve));
+      this.#batches.set(key, batch);
+    }
+    batch.texts.push(m);
+    batch.bytes += m.length;
+    const sent = batch.sent;
+    if (batch.bytes >= BATCH_BYTES) {
+      this.#batches.delete(key);
+      this.#send(batch);
+    }
+    return sent;
+  }
+
+  #sendBatches() {
+    const batches = this.#batches;
+    this.#batches = null;
+    for (const batch of batches.values()) this.#send(batch);
+  }
+
+  #send({ topic, pid, texts, resolve }) {
+    const transport = this.#gw.transport;
+    const text = `${this.#gw.host}\n${pid}\n${texts.length === 1 ? texts[0] : texts.join('\n')}`;
+    resolve(this.#gw.remote(() => transport.publish(this.#gw.channel('t', topic), text)));
+  }
+
+  // Workers get the value (their channel encodes it once more anyway, and they then parse once); this process's
+  // own listeners get the text, so that no listener here can change what the workers get.
+  #deliver(topic, m, h, p, value) {
+    const eps = this.#topics.get(topic);
+    if (eps === undefined) return;
+    let toWorker;
+    for (const ep of eps) {
+      if (ep === this.#gw.local) ep.send({ t: 'msg', topic, m, h, p });
+      else ep.send((toWorker ??= { t: 'msg', topic, v: value === undefined ? JSON.parse(m) : value, h, p }));
+    }
+  }
+
+  // cluster.broadcast(): every worker of every host gets `message` as a plain 'message'.
+  async broadcast(message) {
+    const m = encode(message);
+    checkSize(m, this.#gw.config.maxMessageSize);
+    this.#sendToWorkers(message);
+    const transport = this.#gw.transport;
+    if (transport !== null) {
+      const text = `${this.#gw.host}\n${process.pid}\n${m}`;
+      await this.#gw.remote(() => transport.publish(this.#gw.channel('broadcast'), text));
+    }
+  }
+
+  // A plain message (not internal): encoded once for them all.
+  #sendToWorkers(message) {
+    const memo = new Map();
+    for (const worker of this.#gw.workers) sendEncoded(worker.process, message, memo);
+  }
+
+  // A message from the broker on topic `topic` (undefined: a broadcast). Throws if it does not decode.
+  onBrokerMessage(topic, text) {
+    const first = text.indexOf('\n');
+    const second = text.indexOf('\n', first + 1);
+    if (first === -1 || second === -1) throw new Error('no header');
+    const h = text.slice(0, first);
+    if (h === this.#gw.host) return; // Delivered locally when it was published.
+    const p = Number(text.slice(first + 1, second));
+    const body = text.slice(second + 1);
+    if (topic === undefined) return this.#sendToWorkers(JSON.parse(body));
+    if (body.indexOf('\n') === -1) return this.#deliver(topic, body, h, p, JSON.parse(body));
+    // A batch: a text that does not decode is reported, the others are delivered.
+    const ms = [];
+    const vs = [];
+    let bad = null;
+    for (const m of body.split('\n')) {
+      try {
+        vs.push(JSON.parse(m));
+        ms.push(m);
+      } catch (err) {
+        bad ??= err;
+      }
+    }
+    const eps = this.#topics.get(topic);
+    if (eps !== undefined && ms.length > 0) {
+      // One item for the lot: a worker parses the values once, in one line with no per-message envelope.
+      let toWorker;
+      for (const ep of eps) {
+        if (ep === this.#gw.local) ep.send({ t: 'msgs', topic, ms, h, p });
+        else ep.send((toWorker ??= { t: 'msgs', topic, vs, h, p }));
+      }
+    }
+    if (bad !== null) throw bad;
+  }
+}
+
+module.exports = { Topics };
