@@ -173,7 +173,11 @@ class ChannelEnd extends EventEmitter {
       if (typeof fd === 'number' && fd >= 0) return this._sendHandle(message, handle, type, fd, options, callback);
     }
     // Encode now, as Node does: a value that cannot be encoded throws in the caller's frame.
-    const encoded = this._codec.encode(message);
+    return this._queue(this._codec.encode(message), options, callback);
+  }
+
+  // Puts an encoded message in the tick's outbox; send()'s return value.
+  _queue(encoded, options, callback) {
     const held = this._heldBehindHandle();
     this._outbox.push(encoded);
     this._outBytes += encoded.length;
@@ -675,21 +679,7 @@ function sendEncoded(end, message, memo) {
   if (!end.connected) return false;
   let encoded = memo.get(end._codec);
   if (encoded === undefined) memo.set(end._codec, (encoded = end._codec.encode(message)));
-  const held = end._heldBehindHandle();
-  end._outbox.push(encoded);
-  end._outBytes += encoded.length;
-  end._expect(end._writeSeq + 1, { swallowErrors: false }, undefined);
-  if (end._outBytes >= FLUSH_BYTES || process._exiting) end._flush();
-  else if (!end._flushScheduled) {
-    end._flushScheduled = true;
-    unflushed.add(end);
-    if (!exitHookInstalled) {
-      exitHookInstalled = true;
-      process.on('exit', flushAll);
-    }
-    if (!end._inWake) process.nextTick(flushNT, end);
-  }
-  const ok = held ? held === 1 : end._belowHighWaterMark();
+  const ok = end._queue(encoded, { swallowErrors: false }, undefined);
   if (!ok) end._sendFalse++;
   return ok;
 }

@@ -82,8 +82,10 @@ class RedisTransport extends EventEmitter {
     this.#cmd.defineCommand('forklineTouch', { numberOfKeys: 1, lua: TOUCH_SCRIPT });
     this.#cmd.on('ready', () => this.emit('ready'));
     this.#cmd.on('close', () => this.emit('down'));
-    // ioredis subscribes again to every channel after a reconnect (autoResubscribe).
-    this.#sub = this.#open('sub', { autoResubscribe: true, maxRetriesPerRequest: null });
+    // ioredis subscribes again to every channel after a reconnect (autoResubscribe). No ready check (INFO) on this
+    // one: a SUBSCRIBE written while it runs puts the connection in subscriber mode first, and the INFO then fails
+    // the connection (redis/ioredis#2037); Redis takes SUBSCRIBE while it is still loading its data anyway.
+    this.#sub = this.#open('sub', { autoResubscribe: true, maxRetriesPerRequest: null, enableReadyCheck: false });
     this.#sub.on('message', (channel, text) => this.emit('message', channel, text));
     await Promise.all([this.#cmd.connect(), this.#sub.connect()]);
   }
