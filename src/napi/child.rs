@@ -115,6 +115,12 @@ impl NativeChild {
         let channel = spawned
             .ipc
             .map(|sock| Channel::new(sock, Decoder::new(advanced, max), sink.clone()));
+        if let Some(channel) = channel
+            .as_ref()
+            .filter(|_| crate::napi::side::memfd_enabled())
+        {
+            channel.answer_memfd();
+        }
         let busy_poll = std::time::Duration::from_micros(options.busy_poll.unwrap_or(0).into());
         let reading = match &channel {
             Some(channel) => match start_reading(&env, channel, &delivery, &on_wake, busy_poll) {

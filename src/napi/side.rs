@@ -199,7 +199,7 @@ impl ChannelSide {
                 let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
                 channel.write_handle(bytes, fd)
             }
-            None => channel.write(bytes),
+            None => channel.write_frames(bytes),
         };
         if let Some(busy) = &self.busy {
             busy.arm();
@@ -242,4 +242,10 @@ pub(crate) fn keep_alive(wake_fn: &FunctionRef<(), ()>, env: &Env) -> Result<Kee
         .build_threadsafe_function::<()>()
         .callee_handled::<false>()
         .build()
+}
+
+/// Whether this process's channels take large advanced messages as memfds (core/memfd.rs): yes, unless
+/// `FORKLINE_MEMFD=0` (inherited by children, so then neither end announces).
+pub(crate) fn memfd_enabled() -> bool {
+    std::env::var_os("FORKLINE_MEMFD").is_none_or(|v| v != "0")
 }

@@ -185,7 +185,7 @@ impl Channel {
         self.submit(envelope, Some(dup(fd)?), false).map(drop)
     }
 
-    fn submit(
+    pub(super) fn submit(
         self: &Arc<Self>,
         data: &[u8],
         fd: Option<Arc<OwnedFd>>,
