@@ -179,12 +179,12 @@ pub enum Refused {
 
 /// Checks a received memfd against its marker before a byte of it is read: the size claimed fits `max` (and a
 /// frame's 4-byte length), the file holds at least that many bytes, and it carries every seal of `required` (so
-/// its size cannot change under the reader).
+/// its size cannot change under the reader) and one of `any_of` (no new writer can appear).
 pub fn check(
     claimed: u64,
     seals: i32,
     actual: u64,
-    required: i32,
+    (required, any_of): (i32, i32),
     max: usize,
 ) -> Result<usize, Refused> {
     if claimed > max as u64 || claimed > u32::MAX as u64 {
@@ -192,7 +192,7 @@ pub fn check(
             "IPC message of {claimed} bytes (sent as a memfd) exceeds maxMessageSize ({max} bytes); it was dropped"
         )));
     }
-    if seals & required != required {
+    if seals & required != required || seals & any_of == 0 {
         return Err(Refused::Bad(format!(
             "the memfd of a large message is not sealed against writes and resizing (seals {seals:#x}); the \
              message was dropped"
@@ -278,27 +278,34 @@ mod tests {
 
     #[test]
     fn checks_size_and_seals() {
-        const ALL: i32 = 0b1110;
-        assert_eq!(check(100, ALL, 100, ALL, 1000), Ok(100));
-        assert_eq!(check(100, ALL | 1, 100, ALL, 1000), Ok(100));
+        // SHRINK | GROW, and WRITE or FUTURE_WRITE, as in os/sys.rs.
+        const SEALS: (i32, i32) = (0b0110, 0b1_1000);
+        const OURS: i32 = 0b1_0110;
+        const WRITE: i32 = 0b0_1110;
+        assert_eq!(check(100, OURS, 100, SEALS, 1000), Ok(100));
+        assert_eq!(check(100, WRITE | 1, 100, SEALS, 1000), Ok(100));
         assert!(matches!(
-            check(1001, ALL, 1001, ALL, 1000),
+            check(1001, OURS, 1001, SEALS, 1000),
             Err(Refused::TooLarge(_))
         ));
         assert!(matches!(
-            check(u64::MAX, ALL, 5, ALL, usize::MAX),
+            check(u64::MAX, OURS, 5, SEALS, usize::MAX),
             Err(Refused::TooLarge(_))
         ));
+        assert!(
+            matches!(check(100, 0b0110, 100, SEALS, 1000), Err(Refused::Bad(_))),
+            "no write seal"
+        );
+        assert!(
+            matches!(check(100, 0b1_0100, 100, SEALS, 1000), Err(Refused::Bad(_))),
+            "can shrink"
+        );
         assert!(matches!(
-            check(100, 0b0110, 100, ALL, 1000),
-            Err(Refused::Bad(_))
-        ));
-        assert!(matches!(
-            check(100, ALL, 99, ALL, 1000),
+            check(100, OURS, 99, SEALS, 1000),
             Err(Refused::Bad(_))
         ));
         assert_eq!(
-            check(100, ALL, 4096, ALL, 1000),
+            check(100, OURS, 4096, SEALS, 1000),
             Ok(100),
             "a reused, larger file"
         );

@@ -420,6 +420,13 @@ mod tests {
 /// answers NODE_HANDLE_ACK, and the sender writes again only after that ACK.
 pub const MEMFD_SEALS: i32 = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_FUTURE_WRITE;
 
+/// What a received memfd must carry: every seal of the first, and one of the second (F_SEAL_WRITE, the stronger
+/// form of F_SEAL_FUTURE_WRITE, will do).
+pub const MEMFD_SEALS_REQUIRED: (i32, i32) = (
+    libc::F_SEAL_SHRINK | libc::F_SEAL_GROW,
+    libc::F_SEAL_WRITE | libc::F_SEAL_FUTURE_WRITE,
+);
+
 /// A sealed memfd of fixed size with the sender's writable shared mapping of it, reused message after message.
 #[derive(Debug)]
 pub struct MemfdBuf {

@@ -127,9 +127,11 @@ impl Channel {
             )
         })?;
         let size =
-            memfd::check(claimed, seals, actual, sys::MEMFD_SEALS, max).map_err(|r| match r {
-                Refused::TooLarge(m) => refused(Code::MessageTooLarge, m),
-                Refused::Bad(m) => refused(Code::BadMemfd, m),
+            memfd::check(claimed, seals, actual, sys::MEMFD_SEALS_REQUIRED, max).map_err(|r| {
+                match r {
+                    Refused::TooLarge(m) => refused(Code::MessageTooLarge, m),
+                    Refused::Bad(m) => refused(Code::BadMemfd, m),
+                }
             })?;
         let mut frame = Vec::with_capacity(4 + size);
         frame.extend_from_slice(&(size as u32).to_be_bytes());
