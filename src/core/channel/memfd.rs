@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::inbound::Inbound;
-use super::{Channel, Written};
+use super::{Channel, Event, Written};
 use crate::core::error::{Code, SysError};
 use crate::core::frame::Frame;
 use crate::core::internal::{self, Handshake};
@@ -194,7 +194,13 @@ impl Inbound<'_> {
         self.channel
             .send_control(internal::encode(Handshake::Ack, true), None);
         match read {
-            Ok(frame) => self.pass_on(Frame::Frames(frame)),
+            Ok(frame) => {
+                let frame = Frame::Frames(frame);
+                self.channel.stats.received(&frame, true);
+                if let Frame::Frames(frame) = frame {
+                    self.channel.sink.push(Event::LargeFrame(frame));
+                }
+            }
             Err(error) => self.pass_on(error),
         }
     }

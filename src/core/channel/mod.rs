@@ -48,6 +48,8 @@ pub use stats::{Snapshot, Stats};
 pub enum Event {
     /// A decoded frame: json lines, advanced frames, or a decode error.
     Frame(Frame),
+    /// One whole advanced frame that came as a memfd (memfd.rs): large, so the owner takes the Vec as it is.
+    LargeFrame(Vec<u8>),
     /// A NODE_HANDLE envelope (one json line or one advanced frame) and the fd it carried.
     Handle { envelope: Frame, fd: OwnedFd },
     /// A read failed; EOF follows.
