@@ -514,15 +514,95 @@ impl Drop for MemfdBuf {
     }
 }
 
-/// A received fd's seals (F_GET_SEALS; EINVAL for anything that is not a memfd or shmem file) and size (fstat).
-pub fn memfd_seals_and_size(fd: BorrowedFd<'_>) -> Result<(i32, u64), SysError> {
+/// What a received fd is: its seals (F_GET_SEALS; EINVAL for anything that is not a memfd or shmem file), its size,
+/// and which file it is (device, inode), from fstat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemfdInfo {
+    pub seals: i32,
+    pub size: u64,
+    pub file: (u64, u64),
+}
+
+pub fn memfd_info(fd: BorrowedFd<'_>) -> Result<MemfdInfo, SysError> {
     // SAFETY: fcntl with no argument on an fd the caller keeps open for the call.
     let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
     if seals < 0 {
         return Err(SysError::new(Errno::last(), "fcntl"));
     }
     let stat = nix::sys::stat::fstat(fd).map_err(|e| SysError::new(e, "fstat"))?;
-    Ok((seals, stat.st_size.max(0) as u64))
+    Ok(MemfdInfo {
+        seals,
+        size: stat.st_size.max(0) as u64,
+        file: (stat.st_dev, stat.st_ino),
+    })
+}
+
+/// A read-only shared mapping of the peer's memfd, kept while the peer reuses the same file: copying out of a mapping
+/// already in place costs less than a `pread` per message (half, on 16 MB).
+#[derive(Debug)]
+pub struct PeerMap {
+    map: std::ptr::NonNull<u8>,
+    len: usize,
+    file: (u64, u64),
+}
+
+// SAFETY: the mapping is owned by this value alone and only read.
+unsafe impl Send for PeerMap {}
+
+impl PeerMap {
+    /// Maps all of `fd`, whose `info` says it cannot shrink (checked by the caller: F_SEAL_SHRINK), so no page of the
+    /// mapping can ever be beyond the file's end (which would SIGBUS).
+    pub fn new(fd: BorrowedFd<'_>, info: &MemfdInfo) -> Result<PeerMap, SysError> {
+        let len = usize::try_from(info.size).map_err(|_| SysError::new(Errno::EFBIG, "mmap"))?;
+        if len == 0 || info.seals & libc::F_SEAL_SHRINK == 0 {
+            return Err(SysError::new(Errno::EINVAL, "mmap"));
+        }
+        // SAFETY: a new read-only mapping of `len` bytes of a file that holds `len` bytes and cannot shrink.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return Err(SysError::new(Errno::last(), "mmap"));
+        }
+        Ok(PeerMap {
+            map: std::ptr::NonNull::new(map.cast()).ok_or(SysError::new(Errno::ENOMEM, "mmap"))?,
+            len,
+            file: info.file,
+        })
+    }
+
+    /// Whether this maps the file `info` describes, with room for `n` bytes.
+    pub fn maps(&self, info: &MemfdInfo, n: usize) -> bool {
+        self.file == info.file && n <= self.len
+    }
+
+    /// Appends the first `n` bytes (at most the mapping's length) to `out`.
+    pub fn copy_into(&self, n: usize, out: &mut Vec<u8>) {
+        let n = n.min(self.len);
+        out.reserve_exact(n);
+        let start = out.len();
+        // SAFETY: the source is `n` readable bytes of our mapping (which outlives the call; the file cannot shrink);
+        // the destination is spare capacity of `out` reserved above. The peer may write the file meanwhile: then the
+        // bytes copied are torn, which only spoils its own message (they are never interpreted here).
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.map.as_ptr(), out.as_mut_ptr().add(start), n);
+            out.set_len(start + n);
+        }
+    }
+}
+
+impl Drop for PeerMap {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping `new` made, which nothing borrows past `self`.
+        unsafe { libc::munmap(self.map.as_ptr().cast(), self.len) };
+    }
 }
 
 /// Appends the first `n` bytes of `fd` to `out`, read straight into its spare room (no zeroing first). A copy,

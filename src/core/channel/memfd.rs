@@ -27,6 +27,8 @@ pub(super) struct MemfdState {
     peer: AtomicBool,
     /// The file large messages go in, reused from one to the next (sys::MemfdBuf).
     pool: Mutex<Option<sys::MemfdBuf>>,
+    /// The peer's file, mapped while it keeps sending the same one.
+    peer_map: Mutex<Option<sys::PeerMap>>,
 }
 
 impl Channel {
@@ -118,7 +120,7 @@ impl Channel {
     /// a whole frame. The fd is closed here either way.
     fn read_memfd(&self, fd: OwnedFd, claimed: u64, max: usize) -> Result<Vec<u8>, Frame> {
         let refused = |code: Code, message: String| Frame::Error { code, message };
-        let (seals, actual) = sys::memfd_seals_and_size(fd.as_fd()).map_err(|e| {
+        let info = sys::memfd_info(fd.as_fd()).map_err(|e| {
             refused(
                 Code::BadMemfd,
                 format!(
@@ -126,23 +128,38 @@ impl Channel {
                 ),
             )
         })?;
-        let size =
-            memfd::check(claimed, seals, actual, sys::MEMFD_SEALS_REQUIRED, max).map_err(|r| {
-                match r {
-                    Refused::TooLarge(m) => refused(Code::MessageTooLarge, m),
-                    Refused::Bad(m) => refused(Code::BadMemfd, m),
-                }
-            })?;
+        let size = memfd::check(
+            claimed,
+            info.seals,
+            info.size,
+            sys::MEMFD_SEALS_REQUIRED,
+            max,
+        )
+        .map_err(|r| match r {
+            Refused::TooLarge(m) => refused(Code::MessageTooLarge, m),
+            Refused::Bad(m) => refused(Code::BadMemfd, m),
+        })?;
         let mut frame = Vec::with_capacity(4 + size);
         frame.extend_from_slice(&(size as u32).to_be_bytes());
-        sys::read_memfd_into(fd.as_fd(), size, &mut frame).map_err(|e| {
-            refused(
-                Code::BadMemfd,
-                format!(
-                    "the memfd of a large message cannot be read ({e}); the message was dropped"
-                ),
-            )
-        })?;
+        // A forkline peer sends the same file every time: map it once, copy out of it from then on.
+        let mut map = self
+            .memfd
+            .peer_map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if !map.as_ref().is_some_and(|m| m.maps(&info, size)) {
+            *map = None;
+            *map = sys::PeerMap::new(fd.as_fd(), &info).ok();
+        }
+        match map.as_ref() {
+            Some(m) => m.copy_into(size, &mut frame),
+            None => sys::read_memfd_into(fd.as_fd(), size, &mut frame).map_err(|e| {
+                refused(
+                    Code::BadMemfd,
+                    format!("the memfd of a large message cannot be read ({e}); the message was dropped"),
+                )
+            })?,
+        }
         Ok(frame)
     }
 }
