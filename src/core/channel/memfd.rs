@@ -222,3 +222,102 @@ impl Inbound<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+    use crate::core::channel::EventSink;
+    use crate::core::frame::Decoder;
+
+    #[derive(Default)]
+    struct Events(Mutex<Vec<Event>>);
+    impl EventSink for Events {
+        fn push(&self, event: Event) {
+            self.0.lock().unwrap().push(event);
+        }
+    }
+
+    fn frame(body: &[u8]) -> Vec<u8> {
+        let mut f = (body.len() as u32).to_be_bytes().to_vec();
+        f.extend_from_slice(body);
+        f
+    }
+
+    /// The frames read from `peer` until `n` have come.
+    fn frames_from(peer: &mut UnixStream, n: usize) -> Vec<Vec<u8>> {
+        let mut decoder = Decoder::new(true, usize::MAX);
+        let mut frames: Vec<Frame> = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut got = Vec::new();
+        peer.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        while got.len() < n {
+            let k = peer
+                .read(&mut buf)
+                .unwrap_or_else(|e| panic!("{e} after {} frames", got.len()));
+            assert!(k > 0, "EOF after {} frames", got.len());
+            decoder.feed(&buf[..k], &mut frames);
+            for f in frames.drain(..) {
+                let Frame::Frames(run) = f else {
+                    panic!("{f:?}")
+                };
+                got.extend(memfd::frames(&run).map(|(f, _)| f.to_vec()));
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn an_answer_never_lands_inside_a_write_under_way() {
+        let (ours, theirs) = sys::socketpair().unwrap();
+        let ch = Channel::new(
+            ours,
+            Decoder::new(true, usize::MAX),
+            Arc::new(Events::default()),
+        );
+        let big = frame(&vec![7u8; 4 << 20]);
+        // More than the socket holds: the rest waits in the queue, begun.
+        ch.write(&big).unwrap();
+        ch.send_control(memfd::encode_announce(), None);
+        let mut peer = UnixStream::from(theirs);
+        let got = frames_from(&mut peer, 2);
+        assert_eq!(got, vec![big, memfd::encode_announce()]);
+    }
+
+    #[test]
+    fn a_large_frame_goes_as_a_memfd_once_both_announced() {
+        let (ours, theirs) = sys::socketpair().unwrap();
+        let ch = Channel::new(
+            ours,
+            Decoder::new(true, usize::MAX),
+            Arc::new(Events::default()),
+        );
+        let small = frame(b"\xff\x0f\x22\x01a");
+        let large = frame(&vec![3u8; memfd::THRESHOLD]);
+        let run = [small.clone(), large.clone(), small.clone()].concat();
+        // Not announced: as it is.
+        ch.write_frames(&run).unwrap();
+        let mut peer = UnixStream::from(theirs);
+        assert_eq!(
+            frames_from(&mut peer, 3),
+            vec![small.clone(), large.clone(), small.clone()]
+        );
+        // Both announced: the large one as a marker with its fd, in its place.
+        ch.announce_memfd();
+        ch.memfd.peer.store(true, Ordering::Release);
+        assert!(ch.memfd_agreed());
+        ch.write_frames(&run).unwrap();
+        let marker = memfd::encode_marker(memfd::THRESHOLD);
+        assert_eq!(
+            frames_from(&mut peer, 3),
+            vec![memfd::encode_announce(), small.clone(), marker]
+        );
+        // The last small frame waits for the peer's ACK of the marker.
+        assert!(ch.awaiting_ack());
+        ch.on_ack();
+        assert_eq!(frames_from(&mut peer, 1), vec![small]);
+    }
+}

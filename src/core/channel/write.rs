@@ -30,6 +30,8 @@ struct Chunk {
     seq: u64,
     /// Sent as SCM_RIGHTS with the chunk's first byte.
     fd: Option<Arc<OwnedFd>>,
+    /// The chunk is the rest of a message the socket has begun to take: nothing may go between.
+    begun: bool,
 }
 
 impl Chunk {
@@ -39,6 +41,7 @@ impl Chunk {
             sent: 0,
             seq,
             fd,
+            begun: false,
         }
     }
 }
@@ -241,8 +244,9 @@ impl Channel {
             } else {
                 self.send_now_after(&prefix, data).map(|(p, n)| {
                     if p < prefix.len() {
-                        st.queue
-                            .push_back(Chunk::new(prefix[p..].to_vec(), 0, None));
+                        let mut rest = Chunk::new(prefix[p..].to_vec(), 0, None);
+                        rest.begun = p > 0;
+                        st.queue.push_back(rest);
                     }
                     n
                 })
@@ -274,8 +278,9 @@ impl Channel {
         st.next_seq = st.next_seq.max(seq);
         // If any byte went, the fd went with it.
         let fd = if sent == 0 { fd } else { None };
-        st.queue
-            .push_back(Chunk::new(data[sent..].to_vec(), seq, fd));
+        let mut rest = Chunk::new(data[sent..].to_vec(), seq, fd);
+        rest.begun = sent > 0;
+        st.queue.push_back(rest);
         st.add_queued(counted(data.len() - sent));
         let queued_bytes = st.queued_bytes;
         self.kick_writer(&mut st)?;
@@ -377,12 +382,18 @@ impl Channel {
             }
         }
         let fd = if sent == 0 { fd } else { None };
-        st.queue.push_front(Chunk {
-            data,
-            sent,
-            seq: 0,
-            fd,
-        });
+        // Ahead of the owner's writes, but never inside one the socket has begun to take.
+        let at = usize::from(st.queue.front().is_some_and(|c| c.begun || c.sent > 0));
+        st.queue.insert(
+            at,
+            Chunk {
+                data,
+                sent,
+                seq: 0,
+                fd,
+                begun: sent > 0,
+            },
+        );
         // A reactor that cannot run leaves the bytes queued; the channel then ends at the peer's next write.
         let _ = self.kick_writer(st);
         false
