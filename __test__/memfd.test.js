@@ -109,6 +109,24 @@ test('forkline↔forkline: 1 MB and 16 MB Buffers echo intact through a memfd', 
   assert.deepStrictEqual(memfds(), []);
 });
 
+test('a large message written before the announce is answered arrives whole, as does the answer', async (t) => {
+  // The parent's answer to the runtime's announce is queued while the parent's first (large, socket-bound) message
+  // is still going out: it must not land inside it.
+  const child = fork(t, forkline, fixture('adv-echo.js'), { childRuntime: 'forkline', silent: true });
+  let stderr = '';
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (d) => (stderr += d));
+  const b = pattern(4 * MB, 9);
+  const echoed = next(child, 2);
+  child.send(b);
+  child.send('after');
+  const [back, after] = await echoed;
+  assert.ok(back.equals(b) && after === 'after');
+  child.disconnect();
+  await closed(child);
+  assert.strictEqual(stderr, '', 'no error in the child');
+});
+
 test('a forkline parent never sends a memfd to a node child, even one that sends the announce', async (t) => {
   const child = fork(t, forkline, fixture('memfd-announce.js'));
   const internal = [];
