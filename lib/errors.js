@@ -53,6 +53,7 @@ const ERRORS = {
   FORKLINE_BAD_HANDLE: [Error, (detail) => detail],
   FORKLINE_INTERNAL: [Error, (detail) => detail],
   FORKLINE_HANDLE_NOT_RECEIVED: [Error, (detail) => detail],
+  FORKLINE_BAD_MEMFD: [Error, (detail) => detail],
   // The bus (lib/bus/).
   FORKLINE_BUS_TIMEOUT: [Error, (topic, ms) => `No reply to a request on ${topic} within ${ms} ms`],
   FORKLINE_BUS_UNAVAILABLE: [Error, (detail) => `The bus's broker is unreachable: ${detail}`],

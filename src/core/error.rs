@@ -18,6 +18,8 @@ pub enum Code {
     FdLost,
     /// A handle we sent was refused (NACK) more often than Node's MAX_HANDLE_RETRANSMISSIONS.
     HandleNotReceived,
+    /// A large message's memfd failed its checks (not a sealed memfd, a size that lies) or never came.
+    BadMemfd,
     /// A bug in forkline, reported instead of crashing the parent.
     Internal,
 }
@@ -31,6 +33,7 @@ impl Code {
             Code::StrayFd => "FORKLINE_STRAY_FD",
             Code::FdLost => "FORKLINE_FD_LOST",
             Code::HandleNotReceived => "FORKLINE_HANDLE_NOT_RECEIVED",
+            Code::BadMemfd => "FORKLINE_BAD_MEMFD",
             Code::Internal => "FORKLINE_INTERNAL",
         }
     }

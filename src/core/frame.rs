@@ -53,6 +53,14 @@ impl Decoder {
         }
     }
 
+    /// The largest message it takes (maxMessageSize).
+    pub fn max(&self) -> usize {
+        match self {
+            Decoder::Json(d) => d.max,
+            Decoder::Advanced(d) => d.max,
+        }
+    }
+
     /// End of stream: reports a message cut short, if any.
     pub fn finish(&mut self, sink: &mut impl FrameSink) {
         match self {

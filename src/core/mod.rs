@@ -11,6 +11,7 @@ pub(crate) mod frame;
 pub(crate) mod internal;
 #[cfg(test)]
 mod invariants;
+pub(crate) mod memfd;
 pub(crate) mod pairing;
 #[cfg(test)]
 mod proptests;

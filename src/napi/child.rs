@@ -89,6 +89,12 @@ impl NativeChild {
                 )),
             })
             .collect::<Result<Vec<_>>>()?;
+        // Only a child on forkline's runtime (lib/runtime_env.js) is answered when it announces memfds: a Node child
+        // that sent the same internal message by hand must never be sent one.
+        let runtime_child = options
+            .env
+            .iter()
+            .any(|e| e.starts_with("FORKLINE_CHANNEL_FD="));
         let opts = SpawnOptions {
             file: options.file,
             args: options.args,
@@ -117,6 +123,12 @@ impl NativeChild {
         let channel = spawned
             .ipc
             .map(|sock| Channel::new(sock, Decoder::new(advanced, max), sink.clone()));
+        if let Some(channel) = channel
+            .as_ref()
+            .filter(|_| runtime_child && crate::napi::side::memfd_enabled())
+        {
+            channel.answer_memfd();
+        }
         let busy_poll = std::time::Duration::from_micros(options.busy_poll.unwrap_or(0).into());
         let reading = match &channel {
             Some(channel) => match start_reading(&env, channel, &delivery, &on_wake, busy_poll) {

@@ -9,7 +9,7 @@ use napi_derive::napi;
 use crate::core::channel::{Event, WriteProgress};
 use crate::core::error::SysError;
 use crate::core::frame::Frame;
-use crate::napi::payload::{Bytes, Text};
+use crate::napi::payload::{Bytes, LargeBytes, Text};
 use crate::os::sys;
 
 /// One event for the JS layer (lib/channel.js). `kind` says which fields are set:
@@ -19,7 +19,7 @@ use crate::os::sys;
 pub struct ChannelEvent {
     pub kind: String,
     pub text: Option<Text>,
-    pub bytes: Option<Bytes>,
+    pub bytes: Option<Either<Bytes, LargeBytes>>,
     pub code: Option<String>,
     pub message: Option<String>,
     pub errno: Option<i32>,
@@ -83,7 +83,11 @@ impl From<Event> for ChannelEvent {
                 ..ChannelEvent::new("lines")
             },
             Event::Frame(Frame::Frames(bytes)) => ChannelEvent {
-                bytes: Some(Bytes(bytes)),
+                bytes: Some(Either::A(Bytes(bytes))),
+                ..ChannelEvent::new("frames")
+            },
+            Event::LargeFrame(bytes) => ChannelEvent {
+                bytes: Some(Either::B(LargeBytes(bytes))),
                 ..ChannelEvent::new("frames")
             },
             Event::Frame(Frame::Error { code, message }) => ChannelEvent {
@@ -102,7 +106,7 @@ impl From<Event> for ChannelEvent {
                         ..base
                     },
                     Frame::Frames(bytes) => ChannelEvent {
-                        bytes: Some(Bytes(bytes)),
+                        bytes: Some(Either::A(Bytes(bytes))),
                         ..base
                     },
                     Frame::Error { .. } => base,

@@ -50,6 +50,9 @@ impl NativeChannel {
         let delivery = Arc::new(Delivery::new(wake));
         let sink: Arc<dyn EventSink> = delivery.clone();
         let channel = Channel::new(sock, Decoder::new(advanced, DEFAULT_MAX_MESSAGE_SIZE), sink);
+        if crate::napi::side::memfd_enabled() {
+            channel.announce_memfd();
+        }
         let busy_poll = std::time::Duration::from_micros(busy_poll.unwrap_or(0).into());
         let reading =
             start_reading(&env, &channel, &delivery, &on_wake, busy_poll).map_err(sys_error)?;

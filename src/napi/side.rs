@@ -203,8 +203,9 @@ impl ChannelSide {
                 Line::recycle(line);
                 result
             }
-            // A Buffer stays JS's: what does not go at once is copied.
-            (Either::B(buffer), None) => channel.write(&*buffer),
+            // Advanced frames (a Buffer stays JS's: what does not go at once is copied); big ones go as a memfd
+            // once both ends agreed.
+            (Either::B(frames), None) => channel.write_frames(&frames),
         };
         if let Some(busy) = &self.busy {
             busy.arm();
@@ -247,4 +248,10 @@ pub(crate) fn keep_alive(wake_fn: &FunctionRef<(), ()>, env: &Env) -> Result<Kee
         .build_threadsafe_function::<()>()
         .callee_handled::<false>()
         .build()
+}
+
+/// Whether this process's channels take large advanced messages as memfds (core/memfd.rs): yes, unless
+/// `FORKLINE_MEMFD=0` (inherited by children, so then neither end announces).
+pub(crate) fn memfd_enabled() -> bool {
+    std::env::var_os("FORKLINE_MEMFD").is_none_or(|v| v != "0")
 }

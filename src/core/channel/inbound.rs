@@ -133,6 +133,18 @@ impl Inbound<'_> {
 
 impl FrameSink for Inbound<'_> {
     fn frame(&mut self, frame: Frame) {
+        match frame {
+            // A forkline peer's announce and large-message markers (memfd.rs), never counted as messages.
+            Frame::Frames(run) if crate::core::memfd::frames_may_hold(&run) => {
+                self.memfd_frames(run)
+            }
+            other => self.pass_on(other),
+        }
+    }
+}
+
+impl Inbound<'_> {
+    pub(super) fn pass_on(&mut self, frame: Frame) {
         self.channel.stats.received(&frame, self.channel.advanced);
         match frame {
             Frame::Lines(text)

@@ -19,6 +19,7 @@
 //! `stats.rs` its counters (`stats()`), bumped by one-line hooks in the other three; `tests.rs` the tests of all.
 
 mod inbound;
+mod memfd;
 mod read;
 mod stats;
 #[cfg(test)]
@@ -47,6 +48,8 @@ pub use stats::{Snapshot, Stats};
 pub enum Event {
     /// A decoded frame: json lines, advanced frames, or a decode error.
     Frame(Frame),
+    /// One whole advanced frame that came as a memfd (memfd.rs): large, so the owner takes the Vec as it is.
+    LargeFrame(Vec<u8>),
     /// A NODE_HANDLE envelope (one json line or one advanced frame) and the fd it carried.
     Handle { envelope: Frame, fd: OwnedFd },
     /// A read failed; EOF follows.
@@ -123,6 +126,10 @@ pub struct Channel {
     /// Set once the peer is a cluster worker that connections are handed to.
     newconn_replies: OnceLock<Arc<dyn NewconnReplies>>,
     stats: Arc<Stats>,
+    /// Large messages as memfds (memfd.rs): who announced.
+    memfd: memfd::MemfdState,
+    /// The decoder's maxMessageSize, for messages that come as memfds.
+    max_message: usize,
 }
 
 impl std::fmt::Debug for Channel {
@@ -162,6 +169,7 @@ impl Channel {
     pub fn new(sock: OwnedFd, decoder: Decoder, sink: Arc<dyn EventSink>) -> Arc<Channel> {
         let advanced = matches!(decoder, Decoder::Advanced(_));
         let stats = Arc::new(Stats::default());
+        let max_message = decoder.max();
         Arc::new(Channel {
             sock: Arc::new(sock),
             sink: Arc::new(stats::Counted {
@@ -182,6 +190,8 @@ impl Channel {
             registration: OnceLock::new(),
             newconn_replies: OnceLock::new(),
             stats,
+            memfd: memfd::MemfdState::default(),
+            max_message,
         })
     }
 

@@ -70,6 +70,23 @@ impl Stats {
         self.handles_sent.fetch_add(u64::from(handle), Relaxed);
     }
 
+    /// A memfd's message counts as the frame it stands for (`frame` bytes), its marker (`marker` bytes, counted
+    /// as a handle's envelope when it went) not at all; the announce (`frame` 0) not either.
+    pub(super) fn memfd_sent(&self, marker: usize, frame: usize) {
+        self.bytes_sent.fetch_add(frame as u64, Relaxed);
+        self.bytes_sent.fetch_sub(marker as u64, Relaxed);
+        if frame == 0 {
+            self.messages_sent.fetch_sub(1, Relaxed);
+        } else {
+            self.handles_sent.fetch_sub(1, Relaxed);
+        }
+    }
+
+    pub(super) fn memfd_received(&self, marker: usize, frame: usize) {
+        self.bytes_received.fetch_add(frame as u64, Relaxed);
+        self.bytes_received.fetch_sub(marker as u64, Relaxed);
+    }
+
     pub(super) fn received_bytes(&self, n: usize) {
         self.bytes_received.fetch_add(n as u64, Relaxed);
     }

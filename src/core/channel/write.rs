@@ -34,6 +34,8 @@ struct Chunk {
     seq: u64,
     /// Sent as SCM_RIGHTS with the chunk's first byte.
     fd: Option<Arc<OwnedFd>>,
+    /// The chunk is the rest of a message the socket has begun to take: nothing may go between.
+    begun: bool,
 }
 
 impl Chunk {
@@ -44,6 +46,7 @@ impl Chunk {
             start: 0,
             seq,
             fd,
+            begun: false,
         }
     }
 
@@ -57,8 +60,12 @@ impl Chunk {
                 start: sent,
                 seq,
                 fd,
+                begun: sent > 0,
             },
-            Cow::Borrowed(data) => Chunk::new(data[sent..].to_vec(), seq, fd),
+            Cow::Borrowed(data) => Chunk {
+                begun: sent > 0,
+                ..Chunk::new(data[sent..].to_vec(), seq, fd)
+            },
         }
     }
 }
@@ -225,7 +232,7 @@ impl Channel {
             .map(drop)
     }
 
-    fn submit(
+    pub(super) fn submit(
         self: &Arc<Self>,
         data: Cow<'_, [u8]>,
         fd: Option<Arc<OwnedFd>>,
@@ -282,8 +289,9 @@ impl Channel {
             } else {
                 self.send_now_after(&prefix, &data).map(|(p, n)| {
                     if p < prefix.len() {
-                        st.queue
-                            .push_back(Chunk::new(prefix[p..].to_vec(), 0, None));
+                        let mut rest = Chunk::new(prefix[p..].to_vec(), 0, None);
+                        rest.begun = p > 0;
+                        st.queue.push_back(rest);
                     }
                     n
                 })
@@ -422,8 +430,10 @@ impl Channel {
             }
         }
         let fd = if sent == 0 { fd } else { None };
+        // Ahead of the owner's writes, but never inside one the socket has begun to take.
+        let at = usize::from(st.queue.front().is_some_and(|c| c.begun || c.sent > 0));
         st.queue
-            .push_front(Chunk::rest(Cow::Owned(data), sent, 0, fd));
+            .insert(at, Chunk::rest(Cow::Owned(data), sent, 0, fd));
         // A reactor that cannot run leaves the bytes queued; the channel then ends at the peer's next write.
         let _ = self.kick_writer(st);
         false
