@@ -103,6 +103,18 @@ test('forkline↔forkline: 1 MB and 16 MB Buffers echo intact through a memfd', 
     else assert.ok(back[k].big.equals(m.big), `batch message ${k} intact`);
   }
 
+  // Once large messages stop, the file goes (after 2 s), and the next large message makes a new one.
+  const idleSince = Date.now();
+  while (memfds().length > 0) {
+    assert.ok(Date.now() - idleSince < 10_000, 'the idle file was let go');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  const again = pattern(MB, 9);
+  const echoedAgain = next(child, 1);
+  child.send({ i: 9, b: again });
+  assert.ok((await echoedAgain)[0].b.equals(again), 'intact after the file was let go');
+  assert.strictEqual(memfds().length, 1, 'a new file for the next large message');
+
   child.disconnect();
   await closed(child);
   await assertNoFdLeak(before);

@@ -5,8 +5,9 @@
 use std::borrow::Cow;
 use std::io::IoSlice;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use super::inbound::Inbound;
 use super::{Channel, Event, Written};
@@ -14,7 +15,7 @@ use crate::core::error::{Code, SysError};
 use crate::core::frame::Frame;
 use crate::core::internal::{self, Handshake};
 use crate::core::memfd::{self, Message, Piece, Refused};
-use crate::os::sys;
+use crate::os::{reactor, sys};
 
 /// Who has said what: memfds go out only when both ends announced.
 #[derive(Debug, Default)]
@@ -30,7 +31,15 @@ pub(super) struct MemfdState {
     pool: Mutex<Option<sys::MemfdBuf>>,
     /// The peer's file, mapped while it keeps sending the same one.
     peer_map: Mutex<Option<sys::PeerMap>>,
+    /// Counts the uses of either file, so the idle sweep can tell whether they were used since it was set.
+    uses: AtomicU64,
+    /// An idle sweep is set.
+    sweep_set: AtomicBool,
 }
+
+/// How long both files are kept once large messages stop: a file holds up to `memfd::POOL_MAX` of shared memory,
+/// per channel and on each side.
+const KEEP_IDLE_FILES: Duration = Duration::from_secs(2);
 
 impl Channel {
     /// Announces, before anything else is written, that this end takes large messages as memfds (the child
@@ -88,7 +97,10 @@ impl Channel {
             let owners = i == last;
             let (bytes, fd, stands_for) = match piece {
                 Piece::Inline(bytes) => (Cow::Borrowed(bytes), None, 0),
-                Piece::Large { frame, body } => match self.fill_pool(body, &mut free) {
+                Piece::Large { frame, body } => match self
+                    .fill_pool(body, &mut free)
+                    .inspect(|_| self.files_used())
+                {
                     Some(fd) => (
                         Cow::Owned(memfd::encode_marker(body.len())),
                         Some(fd),
@@ -104,6 +116,39 @@ impl Channel {
             }
         }
         Ok(written.expect("split gives at least one piece"))
+    }
+
+    /// Notes a use of the files, and sets the sweep that lets them go once they stay unused for KEEP_IDLE_FILES.
+    fn files_used(self: &Arc<Self>) {
+        let uses = self.memfd.uses.fetch_add(1, Ordering::AcqRel) + 1;
+        if !self.memfd.sweep_set.swap(true, Ordering::AcqRel) {
+            Self::sweep_after(Arc::downgrade(self), uses);
+        }
+    }
+
+    fn sweep_after(channel: Weak<Channel>, seen: u64) {
+        let sweep = move || {
+            let Some(channel) = channel.upgrade() else {
+                return;
+            };
+            let uses = channel.memfd.uses.load(Ordering::Acquire);
+            if uses != seen {
+                return Self::sweep_after(Arc::downgrade(&channel), uses);
+            }
+            *channel.memfd.pool.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            *channel
+                .memfd
+                .peer_map
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = None;
+            channel.memfd.sweep_set.store(false, Ordering::Release);
+            // A use that came in meanwhile sets its own sweep.
+            if channel.memfd.uses.load(Ordering::Acquire) != uses {
+                channel.files_used();
+            }
+        };
+        // No reactor, no timer: the files then stay until the channel closes.
+        let _ = reactor::after(KEEP_IDLE_FILES, sweep);
     }
 
     /// Copies `body` into the channel's file (made, or remade larger, as needed) and returns its fd to send; None
@@ -213,6 +258,7 @@ impl Inbound<'_> {
             });
         };
         let read = self.channel.read_memfd(fd, size, self.channel.max_message);
+        self.channel.files_used();
         // The fd came and its bytes are ours (or refused): the sender may go on, and reuse the file.
         self.channel
             .send_control(internal::encode(Handshake::Ack, true), None);
