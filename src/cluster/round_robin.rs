@@ -204,7 +204,7 @@ impl Source for Listener {
             return;
         }
         // This runs on the reactor thread: from the first connection on, its wake-ups wait for the CPU instead of
-        // preempting a worker (cluster-close rows: +~20% req/s with forkline workers, see README's Cluster).
+        // preempting a worker (README's Cluster has the measurement).
         BATCH_SCHEDULING.call_once(sys::prefer_batch_scheduling);
         let mut accepted = Vec::new();
         let mut stalled = false;
