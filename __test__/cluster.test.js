@@ -288,6 +288,9 @@ for (const policy of ['rr', 'none', 'reuseport']) {
       }
       assert.deepStrictEqual(result.errors, {}, 'failed requests');
       assert.deepStrictEqual(result.statuses, { 200: 200 });
+      // forkline's round-robin acceptor keeps its wake-ups from preempting the workers: its thread is SCHED_BATCH.
+      if (impl === 'forkline' && policy === 'rr') assert.deepStrictEqual(result.reactorPolicies, [3]);
+      else for (const p of result.reactorPolicies) assert.strictEqual(p, 0, 'SCHED_OTHER without round-robin');
       const total = Object.values(result.byWorker).reduce((a, b) => a + b, 0);
       assert.strictEqual(total, 200, `every answer from one of the workers: ${JSON.stringify(result.byWorker)}`);
       if (policy !== 'none') {

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Once, OnceLock, Weak};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -18,12 +18,15 @@ use crate::core::channel::{Channel, NewconnReplies};
 use crate::core::error::SysError;
 use crate::core::internal::{self, NewconnReply};
 use crate::os::reactor::{self, Ready, Registration, Source};
+use crate::os::sys;
 
 /// The `seq` of every `newconn` this process sends, so that one table can route every reply.
 static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
 /// Which distributor each unanswered `newconn` came from.
 static HANDED: Mutex<BTreeMap<u64, Weak<Inner>>> = Mutex::new(BTreeMap::new());
 
+/// The reactor thread asks for SCHED_BATCH once, when it first accepts for a round-robin server.
+static BATCH_SCHEDULING: Once = Once::new();
 /// How long a listener rests before trying again when it cannot accept (EMFILE and the like).
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 /// Connections accepted per listener per reactor turn, so that a flood on one port cannot hold the reactor.
@@ -200,6 +203,9 @@ impl Source for Listener {
         if !ready.readable || lock(&owner.state).closed {
             return;
         }
+        // This runs on the reactor thread: from the first connection on, its wake-ups wait for the CPU instead of
+        // preempting a worker (README's Cluster has the measurement).
+        BATCH_SCHEDULING.call_once(sys::prefer_batch_scheduling);
         let mut accepted = Vec::new();
         let mut stalled = false;
         for _ in 0..ACCEPTS_PER_TURN {

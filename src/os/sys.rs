@@ -251,6 +251,18 @@ pub fn set_send_buffer(sock: BorrowedFd<'_>, bytes: usize) {
     let _ = socket::setsockopt(&sock, socket::sockopt::SndBuf, &bytes);
 }
 
+/// Makes the calling thread SCHED_BATCH (Linux): its wake-ups no longer preempt the task running on that CPU. For
+/// the cluster primary's reactor thread, woken once per accepted connection: on a box where the workers and the
+/// load share the CPUs, each such preemption cost a worker a context switch in the middle of its turn. Best effort.
+pub fn prefer_batch_scheduling() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param that lives across the call.
+        let _ = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
