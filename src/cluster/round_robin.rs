@@ -5,10 +5,11 @@
 //! worker, and the primary closes its copy only once a worker has accepted. Unlike Node, a worker that goes away
 //! with a connection unanswered gives it back to the others instead of leaking it.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Once, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -25,8 +26,10 @@ static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
 /// Which distributor each unanswered `newconn` came from.
 static HANDED: Mutex<BTreeMap<u64, Weak<Inner>>> = Mutex::new(BTreeMap::new());
 
-/// The reactor thread asks for SCHED_BATCH once, when it first accepts for a round-robin server.
-static BATCH_SCHEDULING: Once = Once::new();
+thread_local! {
+    /// This (reactor) thread asked for SCHED_BATCH: once per thread, as a reactor that idled out starts anew.
+    static BATCH_SCHEDULING: Cell<bool> = const { Cell::new(false) };
+}
 /// How long a listener rests before trying again when it cannot accept (EMFILE and the like).
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 /// Connections accepted per listener per reactor turn, so that a flood on one port cannot hold the reactor.
@@ -205,7 +208,9 @@ impl Source for Listener {
         }
         // This runs on the reactor thread: from the first connection on, its wake-ups wait for the CPU instead of
         // preempting a worker (README's Cluster has the measurement).
-        BATCH_SCHEDULING.call_once(sys::prefer_batch_scheduling);
+        if !BATCH_SCHEDULING.replace(true) {
+            sys::prefer_batch_scheduling();
+        }
         let mut accepted = Vec::new();
         let mut stalled = false;
         for _ in 0..ACCEPTS_PER_TURN {
