@@ -263,6 +263,12 @@ for (const impl of IMPLS) {
   );
 }
 
+test('FORKLINE_SCHED_BATCH=0 leaves the round-robin acceptor thread SCHED_OTHER', { timeout: TIMEOUT }, async (t) => {
+  const result = await scenario(t, 'forkline', 'cluster-http.js', ['rr', 20], { env: { FORKLINE_SCHED_BATCH: '0' } });
+  assert.deepStrictEqual(result.statuses, { 200: 20 });
+  assert.deepStrictEqual(result.reactorPolicies, [0]);
+});
+
 // 2. HTTP served under each policy.
 for (const policy of ['rr', 'none', 'reuseport']) {
   for (const impl of policy === 'reuseport' ? ['forkline'] : IMPLS) {

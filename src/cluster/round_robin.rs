@@ -26,6 +26,13 @@ static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
 /// Which distributor each unanswered `newconn` came from.
 static HANDED: Mutex<BTreeMap<u64, Weak<Inner>>> = Mutex::new(BTreeMap::new());
 
+/// `FORKLINE_SCHED_BATCH=0` keeps the reactor thread's scheduling as it is (for a primary whose channels must not
+/// wait behind busy workers).
+fn batch_scheduling_wanted() -> bool {
+    static WANTED: OnceLock<bool> = OnceLock::new();
+    *WANTED.get_or_init(|| std::env::var_os("FORKLINE_SCHED_BATCH").is_none_or(|v| v != "0"))
+}
+
 thread_local! {
     /// This (reactor) thread asked for SCHED_BATCH: once per thread, as a reactor that idled out starts anew.
     static BATCH_SCHEDULING: Cell<bool> = const { Cell::new(false) };
@@ -208,7 +215,7 @@ impl Source for Listener {
         }
         // This runs on the reactor thread: from the first connection on, its wake-ups wait for the CPU instead of
         // preempting a worker (README's Cluster has the measurement).
-        if !BATCH_SCHEDULING.replace(true) {
+        if !BATCH_SCHEDULING.replace(true) && batch_scheduling_wanted() {
             sys::prefer_batch_scheduling();
         }
         let mut accepted = Vec::new();
