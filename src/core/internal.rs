@@ -298,13 +298,7 @@ impl<'a> V8Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::core::invariants::hex;
 
     // Bytes from Node 20's v8.serialize().
     const ACK: &str = "ff0f6f2203636d64220f4e4f44455f48414e444c455f41434b7b01";

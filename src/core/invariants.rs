@@ -46,6 +46,14 @@ impl Rng {
     }
 }
 
+/// Bytes from a hex string (the V8 serializer's output, as the tests write it down).
+pub fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
 /// Where to cut `len` bytes into reads: at every byte (one seed in four), else at up to eight points drawn from
 /// `seed`. Points may repeat, which makes empty reads.
 pub fn cuts(len: usize, seed: u64) -> Vec<usize> {

@@ -211,13 +211,7 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::core::invariants::hex;
 
     #[test]
     fn encodes_as_v8_does() {
