@@ -2,7 +2,7 @@
 //! close-on-exec, so a child Node spawns later never holds a stray copy of our channel (which would hide EOF).
 
 use std::io::IoSlice;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::libc;
@@ -443,12 +443,48 @@ pub const MEMFD_SEALS_REQUIRED: (i32, i32) = (
 #[derive(Debug)]
 pub struct MemfdBuf {
     fd: std::sync::Arc<OwnedFd>,
-    map: std::ptr::NonNull<u8>,
+    map: Mapping,
+}
+
+/// A shared mapping of the start of a file, unmapped on drop: our own memfd (writable) or the peer's (read-only).
+#[derive(Debug)]
+struct Mapping {
+    ptr: std::ptr::NonNull<u8>,
     len: usize,
 }
 
-// SAFETY: the mapping is plain memory owned by this value alone; `fill` takes `&mut self`.
-unsafe impl Send for MemfdBuf {}
+// SAFETY: the mapping is plain memory owned by this value alone; writes go through `&mut` (MemfdBuf::fill).
+unsafe impl Send for Mapping {}
+
+impl Mapping {
+    /// Maps the first `len` bytes of `fd`, which the caller knows the file holds and cannot lose (a memfd sealed
+    /// against shrinking, or our own before it is sealed), so no page of it can be beyond the end (SIGBUS).
+    fn shared(fd: BorrowedFd<'_>, len: usize, prot: libc::c_int) -> Result<Mapping, SysError> {
+        // SAFETY: a new mapping of `len` bytes of a file that holds them; the result is checked below.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return Err(SysError::new(Errno::last(), "mmap"));
+        }
+        let ptr = std::ptr::NonNull::new(map.cast()).ok_or(SysError::new(Errno::ENOMEM, "mmap"))?;
+        Ok(Mapping { ptr, len })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping `shared` made, which nothing borrows past `self`.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
 
 impl MemfdBuf {
     /// A fresh close-on-exec memfd of `len` bytes (> 0), mapped for writing, then sealed with `MEMFD_SEALS`.
@@ -469,24 +505,10 @@ impl MemfdBuf {
         if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } < 0 {
             return Err(SysError::new(Errno::last(), "ftruncate"));
         }
-        // SAFETY: a new shared mapping of our own fd, `len` bytes, which the file has; checked below.
-        let map = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if map == libc::MAP_FAILED {
-            return Err(SysError::new(Errno::last(), "mmap"));
-        }
+        let map = Mapping::shared(fd.as_fd(), len, libc::PROT_READ | libc::PROT_WRITE)?;
         let buf = MemfdBuf {
             fd: std::sync::Arc::new(fd),
-            map: std::ptr::NonNull::new(map.cast()).ok_or(SysError::new(Errno::ENOMEM, "mmap"))?,
-            len,
+            map,
         };
         // SAFETY: fcntl on our own fd with an int argument.
         let sealed = unsafe {
@@ -503,26 +525,19 @@ impl MemfdBuf {
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.map.len
     }
 
     /// Copies `data` (at most `len` bytes) to the start of the file.
     pub fn fill(&mut self, data: &[u8]) {
-        let n = data.len().min(self.len);
+        let n = data.len().min(self.map.len);
         // SAFETY: the mapping is `len` bytes, writable, and lives as long as `self`; the file cannot shrink (sealed).
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.map.as_ptr(), n) };
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.map.ptr.as_ptr(), n) };
     }
 
     /// The fd, to send.
     pub fn fd(&self) -> std::sync::Arc<OwnedFd> {
         self.fd.clone()
-    }
-}
-
-impl Drop for MemfdBuf {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping `new` made, which nothing borrows past `self`.
-        unsafe { libc::munmap(self.map.as_ptr().cast(), self.len) };
     }
 }
 
@@ -553,13 +568,9 @@ pub fn memfd_info(fd: BorrowedFd<'_>) -> Result<MemfdInfo, SysError> {
 /// already in place costs less than a `pread` per message (half, on 16 MB).
 #[derive(Debug)]
 pub struct PeerMap {
-    map: std::ptr::NonNull<u8>,
-    len: usize,
+    map: Mapping,
     file: (u64, u64),
 }
-
-// SAFETY: the mapping is owned by this value alone and only read.
-unsafe impl Send for PeerMap {}
 
 impl PeerMap {
     /// Maps all of `fd`, whose `info` says it cannot shrink (checked by the caller: F_SEAL_SHRINK), so no page of the
@@ -569,51 +580,29 @@ impl PeerMap {
         if len == 0 || info.seals & libc::F_SEAL_SHRINK == 0 {
             return Err(SysError::new(Errno::EINVAL, "mmap"));
         }
-        // SAFETY: a new read-only mapping of `len` bytes of a file that holds `len` bytes and cannot shrink.
-        let map = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if map == libc::MAP_FAILED {
-            return Err(SysError::new(Errno::last(), "mmap"));
-        }
         Ok(PeerMap {
-            map: std::ptr::NonNull::new(map.cast()).ok_or(SysError::new(Errno::ENOMEM, "mmap"))?,
-            len,
+            map: Mapping::shared(fd, len, libc::PROT_READ)?,
             file: info.file,
         })
     }
 
     /// Whether this maps the file `info` describes, with room for `n` bytes.
     pub fn maps(&self, info: &MemfdInfo, n: usize) -> bool {
-        self.file == info.file && n <= self.len
+        self.file == info.file && n <= self.map.len
     }
 
     /// Appends the first `n` bytes (at most the mapping's length) to `out`.
     pub fn copy_into(&self, n: usize, out: &mut Vec<u8>) {
-        let n = n.min(self.len);
+        let n = n.min(self.map.len);
         out.reserve_exact(n);
         let start = out.len();
         // SAFETY: the source is `n` readable bytes of our mapping (which outlives the call; the file cannot shrink);
         // the destination is spare capacity of `out` reserved above. The peer may write the file meanwhile: then the
         // bytes copied are torn, which only spoils its own message (they are never interpreted here).
         unsafe {
-            std::ptr::copy_nonoverlapping(self.map.as_ptr(), out.as_mut_ptr().add(start), n);
+            std::ptr::copy_nonoverlapping(self.map.ptr.as_ptr(), out.as_mut_ptr().add(start), n);
             out.set_len(start + n);
         }
-    }
-}
-
-impl Drop for PeerMap {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping `new` made, which nothing borrows past `self`.
-        unsafe { libc::munmap(self.map.as_ptr().cast(), self.len) };
     }
 }
 
