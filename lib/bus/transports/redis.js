@@ -188,18 +188,18 @@ class RedisTransport extends EventEmitter {
   }
 
   requeue(stream, id, fields) {
-    return this.#cmd
-      .multi()
-      .xadd(stream, '*', ...flatten(fields))
-      .xack(stream, GROUP, id)
-      .xdel(stream, id)
-      .exec();
+    return this.#move(stream, id, stream, fields);
   }
 
   deadLetter(stream, id, dead, fields) {
+    return this.#move(stream, id, dead, fields);
+  }
+
+  // Entry `id` of `stream` becomes a new entry of `to` with `fields`, in one transaction.
+  #move(stream, id, to, fields) {
     return this.#cmd
       .multi()
-      .xadd(dead, '*', ...flatten(fields))
+      .xadd(to, '*', ...flatten(fields))
       .xack(stream, GROUP, id)
       .xdel(stream, id)
       .exec();
