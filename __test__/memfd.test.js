@@ -8,7 +8,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const nodeChildProcess = require('node:child_process');
 const forkline = require('..');
-const { fdCount, assertNoFdLeak, fixture } = require('./helpers');
+const { fdCount, assertNoFdLeak, fixture, spawnChild, whenClosed } = require('./helpers');
 
 const MB = 1024 * 1024;
 const ANNOUNCE = { cmd: 'NODE_FORKLINE_MEMFD', version: 1 };
@@ -36,9 +36,7 @@ function pattern(size, seed) {
 }
 
 function fork(t, impl, script, options) {
-  const child = impl.fork(script, [], { serialization: 'advanced', ...options });
-  t.after(() => child.kill('SIGKILL'));
-  return child;
+  return spawnChild(t, (...args) => impl.fork(...args), script, [], { serialization: 'advanced', ...options });
 }
 
 // The next `n` messages from `child`, rejecting on an 'error'.
@@ -58,8 +56,6 @@ function next(child, n) {
   });
 }
 
-const closed = (child) => new Promise((resolve) => child.once('close', resolve));
-
 // The process's reactor (one epoll and eventfd, kept for good) starts the first time a write does not fit the socket:
 // start it before counting fds, with a message larger than a socket holds.
 async function startReactor(t) {
@@ -68,7 +64,7 @@ async function startReactor(t) {
   child.send(pattern(4 * MB, 0));
   await echoed;
   child.disconnect();
-  await closed(child);
+  await whenClosed(child);
 }
 
 test('forkline↔forkline: 1 MB and 16 MB Buffers echo intact through a memfd', { timeout: 60_000 }, async (t) => {
@@ -116,7 +112,7 @@ test('forkline↔forkline: 1 MB and 16 MB Buffers echo intact through a memfd', 
   assert.strictEqual(memfds().length, 1, 'a new file for the next large message');
 
   child.disconnect();
-  await closed(child);
+  await whenClosed(child);
   await assertNoFdLeak(before);
   assert.deepStrictEqual(memfds(), []);
 });
@@ -135,7 +131,7 @@ test('a large message written before the announce is answered arrives whole, as 
   const [back, after] = await echoed;
   assert.ok(back.equals(b) && after === 'after');
   child.disconnect();
-  await closed(child);
+  await whenClosed(child);
   assert.strictEqual(stderr, '', 'no error in the child');
 });
 
@@ -193,7 +189,7 @@ test(
     const seen = [];
     child.on('message', (m) => seen.push(m));
     child.on('error', (err) => seen.push(err.code));
-    await closed(child);
+    await whenClosed(child);
     assert.deepStrictEqual(seen, [
       'm0',
       'from memfd', // a good sealed memfd, from a peer that is not forkline
