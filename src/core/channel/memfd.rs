@@ -298,6 +298,17 @@ mod tests {
         f
     }
 
+    /// An advanced channel with nobody reading it, and the socket of its peer.
+    fn advanced_pair() -> (Arc<Channel>, UnixStream) {
+        let (ours, theirs) = sys::socketpair().unwrap();
+        let ch = Channel::new(
+            ours,
+            Decoder::new(true, usize::MAX),
+            Arc::new(Events::default()),
+        );
+        (ch, UnixStream::from(theirs))
+    }
+
     /// The frames read from `peer` until `n` have come.
     fn frames_from(peer: &mut UnixStream, n: usize) -> Vec<Vec<u8>> {
         let mut decoder = Decoder::new(true, usize::MAX);
@@ -324,35 +335,23 @@ mod tests {
 
     #[test]
     fn an_answer_never_lands_inside_a_write_under_way() {
-        let (ours, theirs) = sys::socketpair().unwrap();
-        let ch = Channel::new(
-            ours,
-            Decoder::new(true, usize::MAX),
-            Arc::new(Events::default()),
-        );
+        let (ch, mut peer) = advanced_pair();
         let big = frame(&vec![7u8; 4 << 20]);
         // More than the socket holds: the rest waits in the queue, begun.
         ch.write(&big).unwrap();
         ch.send_control(memfd::encode_announce(), None);
-        let mut peer = UnixStream::from(theirs);
         let got = frames_from(&mut peer, 2);
         assert_eq!(got, vec![big, memfd::encode_announce()]);
     }
 
     #[test]
     fn a_large_frame_goes_as_a_memfd_once_both_announced() {
-        let (ours, theirs) = sys::socketpair().unwrap();
-        let ch = Channel::new(
-            ours,
-            Decoder::new(true, usize::MAX),
-            Arc::new(Events::default()),
-        );
+        let (ch, mut peer) = advanced_pair();
         let small = frame(b"\xff\x0f\x22\x01a");
         let large = frame(&vec![3u8; memfd::THRESHOLD]);
         let run = [small.clone(), large.clone(), small.clone()].concat();
         // Not announced: as it is.
         ch.write_frames(&run).unwrap();
-        let mut peer = UnixStream::from(theirs);
         assert_eq!(
             frames_from(&mut peer, 3),
             vec![small.clone(), large.clone(), small.clone()]
