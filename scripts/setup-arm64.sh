@@ -29,4 +29,8 @@ if [ ! -e "$binfmt/register" ]; then
 fi
 update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || [ -e "$binfmt/qemu-aarch64" ] ||
   no "update-binfmts --enable qemu-aarch64 failed"
+# update-binfmts leaves an entry that is registered but switched off (or binfmt_misc as a whole) as it is.
+for entry in "$binfmt/status" "$binfmt/qemu-aarch64"; do
+  grep -qx disabled "$entry" 2>/dev/null && { echo 1 >"$entry" || no "cannot switch on $entry"; }
+done
 grep -qx enabled "$binfmt/qemu-aarch64" 2>/dev/null || no "qemu-aarch64 is not enabled in $binfmt"

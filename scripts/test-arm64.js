@@ -34,16 +34,23 @@ function run(cmd, args, options) {
   return result;
 }
 
-// Why arm64 programs cannot run here, or null when they can.
+// Why arm64 programs cannot run here, or null when they can. Without a binfmt_misc entry the kernel refuses the file
+// with ENOEXEC, and spawn then hands it to /bin/sh (as execvp does), which fails on it.
 function emulationMissing(node) {
   const probe = spawnSync(node, ['-p', 'process.arch'], { encoding: 'utf8', timeout: 120_000 });
-  if (probe.error?.code === 'ENOEXEC') {
-    return 'the kernel cannot run arm64 programs (no qemu-aarch64 in binfmt_misc: scripts/setup-arm64.sh, as root)';
+  if (probe.status === 0 && probe.stdout.trim() === 'arm64') return null;
+  let entry = null;
+  try {
+    entry = fs.readFileSync('/proc/sys/fs/binfmt_misc/qemu-aarch64', 'utf8').split('\n')[0];
+  } catch {
+    // No entry, or no binfmt_misc mounted.
+  }
+  if (process.arch !== 'arm64' && entry !== 'enabled') {
+    return `qemu-aarch64 is ${entry ?? 'not registered'} in binfmt_misc (scripts/setup-arm64.sh sets it up, as root)`;
   }
   if (probe.error) return `${node}: ${probe.error.message}`;
-  if (probe.status !== 0) return `${node} fails: ${probe.stderr.trim().split('\n').at(-1)}`;
-  if (probe.stdout.trim() !== 'arm64') return `${node} reports process.arch ${probe.stdout.trim()}`;
-  return null;
+  const why = `${probe.stderr}${probe.stdout}`.trim().split('\n').at(-1);
+  return `${node} does not run (exit code ${probe.status ?? probe.signal}: ${why})`;
 }
 
 function main() {
