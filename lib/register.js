@@ -29,6 +29,9 @@ const util = require('node:util');
 const MODULES = ['child_process', 'cluster'];
 // Node's cluster keys that keep their own value (see above): equal in Node's primary and in forkline's.
 const CLUSTER_CONSTANTS = ['isPrimary', 'isWorker', 'isMaster'];
+// What forkline's cluster has beyond Node's (lib/cluster/primary.js), there from the start so that reading one loads
+// it like any other property (register.test.js checks this list against forkline's cluster).
+const CLUSTER_ADDITIONS = ['SCHED_REUSEPORT', 'broadcast', 'reload', 'stats'];
 // The state, shared by every copy of forkline in the process (an app's own and the one NODE_OPTIONS resolved), so
 // that the second to register does nothing and each reports the same.
 const kState = Symbol.for('forkline.register');
@@ -83,14 +86,15 @@ function loadForkline() {
   return forkline;
 }
 
-// Puts every replaced property of Node's modules back, and says why once.
-function giveUp(reason) {
-  for (const name of state.replaced) {
+// Puts the replaced properties of Node's modules back (all of them, or those of `names`), and says why once.
+function giveUp(reason, names = MODULES) {
+  for (const name of names) {
+    if (!state.requested.includes(name) || name in state.skipped) continue;
     state.skipped[name] = reason;
-    restore[name]();
+    if (restore[name]) restore[name]();
   }
-  state.replaced = [];
-  say(`${reason}: node:child_process and node:cluster stay Node's own`);
+  state.replaced = state.replaced.filter((name) => !names.includes(name));
+  say(`${reason}: ${names.map((name) => `node:${name}`).join(' and ')} stay${names.length > 1 ? '' : 's'} Node's own`);
   syncESM();
 }
 
@@ -160,15 +164,14 @@ function replaceCluster() {
   // worker, lib/runtime.js, preloaded after us: loading node:cluster now would make it a primary).
   const worker = "this process is a cluster worker: node:cluster stays Node's worker side";
   if ('NODE_UNIQUE_ID' in process.env || 'FORKLINE_UNIQUE_ID' in process.env) return worker;
+  // Someone loaded node:cluster before us: they may hold named ESM imports of it, which only a sync updates, and a
+  // sync needs forkline's cluster loaded.
+  const loadedBefore = isLoaded('cluster');
   const cluster = require('node:cluster');
   if (cluster.isWorker) return worker;
   if (Object.keys(cluster.workers).length > 0 || Object.keys(cluster.settings).length > 0) {
     return "node:cluster was set up before forkline/register ran: it stays Node's";
   }
-  // Someone loaded node:cluster before us: they may hold named ESM imports of it, which only a sync updates, and a
-  // sync needs forkline's cluster loaded.
-  const loadedBefore = isLoaded('cluster');
-
   const saved = new Map(); // key → Node's own property descriptor
   for (const key of Reflect.ownKeys(cluster)) {
     if (!CLUSTER_CONSTANTS.includes(key)) saved.set(key, Object.getOwnPropertyDescriptor(cluster, key));
@@ -189,7 +192,7 @@ function replaceCluster() {
       target = impl ? impl.cluster : null;
     } catch (err) {
       target = null;
-      giveUp(`forkline's cluster cannot load (${err.message})`);
+      giveUp(`forkline's cluster cannot load (${err.message})`, ['cluster']);
     } finally {
       loading = false;
     }
@@ -198,10 +201,10 @@ function replaceCluster() {
     for (const name of Reflect.ownKeys(nodeOwn._events || {})) {
       for (const listener of [].concat(nodeOwn._events[name])) target.on(name, listener);
     }
-    // forkline's own additions (stats(), reload(), SCHED_REUSEPORT ...) appear on Node's object too. ESM's named
+    // forkline's own additions appear on Node's object too (any not in CLUSTER_ADDITIONS from now on). ESM's named
     // exports of a builtin are fixed at its first import, so these are reached through the object.
     for (const key of Reflect.ownKeys(target)) {
-      if (!saved.has(key) && !CLUSTER_CONSTANTS.includes(key)) forward(key, true);
+      if (!(key in cluster)) forward(key, true);
     }
     return target;
   }
@@ -229,6 +232,7 @@ function replaceCluster() {
     });
   }
   for (const [key, desc] of saved) forward(key, desc.enumerable);
+  for (const key of CLUSTER_ADDITIONS) if (!saved.has(key)) forward(key, true);
 
   restore.cluster = () => {
     for (const key of Reflect.ownKeys(cluster)) {
@@ -236,7 +240,7 @@ function replaceCluster() {
     }
     for (const [key] of saved) Object.defineProperty(cluster, key, Object.getOwnPropertyDescriptor(nodeOwn, key));
   };
-  if (loadedBefore) forklineCluster();
+  if (loadedBefore && forklineCluster() !== nodeOwn) syncESM();
   return null;
 }
 
@@ -360,21 +364,27 @@ function register() {
     skipped: {},
   };
   globalThis[kState] = state;
-  if (unknown.length) say(`FORKLINE_REGISTER: unknown module ${unknown.join(', ')} (known: ${MODULES.join(', ')})`);
+  if (unknown.length) {
+    say(`FORKLINE_REGISTER: unknown module ${unknown.join(', ')} (known: ${MODULES.join(', ')})`);
+    // Said here once: the children inherit the names that mean something.
+    env.FORKLINE_REGISTER = names.join(',') || 'none';
+  }
   pinEntry();
-  // Never break the program: whatever goes wrong here leaves the module as Node's.
-  for (const name of names) {
+  // Never break the program: whatever goes wrong here leaves the module as Node's. child_process first, and its
+  // named ESM exports synced before node:cluster's accessors exist: a sync reads every export of every builtin, and
+  // would load forkline's cluster through them.
+  for (const name of MODULES.filter((n) => names.includes(n))) {
     try {
       const skipped = name === 'cluster' ? replaceCluster() : replaceChildProcess();
       if (skipped) state.skipped[name] = skipped;
-      else state.replaced.push(name);
+      else if (!(name in state.skipped)) state.replaced.push(name); // skipped: it gave up already (giveUp said why)
     } catch (err) {
       if (restore[name]) restore[name]();
       state.skipped[name] = `cannot replace it (${err.message})`;
       say(`${name}: ${state.skipped[name]}`);
     }
+    if (name === 'child_process') syncESM();
   }
-  syncESM();
   if (log) {
     const skipped = Object.entries(state.skipped).map(([name, why]) => `; ${name} not: ${why}`);
     log('replaced %s%s', state.replaced.join(', ') || 'nothing', skipped.join(''));

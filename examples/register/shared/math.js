@@ -11,4 +11,7 @@ function fib(n) {
   return n < 2 ? n : fib(n - 1) + fib(n - 2);
 }
 
-module.exports = { sumTo, fib };
+// How many cases each test file has, times 25: `node examples/register/run.js --scale=N` sets it.
+const SCALE = Number(process.env.EXAMPLE_SCALE) || 1;
+
+module.exports = { sumTo, fib, CASES: 25 * SCALE };
