@@ -181,7 +181,7 @@ test("node:cluster: the primary is forkline's cluster, a worker keeps Node's wor
   assertClean(r);
   const out = r.json;
   assert.deepStrictEqual(out.registered, BOTH);
-  assert.strictEqual(out.forkline, true);
+  assert.deepStrictEqual([out.cluster, out.forklineChannel], [true, true]);
   // The worker's hello and 20 echoes, on forkline's channel.
   assert.ok(out.channel.messagesSent >= 20 && out.channel.messagesReceived >= 21, JSON.stringify(out.channel));
   assert.deepStrictEqual(out.worker.registered, {
@@ -191,6 +191,17 @@ test("node:cluster: the primary is forkline's cluster, a worker keeps Node's wor
     skipped: { cluster: "this process is a cluster worker: node:cluster stays Node's worker side" },
   });
   assert.deepStrictEqual([out.worker.isWorker, out.worker.id, out.worker.hasStats], [true, 1, false]);
+
+  // node:cluster left as Node's: its primary forks through child_process.fork, so its workers still get forkline's
+  // channel, under Node's own cluster protocol.
+  const cpOnly = await node(t, app(t), ['--import', 'forkline/register', 'cluster-app.mjs'], {
+    FORKLINE_REGISTER: 'child_process',
+  });
+  assertClean(cpOnly);
+  assert.deepStrictEqual(cpOnly.json.registered.replaced, ['child_process']);
+  assert.deepStrictEqual([cpOnly.json.cluster, cpOnly.json.forklineChannel], [false, true]);
+  assert.ok(cpOnly.json.channel.messagesReceived >= 21, JSON.stringify(cpOnly.json.channel));
+  assert.deepStrictEqual([cpOnly.json.worker.isWorker, cpOnly.json.worker.id], [true, 1]);
 });
 
 test('FORKLINE_REGISTER picks the modules; an unknown name is reported once', async (t) => {
