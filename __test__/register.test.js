@@ -325,37 +325,36 @@ test('children inherit the flag, also in another directory; FORKLINE_REGISTER_RE
   assert.deepStrictEqual(byScript['echo.js'].forks, []);
 });
 
-// The example projects, each as its users run it (npm test, node app.js), without and with the flag.
-test('the example projects pass without and with the flag, and forkline served their workers', async (t) => {
-  examples.linkForkline();
-  for (const name of Object.keys(examples.PROJECTS)) {
-    await t.test(name, async () => {
-      const plain = await examples.run(name, { withFlag: false });
-      assert.strictEqual(plain.code, 0, `${name} without the flag:\n${plain.stdout}\n${plain.stderr}`);
-      // FORKLINE_REGISTER_REPORT was set: without the flag nothing of forkline ran.
-      assert.deepStrictEqual(plain.records, []);
+// The example projects, each as its users run it (npm test, node app.js), without and with the flag: one test each,
+// so that each has the whole per-test time-out.
+for (const name of Object.keys(examples.PROJECTS)) {
+  test(`examples/register/${name} passes without and with the flag, and forkline served its workers`, async () => {
+    examples.linkForkline();
+    const plain = await examples.run(name, { withFlag: false });
+    assert.strictEqual(plain.code, 0, `${name} without the flag:\n${plain.stdout}\n${plain.stderr}`);
+    // FORKLINE_REGISTER_REPORT was set: without the flag nothing of forkline ran.
+    assert.deepStrictEqual(plain.records, []);
 
-      const flagged = await examples.run(name, { withFlag: true });
-      assert.strictEqual(flagged.code, 0, `${name} with the flag:\n${flagged.stdout}\n${flagged.stderr}`);
-      assert.ok(flagged.records.length >= 2, `${name}: ${flagged.records.length} records`);
-      for (const rec of flagged.records) assert.strictEqual(rec.registered.ran, true);
-      const forks = examples.forksOf(flagged.records);
-      assert.ok(forks.length >= 1, `${name}: forkline forked nothing`);
-      for (const fork of forks) {
-        assert.strictEqual(fork.via, name === 'cluster' ? 'cluster' : 'child_process.fork', JSON.stringify(fork));
-        assert.ok(
-          fork.stats.messagesSent >= 1 && fork.stats.messagesReceived >= 1,
-          `${name}: ${JSON.stringify(fork.stats)}`,
-        );
-      }
-      if (name === 'cluster') {
-        assert.match(flagged.stdout, new RegExp(`served ${flagged.requests} requests`));
-        // Each request was a message from a worker, and round-robin handed each connection as a handle.
-        const received = forks.reduce((sum, fork) => sum + fork.stats.messagesReceived, 0);
-        const handles = forks.reduce((sum, fork) => sum + fork.stats.handlesSent, 0);
-        assert.ok(received >= flagged.requests, `${received} messages for ${flagged.requests} requests`);
-        assert.ok(handles >= flagged.requests, `${handles} handles for ${flagged.requests} connections`);
-      }
-    });
-  }
-});
+    const flagged = await examples.run(name, { withFlag: true });
+    assert.strictEqual(flagged.code, 0, `${name} with the flag:\n${flagged.stdout}\n${flagged.stderr}`);
+    assert.ok(flagged.records.length >= 2, `${name}: ${flagged.records.length} records`);
+    for (const rec of flagged.records) assert.strictEqual(rec.registered.ran, true);
+    const forks = examples.forksOf(flagged.records);
+    assert.ok(forks.length >= 1, `${name}: forkline forked nothing`);
+    for (const fork of forks) {
+      assert.strictEqual(fork.via, name === 'cluster' ? 'cluster' : 'child_process.fork', JSON.stringify(fork));
+      assert.ok(
+        fork.stats.messagesSent >= 1 && fork.stats.messagesReceived >= 1,
+        `${name}: ${JSON.stringify(fork.stats)}`,
+      );
+    }
+    if (name === 'cluster') {
+      assert.match(flagged.stdout, new RegExp(`served ${flagged.requests} requests`));
+      // Each request was a message from a worker, and round-robin handed each connection over as a handle.
+      const received = forks.reduce((sum, fork) => sum + fork.stats.messagesReceived, 0);
+      const handles = forks.reduce((sum, fork) => sum + fork.stats.handlesSent, 0);
+      assert.ok(received >= flagged.requests, `${received} messages for ${flagged.requests} requests`);
+      assert.ok(handles >= flagged.requests, `${handles} handles for ${flagged.requests} connections`);
+    }
+  });
+}

@@ -51,17 +51,26 @@ function linkForkline() {
 }
 
 // The environment of a run: this process's, with this Node first on PATH (npm and the tools' `#!/usr/bin/env node`
-// then run on it), nothing of a forkline or test runner of ours leaking in, and the flag only when asked for.
+// then run on it), nothing of a forkline, test runner or npm script of ours leaking in (an outer `npm test` exports
+// its package and prefix as npm_*), and the flag only when asked for.
 function runEnv(extra) {
   const env = { ...process.env };
   for (const key of Object.keys(env)) {
-    if (key === 'NODE_OPTIONS' || key === 'NODE_TEST_CONTEXT' || key.startsWith('FORKLINE_')) delete env[key];
+    if (key === 'NODE_OPTIONS' || key === 'NODE_TEST_CONTEXT' || key.startsWith('FORKLINE_') || /^npm_/i.test(key)) {
+      delete env[key];
+    }
   }
   env.PATH = `${path.dirname(process.execPath)}${path.delimiter}${env.PATH || ''}`;
   env.npm_config_update_notifier = 'false';
   env.NO_COLOR = '1';
   return { ...env, ...extra };
 }
+
+// Runs under way, killed with their whole process group if this process exits first (a test runner's time-out).
+const live = new Set();
+process.on('exit', () => {
+  for (const killTree of live) killTree();
+});
 
 // Starts a process in its own process group (so that a hung run's whole tree can be killed) and collects its output.
 function start(command, args, options, timeoutMs) {
@@ -78,9 +87,11 @@ function start(command, args, options, timeoutMs) {
     }
   };
   const timer = setTimeout(killTree, timeoutMs);
+  live.add(killTree);
   const done = new Promise((resolve) => {
     child.on('close', (code, signal) => {
       clearTimeout(timer);
+      live.delete(killTree);
       resolve({ code, signal, stdout, stderr });
     });
   });
@@ -103,7 +114,8 @@ function forksOf(records) {
 }
 
 // `npm test` in a test project. Resolves to { code, stdout, stderr, records }.
-async function runTests(name, { withFlag, scale = 1, timeoutMs = 120_000 }) {
+// The time-outs leave both runs of a project inside a test's 120 s (npm test's --test-timeout).
+async function runTests(name, { withFlag, scale = 1, timeoutMs = 55_000 * scale }) {
   const report = path.join(fs.mkdtempSync(path.join(os.tmpdir(), `forkline-${name}-`)), 'report.jsonl');
   const extra = { EXAMPLE_SCALE: String(scale), FORKLINE_REGISTER_REPORT: report };
   if (withFlag) extra.NODE_OPTIONS = PROJECTS[name].flag;
@@ -127,7 +139,7 @@ function get(port, url) {
 }
 
 // The cluster app: started, sent `requests` requests (a few at a time), stopped with SIGTERM, as an operator would.
-async function runCluster({ withFlag, scale = 1, timeoutMs = 60_000 }) {
+async function runCluster({ withFlag, scale = 1, timeoutMs = 45_000 * scale }) {
   const requests = 50 * scale;
   const report = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'forkline-cluster-')), 'report.jsonl');
   const execArgv = withFlag ? PROJECTS.cluster.execArgv : [];
