@@ -389,7 +389,11 @@ function register() {
     const skipped = Object.entries(state.skipped).map(([name, why]) => `; ${name} not: ${why}`);
     log('replaced %s%s', state.replaced.join(', ') || 'nothing', skipped.join(''));
   }
-  if (env.FORKLINE_REGISTER_REPORT) startReport(path.resolve(env.FORKLINE_REGISTER_REPORT));
+  if (env.FORKLINE_REGISTER_REPORT) {
+    // Absolute for the children too, which may start elsewhere.
+    env.FORKLINE_REGISTER_REPORT = path.resolve(env.FORKLINE_REGISTER_REPORT);
+    startReport(env.FORKLINE_REGISTER_REPORT);
+  }
   return registered();
 }
 
