@@ -63,7 +63,7 @@ class Control extends EventEmitter {
   unrefCounted() {
     if (--this.#refs === 0 && !this.#refExplicitlySet) {
       this.#unref();
-      this.emit('unref');
+      if (nodeVersion.channelUnrefEvent) this.emit('unref');
     }
   }
   ref() {
