@@ -640,6 +640,19 @@ for (const mode of ['slow', 'busy']) {
 }
 
 test(
+  'a connection the old worker takes in the same turn as its disconnect goes to one worker only, as node:cluster ' +
+    '(the server speaks first)',
+  { timeout: TIMEOUT },
+  async (t) => {
+    const options = { env: { NODE_CLUSTER_SCHED_POLICY: 'rr' } };
+    const [nodeResult, forklineResult] = await compare(t, 'cluster-reload.js', ['greet'], options);
+    assert.deepStrictEqual(nodeResult, { events: nodeResult.events, greetings: ['old'], error: null });
+    assert.deepStrictEqual(forklineResult.greetings, nodeResult.greetings, 'one greeting, from the old worker');
+    assert.strictEqual(forklineResult.error, null);
+  },
+);
+
+test(
   "forkline: cluster.reload() of workers that never listen waits for 'online'; restart does not fight it",
   {
     timeout: TIMEOUT,
