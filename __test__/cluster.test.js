@@ -11,6 +11,7 @@ const assert = require('node:assert');
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const net = require('node:net');
+const os = require('node:os');
 const path = require('node:path');
 const { procState, sleep } = require('./helpers');
 
@@ -600,6 +601,13 @@ function closeDropsFreshConnections() {
   return dropsFresh;
 }
 
+// A temp folder for a scenario's files, removed when the test ends (the primary may have been killed).
+function tempDir(t) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'forkline-cluster-test-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
 // One connection handed to the worker a reload replaces, its request sent once that worker has closed its server
 // (fixtures/cluster-reload.js 'slow' and 'busy').
 for (const mode of ['slow', 'busy']) {
@@ -615,7 +623,7 @@ for (const mode of ['slow', 'busy']) {
       timeout: TIMEOUT,
     },
     async (t) => {
-      const { answer } = await scenario(t, 'node', 'cluster-reload.js', [mode], options);
+      const { answer } = await scenario(t, 'node', 'cluster-reload.js', [mode, tempDir(t)], options);
       const dropping = await closeDropsFreshConnections();
       if (mode === 'slow') {
         // The old worker keeps it and answers, unless this Node's server.close() closes it: node:cluster loses it.
@@ -629,7 +637,7 @@ for (const mode of ['slow', 'busy']) {
   );
 
   test(`forkline: cluster.reload() answers a connection ${what}`, { timeout: TIMEOUT }, async (t) => {
-    const result = await scenario(t, 'forkline', 'cluster-reload.js', [mode], options);
+    const result = await scenario(t, 'forkline', 'cluster-reload.js', [mode, tempDir(t)], options);
     // The old worker answers it; where this Node's server.close() closes it unread, the new one does.
     assert.strictEqual(result.answer.status, 200, JSON.stringify(result.answer));
     assert.strictEqual(result.answer.error, null);
@@ -645,7 +653,7 @@ test(
   { timeout: TIMEOUT },
   async (t) => {
     const options = { env: { NODE_CLUSTER_SCHED_POLICY: 'rr' } };
-    const [nodeResult, forklineResult] = await compare(t, 'cluster-reload.js', ['greet'], options);
+    const [nodeResult, forklineResult] = await compare(t, 'cluster-reload.js', ['greet', tempDir(t)], options);
     assert.deepStrictEqual(nodeResult, { events: nodeResult.events, greetings: ['old'], error: null });
     assert.deepStrictEqual(forklineResult.greetings, nodeResult.greetings, 'one greeting, from the old worker');
     assert.strictEqual(forklineResult.error, null);
