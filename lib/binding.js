@@ -6,15 +6,16 @@
 
 const fs = require('node:fs');
 const process = require('node:process');
-const { LOCAL, PREBUILT, PREBUILT_PLATFORM, prebuiltPlatform } = require('./addon_path');
+const path = require('node:path');
+const { LOCAL, addonFile } = require('./addon_path');
 const { RUNTIME_FD } = require('./runtime_env');
 
 function load() {
-  const file = fs.existsSync(LOCAL) || !prebuiltPlatform() || !fs.existsSync(PREBUILT) ? LOCAL : PREBUILT;
+  const file = addonFile();
   try {
     return require(file);
   } catch (err) {
-    const what = file === LOCAL ? './forkline.node' : `the prebuilt binary (${PREBUILT_PLATFORM})`;
+    const what = file === LOCAL ? './forkline.node' : `the prebuilt binary (${path.basename(path.dirname(file))})`;
     // Preloaded as a child's runtime (lib/runtime.js): without the addon there is no channel. Exit loudly.
     if (process.env[RUNTIME_FD] !== undefined) {
       fs.writeSync(2, `forkline: the child runtime cannot start: cannot load ${what} (${err.message})\n`);
