@@ -694,3 +694,15 @@ test('no primary or worker of this file is left running', { timeout: TIMEOUT }, 
   const left = descendants(process.pid).filter((pid) => procState(pid) !== 'Z');
   assert.deepStrictEqual(left, [], `still running: ${left.join(', ')}`);
 });
+
+// A worker that closes its server and listens on the port again while another worker still serves it gets back in.
+// Node 22 changed how the primary finds that port's server (by port, no longer by listen index, for a fixed port):
+// forkline's primary follows the running Node (lib/node_version.js clusterKeyByPort).
+for (const policy of ['rr', 'none']) {
+  test(`a worker listens again on a port another worker serves, as this Node's cluster (${policy})`, async (t) => {
+    const options = { env: { NODE_CLUSTER_SCHED_POLICY: policy } };
+    const [node, forkline] = await compare(t, 'cluster-relisten.js', [], options);
+    assert.deepStrictEqual(node, { relisten: 'listening', failed: 0, answeredBy: [0, 1] });
+    assert.deepStrictEqual(forkline, node);
+  });
+}

@@ -129,6 +129,11 @@ impl Server {
         Ok(fd)
     }
 
+    /// Whether worker `id` holds this server (Node 22's `handle.has(worker)`).
+    pub fn has(&self, id: u32) -> bool {
+        self.state().members.contains(&id)
+    }
+
     /// Reuse-port sockets all bind the port the first one got (port 0 included).
     fn reuse_spec(&self, st: &State) -> Spec {
         let port = st

@@ -113,6 +113,12 @@ impl NativeServer {
             .map_err(sys_error)
     }
 
+    /// Whether worker `workerId` holds this server.
+    #[napi]
+    pub fn has(&self, worker_id: u32) -> bool {
+        self.server.has(worker_id)
+    }
+
     /// Removes a worker; true when it was the last and the server is closed.
     #[napi]
     pub fn remove(&self, worker_id: u32) -> bool {
