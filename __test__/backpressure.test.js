@@ -3,11 +3,7 @@
 // Bounded memory, end to end: while the parent's JS thread is busy, the child's writes stop completing, so the
 // kernel pushes back on it instead of the parent buffering whatever it sends. (That the core's reader thread stops at
 // a full queue is tested in src/core/channel/tests.rs: a_burst_reader_stops_reading_while_its_owner_is_behind.)
-// What of this file needs the native core: skipped, with the reason, under the portable backend.
-const test = require('./helpers').withNativeOnly(require('node:test'), {
-  'a parent busy in JS makes a flooding child wait, then gets every message':
-    "the native reader thread, which reads ahead of JS and stops at a bound (Node's channel reads on the JS thread only)",
-});
+const test = require('node:test');
 const assert = require('node:assert');
 const path = require('node:path');
 const { fork } = require('..');
