@@ -142,7 +142,7 @@ function instrument(child, serialization) {
     const connected = this.connected;
     const ok = Reflect.apply(send, this, arguments);
     if (!connected) counters.error('ERR_IPC_CHANNEL_CLOSED');
-    else if (handle !== null && typeof handle === 'object') debug.handle(this, 'send', handleType(handle));
+    else if (handle !== null && typeof handle === 'object') debug.handle(this, 'send', typeOf(handle));
     if (!ok) counters.backpressureEvents++;
     return ok;
   };
@@ -202,6 +202,15 @@ function instrument(child, serialization) {
   });
   child.on('exit', (code, signal) => debug.exit(child, code, signal));
   return child;
+}
+
+// The envelope type a handle travels as, for the trace; Node's channel has already accepted it.
+function typeOf(handle) {
+  try {
+    return handleType(handle);
+  } catch {
+    return undefined;
+  }
 }
 
 function isEnvelope(message) {
