@@ -218,10 +218,11 @@ function isEnvelope(message) {
 }
 
 // lib/channel.js's sendEncoded for a Node channel: the bus's fan-out sends each message through send(), as Node's
-// channel encodes every message itself. False if the channel is closed.
-function sendEncoded(end, message) {
+// channel encodes every message itself (no shared encoding: `memo` is unused). `options` are send()'s. False if
+// the channel is closed.
+function sendEncoded(end, message, memo, options) {
   if (!end.connected) return false;
-  return end.send(message);
+  return end.send(message, undefined, options);
 }
 
 // An end's counters, also once its channel is gone; null for a child that never had a channel.
