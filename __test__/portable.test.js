@@ -300,3 +300,37 @@ test('the launcher and its control socket in the portable backend: status, reloa
   assert.strictEqual(ctl('stop', 'app').stdout, 'stopping app\n');
   assert.strictEqual(await exited, 0, stderr);
 });
+
+test("forkline/register in the portable mode: Node's own modules serve, said once", async (t) => {
+  // A program that never names forkline: a fork and a cluster worker through node:child_process and node:cluster.
+  const program = `
+    const cp = require('node:child_process');
+    const cluster = require('node:cluster');
+    const child = cp.fork(${JSON.stringify(fixture('echo.js'))});
+    const stats = typeof child.channel.stats;
+    child.send('hi');
+    child.once('message', (reply) => {
+      child.kill();
+      cluster.setupPrimary({ exec: ${JSON.stringify(fixture('echo.js'))} });
+      const worker = cluster.fork();
+      worker.once('online', () => {
+        console.log(JSON.stringify({ reply, stats, reload: typeof cluster.reload }));
+        worker.kill();
+      });
+    });`;
+  const out = await run(t, ['-r', path.join(ROOT, 'register.js'), '-e', program], {
+    FORKLINE_BACKEND: 'portable',
+    NODE_DEBUG: 'forkline:register',
+  });
+  assert.strictEqual(out.code, 0, out.stderr);
+  // Node's own: no forkline channel (stats()), no forkline cluster (reload()).
+  assert.deepStrictEqual(out.result, { reply: 'hi', stats: 'undefined', reload: 'undefined' });
+  const said = lines(out.stderr, /portable backend/);
+  assert.deepStrictEqual(
+    said.map((line) => line.replace(/^FORKLINE:REGISTER \d+: /, '')),
+    [
+      "forkline runs its portable backend, Node's own channel and cluster: node:child_process and node:cluster stay " +
+        "Node's own",
+    ],
+  );
+});

@@ -144,8 +144,10 @@ cluster.broadcast = function broadcast(message) {
   return busGateways.gateway().broadcast(message);
 };
 
+// The native primary also keeps a copy of each connection it hands a worker being replaced; Node's round-robin
+// hands a connection over once and for all, so there is nothing to hold here (docs/cluster.md, reload's limits).
 cluster.reload = function reload(options, callback) {
-  return rollingReload(cluster, options, callback);
+  return rollingReload(cluster, options, callback, () => {});
 };
 
 cluster.stats = () => clusterStats(cluster, (worker) => tallies.get(worker) ?? { handed: 0, refused: 0 });
