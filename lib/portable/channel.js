@@ -82,7 +82,9 @@ class Counters {
 }
 
 // Gives a ChildProcess of node:child_process (or of node:cluster) forkline's channel additions; traces its spawn.
+// Once: a cluster worker forked through forkline/register's fork() has them already.
 function instrument(child, serialization) {
+  if (child[kCounters]) return child;
   debug.spawn(child);
   const control = child.channel;
   if (!control) return child;

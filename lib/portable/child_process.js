@@ -35,6 +35,13 @@ function checkChildRuntime(option, file, what) {
   fallback('childRuntime', "FORKLINE_CHILD_RUNTIME=forkline: children run on Node's channel");
 }
 
+// Node's fork() and spawn(). forkline/register puts forkline's in their place on node:child_process, which would
+// call back into this module: it keeps Node's own for it (lib/register.js, state.node).
+function nodeFunctions() {
+  const registered = globalThis[Symbol.for('forkline.register')];
+  return registered && registered.node ? registered.node : nodeChildProcess;
+}
+
 const isOptions = (value) => value !== null && typeof value === 'object' && !Array.isArray(value);
 
 function fork(modulePath, args, options) {
@@ -43,21 +50,23 @@ function fork(modulePath, args, options) {
     options = args;
     args = [];
   }
+  const node = nodeFunctions();
   // Anything else is Node's to reject.
-  if (options != null && !isOptions(options)) return nodeChildProcess.fork(modulePath, args, options);
+  if (options != null && !isOptions(options)) return node.fork(modulePath, args, options);
   options ??= {};
-  const child = nodeChildProcess.fork(modulePath, args, nodeOptions(options, options.execPath || process.execPath));
+  const child = node.fork(modulePath, args, nodeOptions(options, options.execPath || process.execPath));
   return instrument(child, options.serialization || 'json');
 }
 
 // A spawn with an 'ipc' slot has a channel, as fork()'s children; any other is Node's own, untouched.
 function spawn(file, args, options) {
+  const node = nodeFunctions();
   const opts = isOptions(args) ? args : options;
   if (!isOptions(opts) || !Array.isArray(opts.stdio) || !opts.stdio.includes('ipc')) {
-    return nodeChildProcess.spawn(file, args, options);
+    return node.spawn(file, args, options);
   }
   const forNode = nodeOptions(opts, file);
-  const child = isOptions(args) ? nodeChildProcess.spawn(file, forNode) : nodeChildProcess.spawn(file, args, forNode);
+  const child = isOptions(args) ? node.spawn(file, forNode) : node.spawn(file, args, forNode);
   return instrument(child, opts.serialization || 'json');
 }
 
