@@ -16,7 +16,7 @@ const { validateName, errorToWire } = require('./codec');
 const { Topics } = require('./topics');
 const { Queues } = require('./queues');
 const { Requests } = require('./requests');
-const { sendEncoded } = require('../channel');
+const { sendEncoded } = require('../backend').channel();
 
 const CMD = 'NODE_FORKLINE_BUS';
 

@@ -9,7 +9,7 @@
 
 const process = require('node:process');
 const { validateName, encode, checkSize } = require('./codec');
-const { sendEncoded } = require('../channel');
+const { sendEncoded } = require('../backend').channel();
 
 // A tick's publishes to one topic by one publisher leave as one broker message of at most about this many bytes.
 const BATCH_BYTES = 64 * 1024;
