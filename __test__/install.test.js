@@ -292,24 +292,16 @@ test('no prebuilt binary for this platform and no cargo: one line, exit 0', { sk
 });
 
 // The runtime side is the portable mode's (lib/backend.js): where no addon loads, it serves.
-const portableMode = fs.existsSync(path.join(ROOT, 'lib', 'backend.js'))
-  ? false
-  : 'needs the portable mode (lib/backend.js)';
-
-test(
-  'that app runs in the portable mode: a fork round trip, no addon loaded',
-  { skip: skip || portableMode },
-  async () => {
-    const env = noCargoEnv();
-    const dir = path.join(tmp, 'app-no-prebuilt');
-    assert.ok(fs.existsSync(path.join(dir, 'node_modules', 'forkline')), 'the previous test installed no app');
-    const { code, stdout, stderr } = await run('node', ['app.js', 'node'], { cwd: dir, env, timeout: 30_000 });
-    assert.strictEqual(code, 0, stderr);
-    assert.deepStrictEqual(JSON.parse(stdout), { m: { echo: { hi: 'node' } }, addons: [] });
-    const backend = await run('node', ['-p', "require('forkline').backend"], { cwd: dir, env, timeout: 30_000 });
-    assert.strictEqual(backend.stdout.trim(), 'portable', backend.stderr);
-  },
-);
+test('that app runs in the portable mode: a fork round trip, no addon loaded', { skip }, async () => {
+  const env = noCargoEnv();
+  const dir = path.join(tmp, 'app-no-prebuilt');
+  assert.ok(fs.existsSync(path.join(dir, 'node_modules', 'forkline')), 'the previous test installed no app');
+  const { code, stdout, stderr } = await run('node', ['app.js', 'node'], { cwd: dir, env, timeout: 30_000 });
+  assert.strictEqual(code, 0, stderr);
+  assert.deepStrictEqual(JSON.parse(stdout), { m: { echo: { hi: 'node' } }, addons: [] });
+  const backend = await run('node', ['-p', "require('forkline').backend"], { cwd: dir, env, timeout: 30_000 });
+  assert.strictEqual(backend.stdout.trim(), 'portable', backend.stderr);
+});
 
 test('a Linux without a prebuilt binary whose build fails: exit 0, the last line says why', { skip }, async () => {
   const env = cleanEnv({ FORKLINE_INSTALL_PLATFORM: 'linux-riscv64-gnu', RUSTC: path.join(tmp, 'no-rustc') });
