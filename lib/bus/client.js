@@ -8,6 +8,7 @@
 
 const EventEmitter = require('node:events');
 const process = require('node:process');
+const { performance } = require('node:perf_hooks');
 const { makeError } = require('../errors');
 const { validateName, validateFunction, encode, errorToWire, errorFromWire } = require('./codec');
 const gateways = require('./gateway');
@@ -178,7 +179,8 @@ class Bus extends EventEmitter {
   #register(table, message, name, handler) {
     if (table.has(name))
       throw makeError('ERR_INVALID_ARG_VALUE', message.queue ? 'queue' : 'topic', name, 'has a handler already');
-    const state = { handler, running: new Set(), stopped: false, ready: null };
+    const n = message.n;
+    const state = { handler, n, active: 0, waiting: [], running: new Set(), stopped: false, ready: null };
     table.set(name, state);
     state.ready = this.#bus.call(message).catch((err) => {
       if (table.get(name) === state) table.delete(name);
@@ -187,6 +189,9 @@ class Bus extends EventEmitter {
     return async () => {
       if (state.stopped) return;
       state.stopped = true;
+      // Jobs waiting here go back (in reverse: the gateway puts each at the front, so they keep their order).
+      const link = this.#bus;
+      for (const waiting of state.waiting.splice(0).reverse()) this.#giveBack(link, waiting, 'job');
       await state.ready;
       if (table.get(name) === state) {
         table.delete(name);
@@ -243,24 +248,27 @@ class Bus extends EventEmitter {
     }
   }
 
+  // A job or request to run. The gateway may hand a process more jobs than its concurrency when its handler is quick
+  // (lib/bus/queues.js #depth): those wait here, in order, and go back if the handler stops first.
   #run(state, message, kind) {
     const link = this.#bus;
-    if (state === undefined || state.stopped) {
-      if (kind === 'job') return link.send({ t: 'done', k: message.k, back: true });
-      return link.send({
-        t: 'done',
-        k: message.k,
-        e: { message: 'The responder stopped', code: 'FORKLINE_BUS_CLOSED' },
-      });
+    if (state === undefined || state.stopped) return this.#giveBack(link, message, kind);
+    if (kind === 'job' && state.active >= state.n) {
+      state.waiting.push(message);
+      return;
     }
+    state.active++;
     const info =
       kind === 'job'
         ? { queue: message.queue, id: message.id, attempt: message.a + 1, ...(message.err && { error: message.err }) }
         : { topic: message.topic };
+    const t0 = performance.now();
     const run = (async () => state.handler(JSON.parse(message.m), info))();
     const settled = run.then(
       (result) => {
-        if (kind === 'job') return link.send({ t: 'done', k: message.k });
+        // How long the handler took (ms), for the gateway's batching.
+        const d = Math.round((performance.now() - t0) * 1000) / 1000;
+        if (kind === 'job') return link.send({ t: 'done', k: message.k, d });
         let m;
         try {
           m = encode(result === undefined ? null : result, 'reply');
@@ -272,7 +280,16 @@ class Bus extends EventEmitter {
       (err) => link.send({ t: 'done', k: message.k, e: errorToWire(err) }),
     );
     state.running.add(settled);
-    settled.finally(() => state.running.delete(settled));
+    settled.finally(() => {
+      state.running.delete(settled);
+      state.active--;
+      if (state.waiting.length > 0) this.#run(state, state.waiting.shift(), kind);
+    });
+  }
+
+  #giveBack(link, message, kind) {
+    if (kind === 'job') return link.send({ t: 'done', k: message.k, back: true });
+    link.send({ t: 'done', k: message.k, e: { message: 'The responder stopped', code: 'FORKLINE_BUS_CLOSED' } });
   }
 }
 

@@ -28,7 +28,24 @@ const DEFAULTS = {
   maxPending: 1000,
   pendingTimeout: 5000,
   connectTimeout: 10_000,
+  // 'replicated': enqueue() resolves once a replica has the job too (WAIT), or rejects after replicationTimeout.
+  durability: 'primary',
+  replicationTimeout: 1000,
 };
+
+// The broker's deployment: one server, a primary under Sentinel, or a Redis Cluster (exactly one of these).
+const DEPLOYMENTS = ['url', 'sentinels', 'cluster'];
+
+const same = (a, b) => a === b || JSON.stringify(a) === JSON.stringify(b);
+
+function urlList(value, what) {
+  const list = typeof value === 'string' ? value.split(',').map((url) => url.trim()) : value;
+  if (!Array.isArray(list)) throw makeError('ERR_INVALID_ARG_TYPE', what, ['string', 'Array'], value);
+  if (list.length === 0 || list.some((url) => typeof url !== 'string' || url === '')) {
+    throw makeError('ERR_INVALID_ARG_VALUE', what, value, 'must list one or more redis:// URLs');
+  }
+  return list;
+}
 
 function settingsFrom(options = {}) {
   if (options === null || typeof options !== 'object') {
@@ -37,23 +54,49 @@ function settingsFrom(options = {}) {
   const env = process.env;
   const config = {
     ...DEFAULTS,
-    url: env.FORKLINE_BUS_URL || undefined,
     namespace: env.FORKLINE_BUS_NAMESPACE || DEFAULTS.namespace,
     host: `${os.hostname()}:${process.pid}`,
   };
+  // The environment names a deployment only when the settings name none.
+  if (DEPLOYMENTS.every((key) => options[key] === undefined)) {
+    if (env.FORKLINE_BUS_CLUSTER) config.cluster = env.FORKLINE_BUS_CLUSTER;
+    else if (env.FORKLINE_BUS_URL) config.url = env.FORKLINE_BUS_URL;
+  }
   for (const [key, value] of Object.entries(options)) if (value !== undefined) config[key] = value;
   if (config.url !== undefined && typeof config.url !== 'string') {
     throw makeError('ERR_INVALID_ARG_TYPE', 'bus.url', 'string', config.url);
+  }
+  if (config.url === '') delete config.url;
+  if (config.cluster !== undefined) config.cluster = urlList(config.cluster, 'bus.cluster');
+  if (config.sentinels !== undefined) {
+    config.sentinels = urlList(config.sentinels, 'bus.sentinels');
+    if (typeof config.name !== 'string' || config.name === '') {
+      throw makeError('ERR_INVALID_ARG_VALUE', 'bus.name', config.name, "must name Sentinel's primary");
+    }
+  }
+  const named = DEPLOYMENTS.filter((key) => config[key] !== undefined);
+  if (named.length > 1) {
+    throw makeError('ERR_INVALID_ARG_VALUE', 'bus', named.join(', '), 'must name one of url, sentinels or cluster');
   }
   validateName(config.namespace, 'bus.namespace');
   if (typeof config.host !== 'string' || !/^[^\s]{1,200}$/.test(config.host)) {
     throw makeError('ERR_INVALID_ARG_VALUE', 'bus.host', config.host, 'must be 1 to 200 characters, no spaces');
   }
-  for (const key of ['claimTimeout', 'maxMessageSize', 'maxPending', 'pendingTimeout', 'connectTimeout']) {
+  const positive = ['claimTimeout', 'maxMessageSize', 'maxPending', 'pendingTimeout', 'connectTimeout'];
+  for (const key of [...positive, 'replicationTimeout']) {
     if (!Number.isInteger(config[key]) || config[key] < 1) {
       throw makeError('ERR_OUT_OF_RANGE', `bus.${key}`, 'a positive integer', config[key]);
     }
   }
+  if (config.durability !== 'primary' && config.durability !== 'replicated') {
+    throw makeError('ERR_INVALID_ARG_VALUE', 'bus.durability', config.durability, "must be 'primary' or 'replicated'");
+  }
+  for (const key of ['redisOptions', 'clusterOptions']) {
+    if (config[key] !== undefined && (config[key] === null || typeof config[key] !== 'object')) {
+      throw makeError('ERR_INVALID_ARG_TYPE', `bus.${key}`, 'Object', config[key]);
+    }
+  }
+  config.broker = named.length === 1;
   return config;
 }
 
@@ -101,7 +144,7 @@ class Gateway extends EventEmitter {
     this.host = config.host;
     // This process's own listeners and handlers (lib/bus/index.js).
     this.local = new Endpoint((message) => process.nextTick(hooks.onLocal, message), process.pid);
-    if (config.url !== undefined) {
+    if (config.broker) {
       const { RedisTransport } = require('./transports/redis');
       this.#transport = new RedisTransport(config);
     }
@@ -258,6 +301,9 @@ class Gateway extends EventEmitter {
 
   #remote(run) {
     const transport = this.#transport;
+    const unavailable = (err) => {
+      throw this.#unavailable(err);
+    };
     if (transport.ready && this.#offline.length === 0) return run().catch(unavailable);
     return new Promise((resolve, reject) => {
       const { maxPending, pendingTimeout } = this.#config;
@@ -274,11 +320,19 @@ class Gateway extends EventEmitter {
     });
   }
 
+  // A Redis reply error is the caller's, unless it says there is no usable primary (a failover); any other failure
+  // means the connection is gone.
+  #unavailable(err) {
+    if (err && err.code === 'FORKLINE_BUS_UNAVAILABLE') return err;
+    if (!this.#transport.isUnavailable(err)) return err;
+    return makeError('FORKLINE_BUS_UNAVAILABLE', err && err.message);
+  }
+
   #flush() {
     // In order: the command connection pipelines what is issued in one tick.
     for (const item of this.#offline.splice(0)) {
       clearTimeout(item.timer);
-      item.run().catch(unavailable).then(item.resolve, item.reject);
+      item.run().then(item.resolve, (err) => item.reject(this.#unavailable(err)));
     }
     this.#queues.onReady();
   }
@@ -325,12 +379,6 @@ class Gateway extends EventEmitter {
   }
 }
 
-// A Redis reply error is the caller's; any other failure means the connection is gone.
-function unavailable(err) {
-  if (err && err.name === 'ReplyError') throw err;
-  throw makeError('FORKLINE_BUS_UNAVAILABLE', err && err.message);
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // The process's one gateway, created when first needed with the settings given so far.
 
@@ -342,7 +390,7 @@ function configure(options) {
   settingsFrom(next); // Validates.
   if (current !== null) {
     const config = current.config;
-    const changed = Object.keys(options).some((key) => options[key] !== undefined && options[key] !== config[key]);
+    const changed = Object.keys(options).some((key) => options[key] !== undefined && !same(options[key], config[key]));
     if (changed) throw makeError('ERR_INVALID_ARG_VALUE', 'bus', options, 'cannot change once the bus has started');
   }
   settings = next;
