@@ -18,6 +18,9 @@ const { Queues } = require('./queues');
 const { Requests } = require('./requests');
 const { sendEncoded } = require('../channel');
 
+// A write to a worker that has just died fails quietly: its 'exit' detaches it from the bus (its jobs go back).
+const QUIET = { swallowErrors: true };
+
 const CMD = 'NODE_FORKLINE_BUS';
 
 const DEFAULTS = {
@@ -258,7 +261,7 @@ class Gateway extends EventEmitter {
         same = { list, envelope, memo: new Map() };
         if (shared.length < MAX_SHARED) shared.push(same);
       }
-      sendEncoded(ep.child, same.envelope, same.memo);
+      sendEncoded(ep.child, same.envelope, same.memo, QUIET);
     }
   }
 

@@ -11,6 +11,9 @@ const process = require('node:process');
 const { validateName, encode, checkSize } = require('./codec');
 const { sendEncoded } = require('../channel');
 
+// A write to a worker that has just died fails quietly: its 'exit' detaches it from the bus (its jobs go back).
+const QUIET = { swallowErrors: true };
+
 // A tick's publishes to one topic by one publisher leave as one broker message of at most about this many bytes.
 const BATCH_BYTES = 64 * 1024;
 
@@ -126,7 +129,7 @@ class Topics {
   // A plain message (not internal): encoded once for them all.
   #sendToWorkers(message) {
     const memo = new Map();
-    for (const worker of this.#gw.workers) sendEncoded(worker.process, message, memo);
+    for (const worker of this.#gw.workers) sendEncoded(worker.process, message, memo, QUIET);
   }
 
   // A message from the broker on topic `topic` (undefined: a broadcast). Throws if it does not decode.

@@ -57,8 +57,8 @@ class RedisTransport extends EventEmitter {
   // 0: no command yet this tick, 1: one written, 2: the rest corked (in #corked) until the tick ends.
   #tick = 0;
   #corked = null;
-  // Replicated adds of this tick, by group, waiting for one WAIT.
-  #waits = null;
+  // Replicated adds by group: { busy (a batch is in flight), adds (the next batch) }.
+  #waits = new Map();
   // Subscriber connections each channel reached at its last publish, and until when a publish that reaches fewer
   // must reject (after the broker was away: hosts whose subscriber is not back yet would miss it).
   #receivers = new Map();
@@ -76,7 +76,12 @@ class RedisTransport extends EventEmitter {
   }
 
   get ready() {
-    return this.#up && this.#cmd !== null && this.#cmd.status === 'ready';
+    return this.#up && this.#connected();
+  }
+
+  #connected() {
+    if (this.#cmd === null || this.#cmd.status !== 'ready') return false;
+    return this.#durable === null || this.#durable.status === 'ready';
   }
 
   // Whether a failed command means "no usable broker" (FORKLINE_BUS_UNAVAILABLE) rather than a mistake of the caller.
@@ -123,13 +128,17 @@ class RedisTransport extends EventEmitter {
       // One node failing over leaves the Cluster 'ready': its channels' subscribers come back later.
       for (const event of ['node error', '-node']) cmd.on(event, () => this.#unsettle(Date.now() + this.#settleMs));
     } else this.#openSub(false);
-    if (this.#replicated)
-      this.#durable = this.#watch(this.#clients.open('durable', noQueue, { enableOfflineQueue: false }));
+    if (this.#replicated) {
+      const durable = this.#watch(this.#clients.open('durable', noQueue, { enableOfflineQueue: false }));
+      this.#durable = durable;
+      durable.on('ready', () => this.#onReady());
+      durable.on('close', () => this.#onDown());
+    }
     await Promise.all([cmd.connect(), this.#sub?.connect(), this.#durable?.connect()]);
   }
 
   async #onReady() {
-    if (this.#closed || this.#cmd === null) return;
+    if (this.#closed || !this.#connected()) return;
     if (this.#clients.cluster && this.#sharded === null) {
       let sharded;
       try {
@@ -180,7 +189,8 @@ class RedisTransport extends EventEmitter {
       this.#clients.open(
         'sub',
         { autoResubscribe: true, maxRetriesPerRequest: null, enableReadyCheck: false },
-        { shardedSubscribers: sharded, enableOfflineQueue: true },
+        // No ready check (CLUSTER INFO) on a Cluster's subscriber: it would hold a node connection for nothing.
+        { shardedSubscribers: sharded, enableOfflineQueue: true, enableReadyCheck: false },
       ),
     );
     sub.on(sharded ? 'smessage' : 'message', (channel, text) => this.emit('message', channel, text));
@@ -251,43 +261,49 @@ class RedisTransport extends EventEmitter {
     return this.#commands().xadd(...args, ...flatten(fields));
   }
 
-  // XADD, then WAIT until a replica has it too: what one tick adds to one stream (on one server: to any stream)
-  // waits once, on a connection of its own so that a slow replica holds up nothing else. Rejects with
+  // XADD, then WAIT until a replica has it too, on a connection of its own so that a slow replica holds up nothing
+  // else. Group commit: per group (one server: all; Cluster: a stream) one batch is in flight, and what is added
+  // meanwhile leaves as the next batch (XADDs, then one WAIT) when it returns. Rejects with
   // FORKLINE_BUS_UNAVAILABLE when no replica confirms within replicationTimeout (the entry may still be there).
   addReplicated(stream, fields) {
-    if (this.#waits === null) {
-      this.#waits = new Map();
-      process.nextTick(() => this.#sendWaits());
-    }
     const group = this.#clients.cluster ? stream : '';
-    let adds = this.#waits.get(group);
-    if (adds === undefined) this.#waits.set(group, (adds = []));
-    return new Promise((resolve, reject) => adds.push({ stream, fields, resolve, reject }));
+    let batch = this.#waits.get(group);
+    if (batch === undefined) this.#waits.set(group, (batch = { busy: false, adds: [] }));
+    if (!batch.busy && batch.adds.length === 0) process.nextTick(() => this.#sendWait(group, batch));
+    return new Promise((resolve, reject) => batch.adds.push({ stream, fields, resolve, reject }));
   }
 
-  #sendWaits() {
-    const waits = this.#waits;
-    this.#waits = null;
-    for (const adds of waits.values()) {
-      const pipeline = this.#durable.pipeline();
-      for (const { stream, fields } of adds) pipeline.xadd(stream, '*', ...flatten(fields));
-      pipeline.wait(1, this.#replicationTimeout);
-      pipeline.exec().then(
-        (results) => {
-          const [waitErr, replicas] = results[results.length - 1];
-          const short =
-            waitErr ||
-            (replicas < 1 &&
-              makeError('FORKLINE_BUS_UNAVAILABLE', `no replica had the job within ${this.#replicationTimeout} ms`));
-          adds.forEach(({ resolve, reject }, i) => {
-            const [err, id] = results[i];
-            if (err || short) reject(err || short);
-            else resolve(id);
-          });
-        },
-        (err) => adds.forEach(({ reject }) => reject(err)),
-      );
-    }
+  #sendWait(group, batch) {
+    if (batch.busy || batch.adds.length === 0) return;
+    const adds = batch.adds;
+    batch.adds = [];
+    batch.busy = true;
+    const settle = (each) => {
+      adds.forEach(each);
+      batch.busy = false;
+      if (batch.adds.length > 0) this.#sendWait(group, batch);
+      else if (this.#waits.get(group) === batch) this.#waits.delete(group);
+    };
+    if (this.#durable === null)
+      return settle(({ reject }) => reject(makeError('FORKLINE_BUS_CLOSED', 'The bus was closed')));
+    const pipeline = this.#durable.pipeline();
+    for (const { stream, fields } of adds) pipeline.xadd(stream, '*', ...flatten(fields));
+    pipeline.wait(1, this.#replicationTimeout);
+    pipeline.exec().then(
+      (results) => {
+        const [waitErr, replicas] = results[results.length - 1];
+        const short =
+          waitErr ||
+          (replicas < 1 &&
+            makeError('FORKLINE_BUS_UNAVAILABLE', `no replica had the job within ${this.#replicationTimeout} ms`));
+        settle(({ resolve, reject }, i) => {
+          const [err, id] = results[i];
+          if (err || short) reject(err || short);
+          else resolve(id);
+        });
+      },
+      (err) => settle(({ reject }) => reject(err)),
+    );
   }
 
   async ensureGroup(stream) {
@@ -312,7 +328,7 @@ class RedisTransport extends EventEmitter {
         this.#clients.open(
           'block',
           { enableOfflineQueue: false, maxRetriesPerRequest: 0 },
-          { enableOfflineQueue: false },
+          { enableOfflineQueue: false, enableReadyCheck: false },
         ),
       );
       reader = { client, id: null, connected: null };
