@@ -141,3 +141,44 @@ test(
     assert.match(out.message, /npm install ioredis/);
   },
 );
+
+test(
+  'directPublish: workers publish through connections of their own, every subscriber gets it through the broker',
+  { skip, timeout: 40_000 },
+  async (t) => {
+    const namespace = ns();
+    const [a, b] = await Promise.all([
+      Host.start(t, where, { namespace, directPublish: true, pendingTimeout: 500 }),
+      Host.start(t, where, { namespace }),
+    ]);
+    await Promise.all([a.cmd('all', 'sub', { topic: 'd' }), b.cmd('all', 'sub', { topic: 'd' })]);
+    const N = 100;
+    const sent = await a.cmd(0, 'pub', { topic: 'd', n: N, tag: 'direct' });
+    assert.deepStrictEqual(sent.codes, []);
+    await until('every message everywhere', () => a.of('msg').length + b.of('msg').length >= 4 * N);
+    await sleep(200);
+    for (const host of [a, b]) {
+      for (const worker of [0, 1]) {
+        const seqs = host.of('msg', (e) => e.worker === worker).map((e) => e.m.seq);
+        assert.deepStrictEqual(seqs, [...Array(N).keys()], 'once each, in order, on its own host too');
+      }
+    }
+    assert.strictEqual(b.of('msg')[0].from.host, a.info.host);
+    assert.strictEqual(b.of('msg')[0].from.pid, a.pids[0]);
+    // Its own connection, named as the host's, role `pub`, once the worker has published.
+    const pubs = (await admin.client('LIST')).split('\n').filter((line) => line.includes(`:${a.info.host}:pub`));
+    assert.strictEqual(pubs.length, 1);
+    const big = await a.cmd(0, 'pubOne', { topic: 'big', size: 2 * 1024 * 1024 });
+    assert.strictEqual(big.code, 'FORKLINE_BUS_MESSAGE_TOO_LARGE');
+    // The broker away: the publish waits pendingTimeout, then rejects (nothing is delivered, here either).
+    await redis.stop();
+    t.after(async () => {
+      if (redis.child === null) await redis.start();
+    });
+    const down = await a.cmd(0, 'pub', { topic: 'd', n: 1, tag: 'down' });
+    assert.deepStrictEqual(down.codes, ['FORKLINE_BUS_UNAVAILABLE']);
+    await redis.start();
+    await sleep(200);
+    assert.strictEqual(a.of('msg', (e) => e.m.tag === 'down').length, 0);
+  },
+);

@@ -90,6 +90,12 @@ function fields(text) {
   return out;
 }
 
+// Every server still running, so that none outlives a test process that ends early.
+const live = new Set();
+process.on('exit', () => {
+  for (const child of live) child.kill('SIGKILL');
+});
+
 class RedisServer {
   constructor(port, dir, extra = []) {
     this.port = port;
@@ -133,16 +139,25 @@ class RedisServer {
   }
 
   async start() {
+    if (this.child !== null) throw new Error(`redis-server on port ${this.port} is running already`);
     const child = spawn('redis-server', this.args(), { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
+    live.add(child);
+    child.once('exit', () => live.delete(child));
     let output = '';
     child.stdout.on('data', (d) => (output += d));
     child.stderr.on('data', (d) => (output += d));
     const deadline = Date.now() + 10_000;
     for (;;) {
-      if (child.exitCode !== null) throw new Error(`redis-server exited: ${output}`);
+      if (child.exitCode !== null || child.signalCode !== null) {
+        this.child = null;
+        throw new Error(`redis-server exited: ${output}`);
+      }
       if (await this.#answers()) return;
-      if (Date.now() > deadline) throw new Error(`redis-server did not start: ${output}`);
+      if (Date.now() > deadline) {
+        await this.kill();
+        throw new Error(`redis-server did not start: ${output}`);
+      }
       await sleep(50);
     }
   }

@@ -10,7 +10,8 @@ const EventEmitter = require('node:events');
 const process = require('node:process');
 const { performance } = require('node:perf_hooks');
 const { makeError } = require('../errors');
-const { validateName, validateFunction, encode, errorToWire, errorFromWire } = require('./codec');
+const { validateName, validateFunction, encode, checkSize, errorToWire, errorFromWire } = require('./codec');
+const { DirectPublisher } = require('./direct');
 const gateways = require('./gateway');
 
 const { CMD } = gateways;
@@ -25,6 +26,10 @@ class LocalLink {
   send(message) {
     this.call(message).catch(() => {});
   }
+
+  publish(topic, m) {
+    return this.call({ t: 'pub', topic, m });
+  }
 }
 
 // Link to the primary's gateway over the worker's IPC channel.
@@ -33,6 +38,9 @@ class WorkerLink {
   #seq = 0;
   #pending = new Map();
   #outbox = null;
+  // The worker's own publisher (directPublish): undefined until asked, then a promise of the answer, then a
+  // DirectPublisher or null (publishes go through the primary).
+  #direct = undefined;
 
   constructor(onMessage) {
     const one = (message) => {
@@ -58,6 +66,27 @@ class WorkerLink {
       message.s = s;
       this.send(message);
     });
+  }
+
+  // The primary says on the first publish whether this worker publishes to the broker itself; publishes made
+  // meanwhile wait for the answer, so that they keep their order.
+  publish(topic, m) {
+    const direct = this.#direct;
+    if (direct === null) return this.call({ t: 'pub', topic, m });
+    if (direct === undefined || direct instanceof Promise) {
+      if (direct === undefined) {
+        this.#direct = this.call({ t: 'direct' }).then(
+          (settings) => {
+            this.#direct = settings ? new DirectPublisher(settings) : null;
+            if (this.#direct !== null) process.once('disconnect', () => this.#direct.close());
+          },
+          () => (this.#direct = null),
+        );
+      }
+      return this.#direct.then(() => this.publish(topic, m));
+    }
+    checkSize(m, direct.maxMessageSize);
+    return direct.publish(topic, m);
   }
 
   send(message) {
@@ -127,7 +156,7 @@ class Bus extends EventEmitter {
 
   async publish(topic, message) {
     validateName(topic, 'topic');
-    await this.#bus.call({ t: 'pub', topic, m: encode(message) });
+    await this.#bus.publish(topic, encode(message));
   }
 
   async subscribe(topic, listener) {

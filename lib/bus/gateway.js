@@ -16,6 +16,7 @@ const { validateName, errorToWire } = require('./codec');
 const { Topics } = require('./topics');
 const { Queues } = require('./queues');
 const { Requests } = require('./requests');
+const { BrokerQueue } = require('./pending');
 const { sendEncoded } = require('../channel');
 
 // A write to a worker that has just died fails quietly: its 'exit' detaches it from the bus (its jobs go back).
@@ -34,7 +35,17 @@ const DEFAULTS = {
   // 'replicated': enqueue() resolves once a replica has the job too (WAIT), or rejects after replicationTimeout.
   durability: 'primary',
   replicationTimeout: 1000,
+  // Workers publish through connections of their own (lower latency, a connection per worker): off by default.
+  directPublish: false,
 };
+
+// What survives JSON unchanged: no functions, Buffers, class instances.
+function plainData(value) {
+  if (value === null || ['string', 'number', 'boolean'].includes(typeof value)) return true;
+  if (Array.isArray(value)) return value.every(plainData);
+  if (typeof value !== 'object' || Object.getPrototypeOf(value) !== Object.prototype) return false;
+  return Object.values(value).every((v) => v === undefined || plainData(v));
+}
 
 // The broker's deployment: one server, a primary under Sentinel, or a Redis Cluster (exactly one of these).
 const DEPLOYMENTS = ['url', 'sentinels', 'cluster'];
@@ -98,6 +109,13 @@ function settingsFrom(options = {}) {
     if (config[key] !== undefined && (config[key] === null || typeof config[key] !== 'object')) {
       throw makeError('ERR_INVALID_ARG_TYPE', `bus.${key}`, 'Object', config[key]);
     }
+    // Workers that publish themselves get the settings over IPC, as JSON.
+    if (config.directPublish && config[key] !== undefined && !plainData(config[key])) {
+      throw makeError('ERR_INVALID_ARG_VALUE', `bus.${key}`, config[key], 'must be plain data with directPublish');
+    }
+  }
+  if (typeof config.directPublish !== 'boolean') {
+    throw makeError('ERR_INVALID_ARG_TYPE', 'bus.directPublish', 'boolean', config.directPublish);
   }
   config.broker = named.length === 1;
   return config;
@@ -135,7 +153,7 @@ class Gateway extends EventEmitter {
   #workers = new Set();
   // Worker endpoints with messages for the end of this tick, in the order of their first.
   #outgoing = [];
-  #offline = [];
+  #pending = null;
   #topics;
   #queues;
   #requests;
@@ -163,7 +181,7 @@ class Gateway extends EventEmitter {
         return gateway.#closed;
       },
       channel: (kind, name) => this.#channel(kind, name),
-      remote: (run) => this.#remote(run),
+      remote: (run) => this.#pending.run(run),
       report: (err) => this.#report(err),
     };
     this.#topics = new Topics(shared);
@@ -174,8 +192,12 @@ class Gateway extends EventEmitter {
       this.#readyPromise = Promise.resolve();
       return;
     }
+    this.#pending = new BrokerQueue(transport, config);
     transport.on('message', (channel, text) => this.#onBrokerMessage(channel, text));
-    transport.on('ready', () => this.#flush());
+    transport.on('ready', () => {
+      this.#pending.flush();
+      this.#queues.onReady();
+    });
     transport.on('connectionError', () => {});
     this.#readyPromise = new Promise((resolve) => transport.once('ready', resolve));
     transport.connect().catch(() => {}); // ioredis keeps trying; callers wait in the bounded queue.
@@ -275,6 +297,8 @@ class Gateway extends EventEmitter {
         return this.#topics.unsubscribe(ep, message.topic);
       case 'pub':
         return this.#topics.publish(ep, message.topic, message.m);
+      case 'direct':
+        return this.#directSettings();
       case 'enq':
         return this.#queues.enqueue(message.queue, message.m);
       case 'proc':
@@ -294,51 +318,24 @@ class Gateway extends EventEmitter {
     }
   }
 
+  // What a worker needs to publish to the broker itself (directPublish), or null.
+  #directSettings() {
+    const config = this.#config;
+    if (!config.directPublish || this.#transport === null) return null;
+    const keys = ['url', 'cluster', 'sentinels', 'name', 'namespace', 'host', 'redisOptions', 'clusterOptions'];
+    const settings = {};
+    for (const key of [...keys, 'maxMessageSize', 'maxPending', 'pendingTimeout']) {
+      if (config[key] !== undefined) settings[key] = config[key];
+    }
+    return settings;
+  }
+
   // cluster.broadcast(): every worker of every host gets `message` as a plain 'message'.
   broadcast(message) {
     return this.#topics.broadcast(message);
   }
 
   // ------------------------------------------------------------------------------------------------------------
-  // Broker operations: run now when connected, else wait in a bounded queue.
-
-  #remote(run) {
-    const transport = this.#transport;
-    const unavailable = (err) => {
-      throw this.#unavailable(err);
-    };
-    if (transport.ready && this.#offline.length === 0) return run().catch(unavailable);
-    return new Promise((resolve, reject) => {
-      const { maxPending, pendingTimeout } = this.#config;
-      if (this.#offline.length >= maxPending) {
-        return reject(makeError('FORKLINE_BUS_UNAVAILABLE', `${maxPending} operations already wait for it`));
-      }
-      const item = { run, resolve, reject, timer: null };
-      item.timer = setTimeout(() => {
-        const at = this.#offline.indexOf(item);
-        if (at !== -1) this.#offline.splice(at, 1);
-        reject(makeError('FORKLINE_BUS_UNAVAILABLE', `no connection within ${pendingTimeout} ms`));
-      }, pendingTimeout);
-      this.#offline.push(item);
-    });
-  }
-
-  // A Redis reply error is the caller's, unless it says there is no usable primary (a failover); any other failure
-  // means the connection is gone.
-  #unavailable(err) {
-    if (err && err.code === 'FORKLINE_BUS_UNAVAILABLE') return err;
-    if (!this.#transport.isUnavailable(err)) return err;
-    return makeError('FORKLINE_BUS_UNAVAILABLE', err && err.message);
-  }
-
-  #flush() {
-    // In order: the command connection pipelines what is issued in one tick.
-    for (const item of this.#offline.splice(0)) {
-      clearTimeout(item.timer);
-      item.run().then(item.resolve, (err) => item.reject(this.#unavailable(err)));
-    }
-    this.#queues.onReady();
-  }
 
   #onBrokerMessage(channel, text) {
     try {
@@ -373,10 +370,7 @@ class Gateway extends EventEmitter {
     this.#closed = true;
     this.#queues.close();
     const closed = makeError('FORKLINE_BUS_CLOSED', 'The bus was closed');
-    for (const item of this.#offline.splice(0)) {
-      clearTimeout(item.timer);
-      item.reject(closed);
-    }
+    this.#pending?.close(closed);
     this.#requests.close(closed);
     if (this.#transport !== null) await this.#transport.close();
   }

@@ -64,8 +64,12 @@ class RedisTransport extends EventEmitter {
   #receivers = new Map();
   #unsettledUntil = 0;
 
-  constructor(config) {
+  // `publishOnly`: a worker's direct publisher (directPublish), with only a command connection, named `pub`.
+  #publishOnly;
+
+  constructor(config, { publishOnly = false } = {}) {
     super();
+    this.#publishOnly = publishOnly;
     this.#clients = new Clients(config);
     this.#namespace = config.namespace;
     this.#consumer = config.host;
@@ -119,7 +123,9 @@ class RedisTransport extends EventEmitter {
     // The command connection queues nothing of its own: while it is down the gateway holds the bounded queue, and a
     // command cut off mid-flight is not sent again (publish is at most once).
     const noQueue = { enableOfflineQueue: false, autoResendUnfulfilledCommands: false, maxRetriesPerRequest: 0 };
-    const cmd = this.#watch(this.#clients.open('cmd', noQueue, { enableOfflineQueue: false }));
+    const cmd = this.#watch(
+      this.#clients.open(this.#publishOnly ? 'pub' : 'cmd', noQueue, { enableOfflineQueue: false }),
+    );
     this.#cmd = cmd;
     cmd.defineCommand('forklineTouch', { numberOfKeys: 1, lua: TOUCH_SCRIPT });
     cmd.on('ready', () => this.#onReady());
@@ -127,7 +133,7 @@ class RedisTransport extends EventEmitter {
     if (cluster) {
       // One node failing over leaves the Cluster 'ready': its channels' subscribers come back later.
       for (const event of ['node error', '-node']) cmd.on(event, () => this.#unsettle(Date.now() + this.#settleMs));
-    } else this.#openSub(false);
+    } else if (!this.#publishOnly) this.#openSub(false);
     if (this.#replicated) {
       const durable = this.#watch(this.#clients.open('durable', noQueue, { enableOfflineQueue: false }));
       this.#durable = durable;
@@ -148,8 +154,10 @@ class RedisTransport extends EventEmitter {
       }
       if (this.#closed || this.#sharded !== null) return;
       this.#sharded = sharded;
-      this.#openSub(sharded);
-      this.#sub.connect().catch(() => {});
+      if (!this.#publishOnly) {
+        this.#openSub(sharded);
+        this.#sub.connect().catch(() => {});
+      }
     }
     if (this.#unsettledUntil === Infinity) this.#unsettledUntil = Date.now() + this.#settleMs;
     this.#up = true;
