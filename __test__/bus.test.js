@@ -182,3 +182,42 @@ test(
     assert.strictEqual(a.of('msg', (e) => e.m.tag === 'down').length, 0);
   },
 );
+
+test(
+  'settings: one deployment, Sentinel needs a name, URLs, durability, directPublish data',
+  { timeout: 20_000 },
+  () => {
+    // In a process of its own: the bus keeps the settings it was given.
+    const script = `
+    const bus = require(${JSON.stringify(require.resolve('../lib/bus'))});
+    const cases = {
+      two: { url: 'redis://a:1', cluster: ['redis://b:2'] },
+      noName: { sentinels: ['redis://a:26379'] },
+      empty: { cluster: [] },
+      notRedis: { cluster: 'http://a:1' },
+      durability: { url: 'redis://a:1', durability: 'always' },
+      wait: { url: 'redis://a:1', replicationTimeout: 0 },
+      tls: { url: 'redis://a:1', directPublish: true, redisOptions: { tls: { ca: Buffer.from('x') } } },
+      direct: { url: 'redis://a:1', directPublish: 'yes' },
+    };
+    (async () => {
+      const out = {};
+      for (const [name, settings] of Object.entries(cases)) {
+        out[name] = await bus.connect(settings).then(() => 'connected', (err) => err.code);
+      }
+      console.log(JSON.stringify(out));
+    })();`;
+    const { execFileSync } = require('node:child_process');
+    const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 10_000 }));
+    assert.deepStrictEqual(out, {
+      two: 'ERR_INVALID_ARG_VALUE',
+      noName: 'ERR_INVALID_ARG_VALUE',
+      empty: 'ERR_INVALID_ARG_VALUE',
+      notRedis: 'ERR_INVALID_ARG_VALUE',
+      durability: 'ERR_INVALID_ARG_VALUE',
+      wait: 'ERR_OUT_OF_RANGE',
+      tls: 'ERR_INVALID_ARG_VALUE',
+      direct: 'ERR_INVALID_ARG_TYPE',
+    });
+  },
+);

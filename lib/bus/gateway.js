@@ -17,6 +17,7 @@ const { Topics } = require('./topics');
 const { Queues } = require('./queues');
 const { Requests } = require('./requests');
 const { BrokerQueue } = require('./pending');
+const { parseUrl } = require('./transports/redis_clients');
 const { sendEncoded } = require('../channel');
 
 // A write to a worker that has just died fails quietly: its 'exit' detaches it from the bus (its jobs go back).
@@ -58,6 +59,7 @@ function urlList(value, what) {
   if (list.length === 0 || list.some((url) => typeof url !== 'string' || url === '')) {
     throw makeError('ERR_INVALID_ARG_VALUE', what, value, 'must list one or more redis:// URLs');
   }
+  list.forEach((url, i) => parseUrl(url, `${what}[${i}]`));
   return list;
 }
 
