@@ -138,11 +138,13 @@ function section(lines, group, tableRows) {
       '(and a BRPOP connection for the queue). forkline: its cluster primary is the host gateway (one set of ' +
       "connections per host, workers on IPC; a tick's publishes by one process to one topic are one broker message). " +
       'Latency: a worker of host 0 publishes `ping`, a worker of host 1 ' +
-      'publishes it back on `pong`; one-way = half the round trip. Fan-out: one standalone publisher, every worker ' +
+      'publishes it back on `pong`; one-way = half the round trip (the directPublish rows: each forkline worker ' +
+      'publishes through a broker connection of its own, opt-in). Fan-out: one standalone publisher, every worker ' +
       'of both hosts subscribed, 64-byte payloads, 256 publishes in flight, timed after a warm-up that every ' +
       'subscriber received; msgs/s counts deliveries. Queue: jobs ' +
       'enqueued first (Redis Streams for forkline, a list for the baseline), then every worker processes one at a ' +
-      `time (a no-op handler). Sizes: ${sizes}.`,
+      'time (a no-op handler; forkline hands a quick handler its jobs in batches and acknowledges them in batches). ' +
+      `Sizes: ${sizes}.`,
   );
   lines.push('');
 }

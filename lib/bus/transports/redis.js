@@ -123,9 +123,9 @@ class RedisTransport extends EventEmitter {
     // The command connection queues nothing of its own: while it is down the gateway holds the bounded queue, and a
     // command cut off mid-flight is not sent again (publish is at most once).
     const noQueue = { enableOfflineQueue: false, autoResendUnfulfilledCommands: false, maxRetriesPerRequest: 0 };
-    const cmd = this.#watch(
-      this.#clients.open(this.#publishOnly ? 'pub' : 'cmd', noQueue, { enableOfflineQueue: false }),
-    );
+    // On a Cluster the same: a command cut off by a node's failure is not sent again (retryDelayOnFailover).
+    const noResend = { enableOfflineQueue: false, retryDelayOnFailover: 0 };
+    const cmd = this.#watch(this.#clients.open(this.#publishOnly ? 'pub' : 'cmd', noQueue, noResend));
     this.#cmd = cmd;
     cmd.defineCommand('forklineTouch', { numberOfKeys: 1, lua: TOUCH_SCRIPT });
     cmd.on('ready', () => this.#onReady());
@@ -135,7 +135,7 @@ class RedisTransport extends EventEmitter {
       for (const event of ['node error', '-node']) cmd.on(event, () => this.#unsettle(Date.now() + this.#settleMs));
     } else if (!this.#publishOnly) this.#openSub(false);
     if (this.#replicated) {
-      const durable = this.#watch(this.#clients.open('durable', noQueue, { enableOfflineQueue: false }));
+      const durable = this.#watch(this.#clients.open('durable', noQueue, { ...noResend, slotsRefreshInterval: 0 }));
       this.#durable = durable;
       durable.on('ready', () => this.#onReady());
       durable.on('close', () => this.#onDown());
@@ -198,13 +198,28 @@ class RedisTransport extends EventEmitter {
         'sub',
         { autoResubscribe: true, maxRetriesPerRequest: null, enableReadyCheck: false },
         // No ready check (CLUSTER INFO) on a Cluster's subscriber: it would hold a node connection for nothing.
-        { shardedSubscribers: sharded, enableOfflineQueue: true, enableReadyCheck: false },
+        { shardedSubscribers: sharded, enableOfflineQueue: true, enableReadyCheck: false, slotsRefreshInterval: 5000 },
       ),
     );
     sub.on(sharded ? 'smessage' : 'message', (channel, text) => this.emit('message', channel, text));
+    if (sharded) this.#followSlots(sub);
     this.#sub = sub;
     for (const channel of this.#channels) this.#subscribeOn(channel).catch(() => {});
     this.#openedSub();
+  }
+
+  // When a slot moves, its node ends the sharded subscriptions of its channels (an `sunsubscribe` nobody asked for,
+  // which ioredis reports as a command queue error): the slot map is read again, a few times while the nodes agree
+  // on the new owner, and ioredis subscribes again on the node that has the slot now. A periodic read of the map
+  // (slotsRefreshInterval) is the fallback.
+  #followSlots(sub) {
+    let timers = [];
+    sub.on('nodeError', (err) => {
+      if (!/sunsubscribe/.test(err && err.message) || this.#closed) return;
+      for (const timer of timers) clearTimeout(timer);
+      timers = [0, 250, 1000, 2500].map((ms) => setTimeout(() => !this.#closed && sub.refreshSlotsCache(), ms));
+      for (const timer of timers) timer.unref();
+    });
   }
 
   #subscribeOn(channel) {
@@ -336,7 +351,9 @@ class RedisTransport extends EventEmitter {
         this.#clients.open(
           'block',
           { enableOfflineQueue: false, maxRetriesPerRequest: 0 },
-          { enableOfflineQueue: false, enableReadyCheck: false },
+          // A moved slot is followed when the read meets it (MOVED), without refreshing the map every few seconds
+          // (each refresh is a connection of its own).
+          { enableOfflineQueue: false, enableReadyCheck: false, slotsRefreshInterval: 0 },
         ),
       );
       reader = { client, id: null, connected: null };

@@ -79,8 +79,6 @@ class Clients {
         this.nodes.map(({ host, port }) => ({ host, port })),
         {
           lazyConnect: true,
-          // A slot that moved is seen at once (MOVED); a node that joined or left, within this long.
-          slotsRefreshInterval: 2000,
           ...config.clusterOptions,
           ...clusterOptions,
           // Node connections do not reconnect by themselves: the Cluster object does (its clusterRetryStrategy).
