@@ -10,7 +10,7 @@ const util = require('node:util');
 // The process object of start-up, not the global at call time: code may replace globalThis.process (tinypool does).
 const process = require('node:process');
 const native = require('./binding');
-const { setupChannel, flushPendingMessages } = require('./channel');
+const { setupChannel, flushPendingMessages, flushNow } = require('./channel');
 const {
   RUNTIME_BUSY_POLL,
   RUNTIME_FD,
@@ -101,6 +101,9 @@ function startClusterWorker(uniqueId) {
     runtimeFailed('node:cluster was loaded as a primary before the runtime (by an earlier preload?)');
   }
   cluster._setupWorker();
+  // Node's worker writes 'online' at once, before the user's script: a primary can then kill a worker that never
+  // yields (test-cluster-kill-infinite-loop). Ours would wait for the end of the tick.
+  flushNow(process);
   delete process.env.NODE_UNIQUE_ID;
 }
 
