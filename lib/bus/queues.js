@@ -353,9 +353,15 @@ class Queues {
       const queues = this.#readyQueues(group);
       if (queues.length === 0 || !transport.ready) {
         if (queues.length === 0 && !this.#consumed(group)) break;
+        // A consumer group that could not be made (the broker went away meanwhile) is tried again, every second.
+        const ungrouped = [...this.#queues.values()].filter(
+          (q) => q.reader === group && q.procs.length > 0 && !q.grouped,
+        );
+        if (transport.ready) for (const q of ungrouped) this.#ensureGroup(q).catch(() => {});
         await new Promise((resolve) => {
           reader.waiter = resolve;
-          if (queues.length > 0) setTimeout(resolve, 100); // The broker is away: look again soon.
+          // The broker is away: look again soon.
+          if (queues.length > 0 || ungrouped.length > 0) setTimeout(resolve, queues.length > 0 ? 100 : 1000).unref();
         });
         continue;
       }

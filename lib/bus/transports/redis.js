@@ -123,8 +123,10 @@ class RedisTransport extends EventEmitter {
     // The command connection queues nothing of its own: while it is down the gateway holds the bounded queue, and a
     // command cut off mid-flight is not sent again (publish is at most once).
     const noQueue = { enableOfflineQueue: false, autoResendUnfulfilledCommands: false, maxRetriesPerRequest: 0 };
-    // On a Cluster the same: a command cut off by a node's failure is not sent again (retryDelayOnFailover).
-    const noResend = { enableOfflineQueue: false, retryDelayOnFailover: 0 };
+    // On a Cluster the same: a command cut off by a node's failure is not sent again (retryDelayOnFailover). Its
+    // offline queue stays on: with it off, ioredis refuses a command for a node whose connection is still being
+    // made ("Connection is closed."), and the gateway sends nothing while the Cluster is not ready anyway.
+    const noResend = { retryDelayOnFailover: 0 };
     const cmd = this.#watch(this.#clients.open(this.#publishOnly ? 'pub' : 'cmd', noQueue, noResend));
     this.#cmd = cmd;
     cmd.defineCommand('forklineTouch', { numberOfKeys: 1, lua: TOUCH_SCRIPT });
@@ -353,7 +355,7 @@ class RedisTransport extends EventEmitter {
           { enableOfflineQueue: false, maxRetriesPerRequest: 0 },
           // A moved slot is followed when the read meets it (MOVED), without refreshing the map every few seconds
           // (each refresh is a connection of its own).
-          { enableOfflineQueue: false, enableReadyCheck: false, slotsRefreshInterval: 0 },
+          { enableReadyCheck: false, slotsRefreshInterval: 0 },
         ),
       );
       reader = { client, id: null, connected: null };
