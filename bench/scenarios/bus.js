@@ -75,8 +75,8 @@ const scenarios = [
     'latency',
     { n: 2000, warm: 200 },
     [
-      { name: 'publish → deliver, directPublish, p50 µs', key: 'p50', higherIsBetter: false, format: fmtMicros },
-      { name: 'publish → deliver, directPublish, p99 µs', key: 'p99', higherIsBetter: false, format: fmtMicros },
+      { name: 'publish → deliver with directPublish, p50 µs', key: 'p50', higherIsBetter: false, format: fmtMicros },
+      { name: 'publish → deliver with directPublish, p99 µs', key: 'p99', higherIsBetter: false, format: fmtMicros },
     ],
     { n: 300, warm: 50 },
     DIRECT_IMPLS,
