@@ -61,20 +61,22 @@ function startChildRuntime() {
     runtimeFailed(`unknown serialization ${util.inspect(serialization)}`);
   }
   let nat;
+  let end = null;
   try {
     const us = Number.isInteger(busyPoll) && busyPoll > 0 && busyPoll <= 1_000_000 ? busyPoll : 0;
-    nat = native.NativeChannel.open(fd, serialization, () => process._onWake(), us);
+    nat = native.NativeChannel.open(fd, serialization, () => end._onWake(), us);
   } catch (err) {
     runtimeFailed(`cannot open the channel on fd ${fd} (${err.message})`);
   }
 
-  const control = setupChannel(process, nat, serialization, EXIT_FLUSH_MS);
+  end = setupChannel(process, nat, serialization, EXIT_FLUSH_MS);
+  const control = end._control;
 
   // Node's _forkChild: the channel keeps the process alive only while someone listens for 'message' or
   // 'disconnect'; messages that came before the first 'message' listener wait for it.
   const counts = (name) => name === 'message' || name === 'disconnect';
   process.on('newListener', (name) => {
-    process.nextTick(flushPendingMessages, process);
+    process.nextTick(flushPendingMessages, end);
     if (counts(name)) control.refCounted();
   });
   process.on('removeListener', (name) => {
