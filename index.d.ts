@@ -175,3 +175,21 @@ export const cluster: Cluster;
 
 export type { Bus, BusSettings, MessageInfo, JobInfo, ProcessOptions } from './lib/bus/index';
 export const bus: import('./lib/bus/index').Bus;
+
+/** A module `forkline/register` can replace: `node:child_process` (fork, and spawn with an 'ipc' slot) or `node:cluster`. */
+export type RegisterableModule = 'child_process' | 'cluster';
+
+/** What `forkline/register` (`node --import forkline/register`, `-r`, or in NODE_OPTIONS) did in this process. */
+export interface Registered {
+  /** Whether the register module ran in this process. */
+  readonly ran: boolean;
+  /** The modules it was asked to replace (FORKLINE_REGISTER; both by default). */
+  readonly requested: readonly RegisterableModule[];
+  /** Those it replaced. */
+  readonly replaced: readonly RegisterableModule[];
+  /** Those it left as Node's, with why (a cluster worker, forkline could not load, ...). */
+  readonly skipped: { readonly [name in RegisterableModule]?: string };
+}
+
+/** What `forkline/register` did in this process; `{ ran: false, ... }` when it did not run. Reading it registers nothing. */
+export const registered: Registered;

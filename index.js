@@ -27,6 +27,10 @@ const lazy = {
   get bus() {
     return require('./lib/bus');
   },
+  // What forkline/register did in this process (lib/register.js); reading it registers nothing.
+  get registered() {
+    return require('./lib/register').registered();
+  },
 };
 Object.defineProperty(exports, 'cluster', {
   enumerable: true,
@@ -38,6 +42,12 @@ Object.defineProperty(exports, 'bus', {
   enumerable: true,
   get: function () {
     return lazy.bus;
+  },
+});
+Object.defineProperty(exports, 'registered', {
+  enumerable: true,
+  get: function () {
+    return lazy.registered;
   },
 });
 exports.spawnSync = nodeChildProcess.spawnSync;

@@ -76,3 +76,26 @@ test("workers stay on Node's channel by default, and with childRuntime 'node'", 
 test('FORKLINE_CHILD_RUNTIME=forkline puts workers on the forkline runtime', async (t) => {
   assert.deepStrictEqual(await runPrimary(t, 'default', { FORKLINE_CHILD_RUNTIME: 'forkline' }), expected('forkline'));
 });
+
+test("a worker that never yields still says 'online' and can be killed, on either runtime, as Node's", async (t) => {
+  const run = (impl, setting) =>
+    new Promise((resolve, reject) => {
+      const env = { ...process.env };
+      for (const key of ['NODE_UNIQUE_ID', 'NODE_CHANNEL_FD', 'NODE_TEST_CONTEXT', 'FORKLINE_CHILD_RUNTIME']) {
+        delete env[key];
+      }
+      const primary = spawn(process.execPath, [fixture('cluster-kill-infinite-loop.js'), impl, setting], {
+        env,
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      t.after(() => killQuietly(primary.pid));
+      let stdout = '';
+      primary.stdout.setEncoding('utf8').on('data', (chunk) => (stdout += chunk));
+      primary.on('error', reject);
+      primary.on('close', () => resolve(JSON.parse(stdout.trim().split('\n').pop())));
+    });
+  const node = await run('node', 'default');
+  assert.deepStrictEqual(node, { events: ['online', ['exit', null, 'SIGTERM']] });
+  assert.deepStrictEqual(await run('forkline', 'forkline'), node);
+  assert.deepStrictEqual(await run('forkline', 'node'), node);
+});

@@ -15,8 +15,8 @@ const CLI = path.join(__dirname, '..', 'index.js');
 const WORKER = path.join(__dirname, 'fixtures', 'cluster-worker-http.js');
 const NOBODY = 65534;
 
-function run(args, { env = {}, ...options } = {}) {
-  const child = spawn(process.execPath, [CLI, ...args], {
+function run(args, { env = {}, cli = CLI, node = process.execPath, ...options } = {}) {
+  const child = spawn(node, [cli, ...args], {
     env: { ...process.env, NODE_DEBUG: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     ...options,
@@ -26,6 +26,27 @@ function run(args, { env = {}, ...options } = {}) {
   child.stderr.setEncoding('utf8').on('data', (d) => (out.stderr += d));
   out.exited = new Promise((resolve) => child.on('close', (code, signal) => resolve((out.exit = { code, signal }))));
   return out;
+}
+
+// A copy of the CLI (the package's JS and its addon) and of this Node, in a world-readable temp folder: another
+// user's client must reach them wherever the checkout and this Node live (a 0700 home folder, say).
+function clientCopy(t) {
+  const root = tmpDir(t);
+  fs.chmodSync(root, 0o755);
+  const pkg = path.join(root, 'forkline');
+  fs.mkdirSync(pkg);
+  for (const name of ['index.js', 'package.json', 'lib']) {
+    fs.cpSync(path.join(__dirname, '..', name), path.join(pkg, name), { recursive: true });
+  }
+  fs.copyFileSync(require('../lib/addon_path').LOCAL, path.join(pkg, 'forkline.node'));
+  const node = path.join(root, 'node');
+  try {
+    fs.linkSync(process.execPath, node);
+  } catch {
+    fs.copyFileSync(process.execPath, node);
+  }
+  fs.chmodSync(node, 0o755);
+  return { cli: path.join(pkg, 'index.js'), node };
 }
 
 // One client command, to its end.
@@ -265,7 +286,8 @@ test(
     const s = await status(dir, name);
     t.after(() => s.workers.forEach((w) => killQuietly(w.pid)));
     const file = path.join(dir, `${name}.sock`);
-    const asNobody = (args) => ctl(dir, args, { uid: NOBODY, gid: NOBODY });
+    const client = clientCopy(t);
+    const asNobody = (args) => ctl(dir, args, { uid: NOBODY, gid: NOBODY, ...client });
 
     // The directory (0700) keeps another user out before the socket is even reached.
     fs.chmodSync(root, 0o755);

@@ -149,6 +149,34 @@ for (const family of ['udp4', 'udp6']) {
   });
 }
 
+// Node 24.22 and 26 send a bound, not yet listening socket as the handle type 'net.BoundSocket'.
+const noBoundSocket = typeof net.BoundSocket !== 'function' && `this Node (${process.version}) has no net.BoundSocket`;
+for (const [name, impl] of IMPLS) {
+  test(`${name}: a net.BoundSocket crosses both ways and is served on`, { skip: noBoundSocket }, async (t) => {
+    const child = spawnChild(t, impl);
+    const bound = new net.BoundSocket({ port: 0, host: '127.0.0.1' });
+    const { port } = bound.address();
+    const got = nextMessage(child);
+    assert.strictEqual(child.send({ do: 'bound' }, bound), true);
+    // Handed over: the sender's BoundSocket is adopted.
+    assert.throws(() => bound.address(), { code: 'ERR_SOCKET_HANDLE_ADOPTED' });
+    // Sending it again: Node queues the send behind the first handle and throws from its ACK handler, an uncaught
+    // exception; forkline throws at once, in the caller.
+    if (impl === forkline) {
+      assert.throws(() => child.send({ do: 'bound' }, bound), { code: 'ERR_WORKER_HANDLE_NOT_TRANSFERABLE' });
+    }
+    assert.deepStrictEqual((await got)[0], { got: 'bound', type: 'BoundSocket', port });
+    assert.strictEqual(await ask({ port, host: '127.0.0.1' }), `served by ${child.pid}\n`);
+
+    const back = nextMessage(child);
+    child.send({ do: 'give-bound' });
+    const [msg, handle] = await back;
+    assert.ok(handle instanceof net.BoundSocket);
+    assert.deepStrictEqual(handle.address(), { address: '127.0.0.1', family: 'IPv4', port: msg.port });
+    handle.close();
+  });
+}
+
 test('the Native kinds: a raw TCP handle and a raw UDP handle arrive as handles', { timeout: 30_000 }, async (t) => {
   for (const [name, impl] of IMPLS) {
     const child = spawnChild(t, impl);

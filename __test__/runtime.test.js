@@ -191,6 +191,16 @@ test("a queued send that fails when the parent disconnects is no 'error' in the 
   assert.deepStrictEqual({ code, signal, stderr }, { code: 0, signal: null, stderr: '' });
 });
 
+test("process.channel says 'unref' as this Node's does when its last counted listener goes", async (t) => {
+  const results = await both(t, async (t, forkFn) => {
+    const child = spawnChild(t, forkFn, CHILD, ['unref-event'], QUIET);
+    const [report] = await once(child, 'message');
+    await whenClosed(child);
+    return report;
+  });
+  assert.deepStrictEqual(results.forkline, results.node);
+});
+
 test('process looks as under Node: connected, channel, send, disconnect, enumerable keys', async (t) => {
   const results = await both(t, async (t, forkFn) => {
     const child = spawnChild(t, forkFn, CHILD, ['state'], QUIET);

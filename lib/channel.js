@@ -16,6 +16,7 @@ const { validateObject } = require('./validators');
 const { codecFor, decodeFrame } = require('./serialization');
 const { HANDLE_TYPES, handleType, closeFd } = require('./handles');
 const debug = require('./debug');
+const nodeVersion = require('./node_version');
 
 // Node's send() returns false once this much is queued behind the socket.
 const HIGH_WATER_MARK = 64 * 1024 * 2;
@@ -62,7 +63,7 @@ class Control extends EventEmitter {
   unrefCounted() {
     if (--this.#refs === 0 && !this.#refExplicitlySet) {
       this.#unref();
-      this.emit('unref');
+      if (nodeVersion.channelUnrefEvent) this.emit('unref');
     }
   }
   ref() {
@@ -121,10 +122,6 @@ class ChannelEnd extends EventEmitter {
     this._outbox = [];
     this._outBytes = 0;
     this._flushScheduled = false;
-    // A write that fails after it was queued: callbacks get the error either way; true keeps it from being an
-    // 'error' event for sends without one (the child runtime: Node's child ignores such failures, and 'disconnect'
-    // tells the story).
-    this._quietAsyncWriteErrors = false;
     // True while _onWake emits a batch: sends made meanwhile are flushed when it ends.
     this._inWake = false;
     this._writeSeq = 0;
@@ -280,7 +277,8 @@ class ChannelEnd extends EventEmitter {
     this._wrote(this._writeSeq + 1, typeof data === 'string' ? native.writeLine(data) : native.write(data));
   }
 
-  // Calls back every send up to `seq` with `err`; sends without a callback report it once as 'error'.
+  // Calls back every send up to `seq` with `err`; sends without a callback report it once as 'error', unless
+  // `quiet`.
   _failWrites(seq, err, quiet = false) {
     let told = false;
     while (this._callbacks.length && this._callbacks[0].seq <= seq) {
@@ -506,7 +504,10 @@ class ChannelEnd extends EventEmitter {
   _onWritten(ev) {
     this._queuedBytes = ev.queued;
     this._completeWrites(ev.seq);
-    if (ev.code) this._failWrites(ev.failed, errnoException(ev.errno, ev.syscall), this._quietAsyncWriteErrors);
+    // A write that fails after send() returned (the peer went away meanwhile) is never an 'error' event: Node's
+    // req.oncomplete (lib/internal/child_process.js) ignores such failures, so a program with no 'error' listener
+    // must not crash on them; 'disconnect' tells the story. Unlike Node, the callbacks learn of it.
+    if (ev.code) this._failWrites(ev.failed, errnoException(ev.errno, ev.syscall), true);
     if (this._needDrain && ev.queued === 0 && this._outbox.length === 0) {
       this._needDrain = false;
       debug.backpressure(this._subject, false, 0);
@@ -563,9 +564,6 @@ class ProcessEnd extends ChannelEnd {
     this._native = nat;
     this._codec = codecFor(serialization);
     this._channelOpen = true;
-    // A parent that goes away while a big send is under way must not crash the child: Node's child ignores a
-    // queued write that fails (req.oncomplete in lib/internal/child_process.js), and so do we, 'disconnect' follows.
-    this._quietAsyncWriteErrors = true;
     this._exitFlushMs = exitFlushMs;
     this._writesHeld = false;
     this._control = null;
@@ -719,14 +717,18 @@ function disconnectOn(end) {
   process.nextTick(() => end.emit('disconnect'));
 }
 
-const deprecatedChannel = util.deprecate(
-  (end) => end.channel,
-  '_channel is deprecated. Use ChildProcess.channel instead.',
+const CHANNEL_DEPRECATION = '_channel is deprecated. Use ChildProcess.channel instead.';
+const deprecatedChannelGet = util.deprecate((end) => end.channel, CHANNEL_DEPRECATION, 'DEP0129');
+const deprecatedChannelSet = util.deprecate(
+  (end, value) => {
+    end.channel = value;
+  },
+  CHANNEL_DEPRECATION,
   'DEP0129',
 );
 
-// What Node's setupChannel() puts on an end that has a channel: send(), disconnect() and the deprecated
-// `_channel` alias of `channel`.
+// What Node's setupChannel() puts on an end that has a channel: send(), disconnect() and, before Node 26, the
+// deprecated `_channel` alias of `channel` (both of its accessors warn, once per process, as Node's).
 function defineChannelApi(end) {
   end.send = send;
   end.disconnect = disconnect;
@@ -734,13 +736,13 @@ function defineChannelApi(end) {
 }
 
 function defineChannelAlias(target) {
+  if (!nodeVersion.channelAlias) return;
   Object.defineProperty(target, '_channel', {
     get() {
-      return deprecatedChannel(this);
+      return deprecatedChannelGet(this);
     },
-    // Node warns on reading only.
     set(value) {
-      this.channel = value;
+      deprecatedChannelSet(this, value);
     },
     configurable: true,
     enumerable: false,
@@ -776,6 +778,12 @@ function nativeChannelOf(end) {
   return end._native;
 }
 
+// Writes what this tick has sent at once, rather than at the end of the tick: for a message that must leave before
+// code that may never yield runs (the runtime's cluster worker says 'online' before the user's script, as Node's).
+function flushNow(end) {
+  end._flush();
+}
+
 module.exports = {
   ChannelEnd,
   Control,
@@ -786,5 +794,6 @@ module.exports = {
   nativeChannelOf,
   channelStats,
   flushPendingMessages,
+  flushNow,
   emitDisconnectNT,
 };

@@ -16,7 +16,7 @@ const {
   validateObject,
   validateArray,
   validateBoolean,
-  isInt32,
+  validateId,
   validateTimeout,
   validateAbortSignal,
   validateNullCheck,
@@ -29,6 +29,7 @@ const { codecFor } = require('./serialization');
 const { ChannelEnd, Control, defineChannelApi, flushPendingMessages, emitDisconnectNT } = require('./channel');
 const { resolveChildRuntime, childRuntimeOf, childRuntimeEnv } = require('./runtime_env');
 const debug = require('./debug');
+const nodeVersion = require('./node_version');
 
 const { ESRCH, EINVAL, ENOSYS, EMFILE, ENFILE, EACCES, EAGAIN, ENOENT } = os.constants.errno;
 // Errors of spawning that Node reports as an 'error' event instead of throwing.
@@ -50,6 +51,7 @@ class ChildProcess extends ChannelEnd {
     this.stderr = null;
     this.stdio = [];
     this._exited = false;
+    debug.created(this);
   }
 
   spawn(options) {
@@ -74,6 +76,7 @@ class ChildProcess extends ChannelEnd {
     this.spawnfile = options.file;
     this.spawnargs = options.args;
 
+    debug.spawning(this, options);
     let nat;
     try {
       nat = native.NativeChild.spawn(
@@ -96,6 +99,7 @@ class ChildProcess extends ChannelEnd {
       // The core reports system errors by their code (e.g. 'EBADF'); anything else is ours.
       const errno = os.constants.errno[err.message];
       if (!errno) throw err;
+      debug.spawnFailed(this, errnoException(-errno, 'spawn'));
       // Node's run-time errors are an 'error' event on the child it returns, not a throw; at EMFILE/ENFILE there
       // is no stdio or channel to set up either (lib/internal/child_process.js ChildProcess.prototype.spawn).
       if (!RUNTIME_SPAWN_ERRORS.includes(errno)) throw errnoException(-errno, 'spawn');
@@ -106,10 +110,12 @@ class ChildProcess extends ChannelEnd {
 
     const spawnErrno = nat.spawnErrno;
     if (spawnErrno != null) {
+      debug.spawnFailed(this, errnoException(spawnErrno, 'spawn'));
       process.nextTick(onErrorNT, this, spawnErrno);
       // Node gives up here too: no fds left to set up stdio with.
       if (spawnErrno === -EMFILE || spawnErrno === -ENFILE) return spawnErrno;
     } else {
+      debug.spawned(this);
       process.nextTick(onSpawnNT, this);
     }
     this.pid = nat.pid ?? undefined;
@@ -362,11 +368,24 @@ function spawn(file, args, options) {
   }
   if (shell) {
     validateNullCheck(shell, 'options.shell');
+    if (args.length > 0) warnShellArgs();
     const command = [file, ...args].join(' ');
     file = typeof shell === 'string' ? shell : '/bin/sh';
     args = ['-c', command];
   }
   return spawnWithOptions(file, args, options);
+}
+
+let warnedShellArgs = false;
+function warnShellArgs() {
+  if (!nodeVersion.shellArgsDeprecation || warnedShellArgs) return;
+  warnedShellArgs = true;
+  process.emitWarning(
+    'Passing args to a child process with shell option true can lead to security vulnerabilities, ' +
+      'as the arguments are not escaped, only concatenated.',
+    'DeprecationWarning',
+    'DEP0190',
+  );
 }
 
 function spawnWithOptions(file, args, options) {
@@ -389,7 +408,7 @@ function spawnWithOptions(file, args, options) {
         timeoutId = null;
       }
     }, options.timeout);
-    child.once('exit', () => {
+    child.once(nodeVersion.timeoutClearedOnClose ? 'close' : 'exit', () => {
       if (timeoutId) {
         clearTimeout(timeoutId);
         timeoutId = null;
@@ -424,12 +443,8 @@ function normalizeSpawnArguments(file, args, options) {
   let cwd;
   if (options.cwd != null) cwd = toPath(options.cwd, 'options.cwd');
   if (options.detached != null) validateBoolean(options.detached, 'options.detached');
-  if (options.uid != null && !isInt32(options.uid)) {
-    throw makeError('ERR_INVALID_ARG_TYPE', 'options.uid', 'int32', options.uid);
-  }
-  if (options.gid != null && !isInt32(options.gid)) {
-    throw makeError('ERR_INVALID_ARG_TYPE', 'options.gid', 'int32', options.gid);
-  }
+  validateId(options.uid, 'options.uid');
+  validateId(options.gid, 'options.gid');
   if (options.argv0 != null) {
     validateString(options.argv0, 'options.argv0');
     validateNullCheck(options.argv0, 'options.argv0');

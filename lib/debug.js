@@ -23,6 +23,7 @@
 const util = require('node:util');
 const dc = require('node:diagnostics_channel');
 const process = require('node:process');
+const nodeVersion = require('./node_version');
 
 // The logger for one part: `forkline` (every part, lines prefixed with the part) or `forkline:<part>`; null if off.
 function logger(part) {
@@ -49,8 +50,33 @@ const ch = {
   reload: dc.channel('forkline:cluster:reload'),
 };
 
+// Node's own channels, published as Node's ChildProcess does (lib/internal/child_process.js), so that a tool that
+// watches Node's spawns sees forkline's too: `child_process` when a ChildProcess is made, and on Node 24 and later
+// the tracing channel `child_process.spawn` around the spawn itself.
+const nodeCh = {
+  created: dc.channel('child_process'),
+  spawn: nodeVersion.spawnTracingChannel ? dc.tracingChannel('child_process.spawn') : null,
+};
+
 // Who an end is in a log line.
 const who = (end) => (end === process ? `child runtime pid ${process.pid}` : `child pid ${end.pid}`);
+
+function created(child) {
+  if (nodeCh.created.hasSubscribers) nodeCh.created.publish({ process: child });
+}
+
+// The tracing channel's start, before the spawn; then spawned(child) or spawnFailed(child, err).
+function spawning(child, options) {
+  if (nodeCh.spawn && nodeCh.spawn.start.hasSubscribers) nodeCh.spawn.start.publish({ process: child, options });
+}
+
+function spawnFailed(child, err) {
+  if (nodeCh.spawn && nodeCh.spawn.error.hasSubscribers) nodeCh.spawn.error.publish({ process: child, error: err });
+}
+
+function spawned(child) {
+  if (nodeCh.spawn && nodeCh.spawn.end.hasSubscribers) nodeCh.spawn.end.publish({ process: child });
+}
 
 function spawn(child) {
   if (ch.spawn.hasSubscribers) {
@@ -135,6 +161,10 @@ function reload(step, old, fresh) {
 }
 
 module.exports = {
+  created,
+  spawning,
+  spawnFailed,
+  spawned,
   spawn,
   exit,
   open,

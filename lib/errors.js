@@ -44,6 +44,12 @@ const ERRORS = {
       `${name} should be ${allowZero ? '>=' : '>'} 0 and < 65536. Received ${describe(port)}.`,
   ],
   ERR_INVALID_HANDLE_TYPE: [TypeError, () => 'This handle type cannot be sent'],
+  ERR_WORKER_HANDLE_NOT_TRANSFERABLE: [
+    Error,
+    (name) =>
+      `${name} cannot be transferred in its current state; it must be a freshly created or accepted handle that ` +
+      'has not started reading and has no pending writes',
+  ],
   // forkline's own: faults on the wire, reported as 'error' events instead of crashing the parent.
   FORKLINE_MALFORMED_MESSAGE: [Error, (detail) => detail],
   FORKLINE_MESSAGE_TOO_LARGE: [Error, (detail) => detail],

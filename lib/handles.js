@@ -11,6 +11,7 @@ const net = require('node:net');
 const process = require('node:process');
 const native = require('./binding');
 const { makeError, errnoException } = require('./errors');
+const nodeVersion = require('./node_version');
 const { socketList } = require('./socket_list');
 
 function nop() {}
@@ -25,6 +26,22 @@ function handleWraps() {
     wraps = { TCP, Pipe, UDP, tcpSocket: tcp.SOCKET, pipeSocket: pipe.SOCKET };
   }
   return wraps;
+}
+
+// net.BoundSocket crosses a channel as it crosses to a worker thread (Node's handleConversion does the same): its
+// worker_threads transfer hooks give up its TCP handle and build one from a received handle. They are symbols on its
+// prototype, found by their names; null where this Node has no BoundSocket.
+let boundSocketHooks;
+function boundSocketTransfer() {
+  if (boundSocketHooks === undefined) {
+    const BoundSocket = nodeVersion.boundSocket();
+    const symbols = BoundSocket ? Object.getOwnPropertySymbols(BoundSocket.prototype) : [];
+    const named = (name) => symbols.find((sym) => sym.description === name);
+    const transfer = named('messaging_transfer_symbol');
+    const deserialize = named('messaging_deserialize_symbol');
+    boundSocketHooks = transfer && deserialize ? { BoundSocket, transfer, deserialize } : null;
+  }
+  return boundSocketHooks;
 }
 
 function dgramHandle(socket) {
@@ -95,6 +112,37 @@ const HANDLE_TYPES = {
       return openWrap(native.socketKind(fd) === 'pipe' ? new Pipe(pipeSocket) : new TCP(tcpSocket), fd);
     },
   },
+  'net.BoundSocket': {
+    // Node: a pipe bind cannot be sent; one already adopted, closed or sent cannot be transferred.
+    fd(bound) {
+      if (bound.isPipe) throw makeError('ERR_INVALID_HANDLE_TYPE');
+      try {
+        return bound.fd();
+      } catch (err) {
+        if (err.code !== 'ERR_SOCKET_HANDLE_ADOPTED') throw err;
+        throw makeError('ERR_WORKER_HANDLE_NOT_TRANSFERABLE', 'net.BoundSocket');
+      }
+    },
+    // Handed over as Node hands it (its transfer hook): the sender's BoundSocket is left adopted, and its handle
+    // closes at once, the core's duplicate keeping the socket until the ACK (keepOpen or not: nothing can reach the
+    // handle any more).
+    postSend(bound) {
+      const { transfer } = boundSocketTransfer();
+      bound[transfer]().data.handle.close();
+    },
+    got(envelope, fd) {
+      const hooks = boundSocketTransfer();
+      if (!hooks) throw makeError('FORKLINE_BAD_HANDLE', 'a net.BoundSocket arrived, and this Node has none; closed');
+      // Checked before the fd has an owner: the hook closes a handle it refuses, so it must not refuse.
+      if (native.socketKind(fd) !== 'tcp') {
+        throw makeError('FORKLINE_BAD_HANDLE', 'a net.BoundSocket arrived that is no TCP socket; closed');
+      }
+      const { TCP, tcpSocket } = handleWraps();
+      const bound = new net._TransferredBoundSocket();
+      bound[hooks.deserialize]({ handle: openWrap(new TCP(tcpSocket), fd) });
+      return bound;
+    },
+  },
   'dgram.Socket': {
     fd: (socket) => {
       const handle = dgramHandle(socket);
@@ -121,6 +169,8 @@ function handleType(handle) {
   if (handle instanceof dgram.Socket) return 'dgram.Socket';
   const { TCP, Pipe, UDP } = handleWraps();
   if (handle instanceof TCP || handle instanceof Pipe) return 'net.Native';
+  const bound = boundSocketTransfer();
+  if (bound && handle instanceof bound.BoundSocket) return 'net.BoundSocket';
   if (handle instanceof UDP) return 'dgram.Native';
   throw makeError('ERR_INVALID_HANDLE_TYPE');
 }

@@ -10,7 +10,7 @@ const util = require('node:util');
 // The process object of start-up, not the global at call time: code may replace globalThis.process (tinypool does).
 const process = require('node:process');
 const native = require('./binding');
-const { setupChannel, flushPendingMessages } = require('./channel');
+const { setupChannel, flushPendingMessages, flushNow } = require('./channel');
 const {
   RUNTIME_BUSY_POLL,
   RUNTIME_FD,
@@ -87,7 +87,7 @@ function startChildRuntime() {
     for (let i = process.listenerCount(name); i > 0; i--) control.refCounted();
   }
 
-  if (uniqueId !== undefined) startClusterWorker(uniqueId);
+  if (uniqueId !== undefined) startClusterWorker(uniqueId, end);
 }
 
 // Node's initializeClusterIPC (lib/internal/process/pre_execution.js), which its bootstrap runs right after the
@@ -95,7 +95,7 @@ function startChildRuntime() {
 // side; _setupWorker() makes cluster.worker, listens for the primary's messages and says 'online'; the variable goes
 // so that grandchildren do not inherit it. As Node, only for a script (no argv[1], e.g. `node -e`: the variable stays
 // and nothing starts).
-function startClusterWorker(uniqueId) {
+function startClusterWorker(uniqueId, end) {
   process.env.NODE_UNIQUE_ID = uniqueId;
   if (!process.argv[1]) return;
   const cluster = require('node:cluster');
@@ -103,6 +103,9 @@ function startClusterWorker(uniqueId) {
     runtimeFailed('node:cluster was loaded as a primary before the runtime (by an earlier preload?)');
   }
   cluster._setupWorker();
+  // Node's worker writes 'online' at once, before the user's script: a primary can then kill a worker that never
+  // yields (test-cluster-kill-infinite-loop). Ours would wait for the end of the tick.
+  flushNow(end);
   delete process.env.NODE_UNIQUE_ID;
 }
 

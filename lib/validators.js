@@ -6,6 +6,7 @@ const os = require('node:os');
 const { fileURLToPath } = require('node:url');
 const { Buffer } = require('node:buffer');
 const { makeError } = require('./errors');
+const nodeVersion = require('./node_version');
 
 function validateString(value, name) {
   if (typeof value !== 'string') throw makeError('ERR_INVALID_ARG_TYPE', name, 'string', value);
@@ -29,10 +30,33 @@ function isInt32(value) {
   return value === (value | 0);
 }
 
+// Node's validateInteger and validateInt32 (lib/internal/validators.js): a non-number is a type error, a fraction or
+// a number out of [min, max] a range error.
+function validateInteger(value, name, min = Number.MIN_SAFE_INTEGER, max = Number.MAX_SAFE_INTEGER) {
+  if (typeof value !== 'number') throw makeError('ERR_INVALID_ARG_TYPE', name, 'number', value);
+  if (!Number.isInteger(value)) throw makeError('ERR_OUT_OF_RANGE', name, 'an integer', value);
+  if (value < min || value > max) throw makeError('ERR_OUT_OF_RANGE', name, `>= ${min} && <= ${max}`, value);
+}
+
+function validateInt32(value, name, min = -2147483648, max = 2147483647) {
+  validateInteger(value, name, min, max);
+}
+
+// spawn()'s `timeout`, as the running Node checks it (lib/node_version.js).
 function validateTimeout(timeout) {
-  if (timeout != null && !(Number.isInteger(timeout) && timeout >= 0)) {
+  if (timeout == null) return;
+  if (nodeVersion.integerValidators) {
+    validateInteger(timeout, 'timeout', 0);
+  } else if (!(Number.isInteger(timeout) && timeout >= 0)) {
     throw makeError('ERR_OUT_OF_RANGE', 'timeout', 'an unsigned integer', timeout);
   }
+}
+
+// spawn()'s `uid` and `gid`, as the running Node checks them.
+function validateId(value, name) {
+  if (value == null) return;
+  if (nodeVersion.integerValidators) validateInt32(value, name);
+  else if (!isInt32(value)) throw makeError('ERR_INVALID_ARG_TYPE', name, 'int32', value);
 }
 
 function validateAbortSignal(signal, name) {
@@ -98,8 +122,10 @@ module.exports = {
   validateObject,
   validateArray,
   validateBoolean,
-  isInt32,
+  validateInteger,
+  validateInt32,
   validateTimeout,
+  validateId,
   validateAbortSignal,
   validateNullCheck,
   validatePort,

@@ -18,6 +18,7 @@ const { rollingReload } = require('./reload');
 const { workerExecArgv } = require('./inspect');
 const { clusterStats } = require('./stats');
 const debug = require('../debug');
+const nodeVersion = require('../node_version');
 const busGateways = require('../bus/gateway');
 
 const { EINVAL } = os.constants.errno;
@@ -150,6 +151,8 @@ cluster.fork = function forkWorker(env) {
       removeServersOf(worker);
       removeWorker(worker);
     }
+    // It holds nothing now: the connections it was handed and never touched go to the other workers.
+    for (const server of servers.values()) server.reclaim(worker.id);
     worker.exitedAfterDisconnect = !!worker.exitedAfterDisconnect;
     worker.state = 'dead';
     debug.workerExit(worker, exitCode, signalCode);
@@ -197,8 +200,14 @@ cluster.broadcast = function broadcast(message) {
 };
 
 cluster.reload = function reload(options, callback) {
-  return rollingReload(cluster, options, callback);
+  return rollingReload(cluster, options, callback, holdConnectionsOf);
 };
+
+// While reload() replaces `worker`, each connection handed to it is kept in the primary too (src/cluster/
+// round_robin.rs), so that one it closes before reading it can go to another worker once it has exited.
+function holdConnectionsOf(worker, on) {
+  for (const server of servers.values()) server.hold(worker.id, on);
+}
 
 // forkline's own: what each worker is doing (lib/cluster/stats.js).
 cluster.stats = () => clusterStats(cluster, servers);
@@ -236,13 +245,16 @@ const ACTS = {
 
   queryServer(worker, message) {
     if (worker.exitedAfterDisconnect) return;
-    const key = `${message.address}:${message.port}:${message.addressType}:${message.fd}:${message.index}`;
-    let server = servers.get(key);
+    const key = serverKey(message);
+    const cached = servers.get(key);
+    // Node 22 on: a worker that already holds the cached server of its key (it listens on that port again) gets a
+    // server of its own, which replaces the cached one only if it can listen (lib/node_version.js).
+    let server = cached !== undefined && !(nodeVersion.clusterKeyByPort && cached.has(worker.id)) ? cached : undefined;
     let errno = 0;
     if (server === undefined) {
       try {
         server = native.NativeServer.open(serverSpec(key, message));
-        servers.set(key, server);
+        if (cached === undefined) servers.set(key, server);
       } catch (err) {
         errno = -(os.constants.errno[err.message] || EINVAL);
       }
@@ -251,9 +263,10 @@ const ACTS = {
     if (server !== undefined) {
       try {
         fd = server.add(worker.id, nativeChannelOf(worker.process));
+        servers.set(key, server);
       } catch (err) {
         errno = -(os.constants.errno[err.message] || EINVAL);
-        if (server.remove(worker.id)) servers.delete(key);
+        if (server.remove(worker.id) && servers.get(key) === server) servers.delete(key);
       }
     }
     if (server !== undefined && !server.data) server.data = message.data;
@@ -284,6 +297,13 @@ const ACTS = {
     if (server && server.remove(worker.id)) servers.delete(message.key);
   },
 };
+
+// The key a worker's server goes by (Node's queryServer): its listen index counts too before Node 22, and from
+// Node 22 only for port 0 (each such listen is a port of its own).
+function serverKey(message) {
+  const base = `${message.address}:${message.port}:${message.addressType}:${message.fd}`;
+  return nodeVersion.clusterKeyByPort && message.port !== 0 ? base : `${base}:${message.index}`;
+}
 
 function serverSpec(key, message) {
   const { addressType, port } = message;

@@ -129,6 +129,11 @@ impl Server {
         Ok(fd)
     }
 
+    /// Whether worker `id` holds this server (Node 22's `handle.has(worker)`).
+    pub fn has(&self, id: u32) -> bool {
+        self.state().members.contains(&id)
+    }
+
     /// Reuse-port sockets all bind the port the first one got (port 0 included).
     fn reuse_spec(&self, st: &State) -> Spec {
         let port = st
@@ -169,6 +174,21 @@ impl Server {
         }
         self.close(&mut st);
         true
+    }
+
+    /// While a reload replaces worker `id`, the distributor keeps a copy of each connection it hands it
+    /// (round_robin.rs: the worker may close one before reading it); `on` false ends that.
+    pub fn hold(&self, id: u32, on: bool) {
+        if let Some(rr) = &self.state().rr {
+            rr.hold(id, on);
+        }
+    }
+
+    /// Worker `id` has exited: the connections it was handed and never touched go to the others.
+    pub fn reclaim(&self, id: u32) {
+        if let Some(rr) = &self.state().rr {
+            rr.reclaim(id);
+        }
     }
 
     fn close(&self, st: &mut State) {
