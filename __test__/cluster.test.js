@@ -779,6 +779,15 @@ for (const kind of ['udp4', 'tcp']) {
   );
 }
 
+for (const policy of ['rr', 'none']) {
+  test(`a worker's listen backlog is the primary's (${policy}): as node:cluster`, { timeout: TIMEOUT }, async (t) => {
+    const [node, forkline] = await compare(t, 'cluster-backlog.js', [policy]);
+    if (node.backlogs === null) return t.skip('no ss(8) here');
+    assert.ok(node.backlogs.includes(127), `node: ${node.backlogs}`);
+    assert.deepStrictEqual(forkline, node);
+  });
+}
+
 test('no primary or worker of this file is left running', { timeout: TIMEOUT }, async () => {
   await sleep(200);
   const left = descendants(process.pid).filter((pid) => procState(pid) !== 'Z');
