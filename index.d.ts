@@ -123,6 +123,11 @@ export interface ChildProcessWithoutNullStreams extends ChildProcess {
 
 export type { StdioNull, StdioPipe };
 
+/** What serves this process: `'native'` (forkline's Rust addon) or `'portable'` (Node's own channel and cluster with
+ * forkline's JS-level features, where the addon cannot load or `FORKLINE_BACKEND=portable`; docs/api.md, "Portable
+ * mode"). */
+export const backend: 'native' | 'portable';
+
 export function fork(modulePath: string | URL, options?: ForkOptions): ChildProcess;
 export function fork(modulePath: string | URL, args?: readonly string[], options?: ForkOptions): ChildProcess;
 

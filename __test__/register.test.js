@@ -273,7 +273,17 @@ test('without its addon, the flag leaves Node alone and says why once', async (t
   const debug = await node(t, dir, ['-r', 'forkline/register', 'surface.cjs'], { NODE_DEBUG: 'forkline' });
   assertClean(debug);
   if (portable) {
-    assertServed(debug.json.forks, ['require', 'destructured', 'cjs library in node_modules', 'spawn with ipc']);
+    // The portable backend serves the forks with Node's own ChildProcess class (so `node` is true too) and counts
+    // what crossed; its cluster is Node's own primary, so node:cluster stays Node's, said once.
+    const labels = debug.json.forks.map((fork) => fork.label);
+    assert.deepStrictEqual(labels, ['require', 'destructured', 'cjs library in node_modules', 'spawn with ipc']);
+    for (const fork of debug.json.forks) {
+      assert.deepStrictEqual([fork.echoed, fork.forkline, fork.node], [true, true, true], fork.label);
+      assert.ok(fork.sent >= 1 && fork.received >= 1, `${fork.label}: stats ${fork.sent}/${fork.received}`);
+    }
+    assert.strictEqual(debug.json.cluster.forklines, false);
+    const said = debug.stderr.split('\n').filter((line) => /register: forkline runs its portable backend/.test(line));
+    assert.strictEqual(said.length, 1, debug.stderr);
     return;
   }
   for (const fork of debug.json.forks) {

@@ -17,7 +17,8 @@
 // Nothing of forkline loads until the first fork (or the first use of node:cluster): a process that inherited the
 // flag and never forks pays for loading node:child_process and node:cluster only. If forkline cannot load then (no
 // addon for this platform, and no portable backend), Node's functions are put back and called, and the reason is
-// said once: a NODE_DEBUG=forkline line, or a warning when FORKLINE_REGISTER was set explicitly.
+// said once: a NODE_DEBUG=forkline line, or a warning when FORKLINE_REGISTER was set explicitly; forkline's portable
+// backend serves the forks, but its cluster is Node's own primary, so node:cluster stays Node's there.
 //
 // This module is the only one in lib/ that knows about registering; the rest of lib/ is used as any program uses it.
 
@@ -83,6 +84,12 @@ function loadForkline() {
     forkline = null;
     giveUp(`forkline cannot load (${err.message})`);
   }
+  // The portable backend's cluster is Node's own primary behind forkline's object (lib/portable/cluster.js), and
+  // Node's primary works on node:cluster itself: it must stay Node's. Its forks are Node's fork() with forkline's
+  // additions, which it takes from state.node rather than from node:child_process.
+  if (forkline && forkline.backend === 'portable') {
+    giveUp("forkline runs its portable backend, whose cluster is Node's own", ['cluster']);
+  }
   return forkline;
 }
 
@@ -144,6 +151,8 @@ function replaceChildProcess() {
 
   cp.fork = fork;
   cp.spawn = spawn;
+  // Node's own, for forkline's portable backend, which calls them (lib/portable/child_process.js).
+  state.node = { fork: nodeFork, spawn: nodeSpawn };
   restore.child_process = () => {
     if (cp.fork === fork) cp.fork = nodeFork;
     if (cp.spawn === spawn) cp.spawn = nodeSpawn;
@@ -189,7 +198,8 @@ function replaceCluster() {
     loading = true;
     try {
       const impl = loadForkline();
-      target = impl ? impl.cluster : null;
+      // Given up on while forkline loaded (its portable backend): Node's object is back as it was.
+      target = impl && !('cluster' in state.skipped) ? impl.cluster : null;
     } catch (err) {
       target = null;
       giveUp(`forkline's cluster cannot load (${err.message})`, ['cluster']);

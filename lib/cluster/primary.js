@@ -209,8 +209,18 @@ function holdConnectionsOf(worker, on) {
   for (const server of servers.values()) server.hold(worker.id, on);
 }
 
-// forkline's own: what each worker is doing (lib/cluster/stats.js).
-cluster.stats = () => clusterStats(cluster, servers);
+// forkline's own: what each worker is doing (lib/cluster/stats.js), with the acceptor's tallies of its servers.
+cluster.stats = () => clusterStats(cluster, connectionsOf);
+
+function connectionsOf(worker) {
+  const total = { handed: 0, refused: 0 };
+  for (const server of servers.values()) {
+    const tally = server.tally(worker.id);
+    total.handed += tally.handed;
+    total.refused += tally.refused;
+  }
+  return total;
+}
 
 function removeWorker(worker) {
   delete cluster.workers[worker.id];
