@@ -6,10 +6,11 @@
 // (scripts/node-majors.js). The test files' children use process.execPath, and PATH starts with the major's bin
 // folder, so every process of a run is that Node.
 //
-// Only what a Node version can change runs here: install.test.js (packing and the C library) and bench-svg.test.js
-// (drawing) do not depend on the running Node and stay in the main pass. The runtime pass (children and workers on
+// Only what a Node version can change runs here. These stay in the main pass: install.test.js (packing and the C
+// library), bench-svg.test.js (drawing), bus-cluster and bus-sentinel (Redis topologies: the bus suite itself runs
+// here in bus.test.js) and chaos.test.js (the native core's fault recovery). The runtime pass (children and workers on
 // forkline's child runtime, `npm run test:runtime`) runs under each major too, since the runtime leans on Node's
-// start-up.
+// start-up. Two test files at a time, as `npm test` runs them (their children mostly wait).
 //
 //   node scripts/test-matrix.js [--majors=22,24,26]
 
@@ -20,7 +21,13 @@ const { spawnSync } = require('node:child_process');
 const { supportedMajors, ensureNode, versionOf } = require('./node-majors');
 
 const ROOT = path.join(__dirname, '..');
-const NOT_VERSION_DEPENDENT = ['install.test.js', 'bench-svg.test.js'];
+const NOT_VERSION_DEPENDENT = [
+  'install.test.js',
+  'bench-svg.test.js',
+  'bus-cluster.test.js',
+  'bus-sentinel.test.js',
+  'chaos.test.js',
+];
 // The files `npm run test:runtime` runs with FORKLINE_CHILD_RUNTIME=forkline (package.json).
 const RUNTIME_FILES = (() => {
   const { scripts } = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
@@ -39,7 +46,8 @@ function testFiles() {
 function runPass(binary, files, env) {
   const tap = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'forkline-matrix-')), 'report.tap');
   const started = Date.now();
-  const args = ['--test', '--test-timeout=120000', '--test-reporter=spec', '--test-reporter-destination=stdout'];
+  const args = ['--test', '--test-concurrency=2', '--test-timeout=120000'];
+  args.push('--test-reporter=spec', '--test-reporter-destination=stdout');
   args.push('--test-reporter=tap', `--test-reporter-destination=${tap}`, ...files);
   const result = spawnSync(binary, args, {
     cwd: ROOT,
