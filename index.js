@@ -3,7 +3,7 @@
 
 // forkline: node:child_process's fork() with the IPC channel in Rust, and node:cluster's primary. This file only
 // loads and re-exports: the JS layer is lib/ (one module per concern, named after Node's lib/internal), the native
-// addon is src/ (see README.md, Architecture).
+// addon is src/ (see ARCHITECTURE.md).
 
 // The backend first (lib/backend.js): the native addon, or the portable mode where it cannot load or
 // FORKLINE_BACKEND=portable says so. FORKLINE_BACKEND=native with no addon that loads fails here, saying how to build it.

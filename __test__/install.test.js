@@ -27,7 +27,7 @@ const TARBALL_LIMIT = 5 * 1024 * 1024;
 
 // Without cargo-zigbuild there is no prebuilt binary to test; CI installs it (.ci/run), so only there is it a failure.
 const zigbuild = !spawnSync('cargo-zigbuild', ['--version'], { stdio: 'ignore' }).error;
-const skip = zigbuild || process.env.CI ? false : 'needs `pip install ziglang cargo-zigbuild` (see README)';
+const skip = zigbuild || process.env.CI ? false : 'needs `pip install ziglang cargo-zigbuild` (see docs/install.md)';
 
 let tmp;
 let tarball; // as packed

@@ -147,7 +147,7 @@ class Round {
   // 'disconnect' before 'exit' before 'close', and the exit wanted ({ signal: 'SIGKILL' } or { code: 0 }); 'error'
   // events only with codes in `errors`. A child that exited while its channel never reported EOF is one problem,
   // 'no-eof' (its missing 'disconnect' and 'close' and the channel's fd left open follow from it); an EOF that
-  // came after 'exit' is 'exit-before-disconnect' (the README promises 'disconnect', 'exit', 'close').
+  // came after 'exit' is 'exit-before-disconnect' (docs/api.md promises 'disconnect', 'exit', 'close').
   checkLifecycle(rec, { signal = null, code = null, errors = [] } = {}) {
     const count = (name) => rec.events.filter(([n]) => n === name).length;
     const order = rec.events.map(([n]) => n);

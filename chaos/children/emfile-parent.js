@@ -70,7 +70,7 @@ function forkOne(pipe = rand() < 0.5) {
   child.on('disconnect', () => rec.events.push('disconnect'));
   child.on('exit', (code, signal) => {
     rec.events.push(`exit ${code} ${signal}`);
-    // Node never emits 'close' for a child whose channel the parent disconnected (README).
+    // Node never emits 'close' for a child whose channel the parent disconnected (docs/api.md).
     if (impl === 'node') rec.closed = true;
   });
   child.on('close', () => {

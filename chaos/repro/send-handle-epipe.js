@@ -3,7 +3,7 @@
 // Reproduction (chaos suite, issue #11): child.send(message, socket, callback) to a child that has died but whose
 // 'disconnect' has not been emitted yet (connected is still true). forkline's write fails at once with EPIPE, and
 // _sendHandle (lib/channel.js) returns before postSend(): the socket stays open and attached in the parent
-// (socket._handle still set), although the README says "A socket sent without keepOpen is detached at once" and
+// (socket._handle still set), although docs/api.md says "A socket sent without `keepOpen` is detached at once" and
 // Node's net.Socket send() detaches it before writing. Code written for Node does not destroy a socket it has sent,
 // so the connection leaks (its client never sees EOF) unless the callback's error is taken as "still yours".
 // (Node itself, here, detaches the socket, reports success, and keeps it as its _pendingMessage, which it never

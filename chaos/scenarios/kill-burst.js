@@ -7,7 +7,7 @@
 // parent's k-th send to it (same tick), the child itself right after its own k-th send (mid-write), with
 // child.kill() (which flushes the parent's pending sends first) or a bare process.kill(). The others live: they are
 // told to finish, answer with how many they sent and got, and are disconnected; or (drawn) the parent disconnects
-// one right in its burst, and everything it sent before must still arrive (the README: nothing sent is dropped by
+// one right in its burst, and everything it sent before must still arrive (docs/api.md: nothing sent is dropped by
 // disconnect()).
 //
 // Afterwards: every message from a child arrives at most once, in order, with no gap; from a victim, at least every

@@ -10,7 +10,7 @@
 //!
 //! The layer: napi-free, over `crate::core` (the worker channels a connection goes on, the `newconn` messages) and
 //! `crate::os` (socket syscalls); never `crate::napi`, whose server.rs wraps `Server` for JS. listen.rs makes the
-//! cluster's own sockets, so its two fd-ownership `unsafe` blocks (with their `// SAFETY:` lines) sit there.
+//! cluster's own sockets, so its `unsafe` blocks (fd ownership, TCP_INFO, FIONREAD; each with `// SAFETY:`) sit there.
 
 pub(crate) mod listen;
 pub(crate) mod round_robin;

@@ -276,7 +276,7 @@ impl Source for Listener {
             return;
         }
         // This runs on the reactor thread: from the first connection on, its wake-ups wait for the CPU instead of
-        // preempting a worker (README's Cluster has the measurement).
+        // preempting a worker (docs/cluster.md has the measurement).
         if !BATCH_SCHEDULING.replace(true) && batch_scheduling_wanted() {
             sys::prefer_batch_scheduling();
         }

@@ -240,12 +240,13 @@ impl NativeChild {
         self.side.submit(envelope, Some(fd))
     }
 
-    /// Whether a handle sent to the child still waits for its ACK (later writes are held behind it).
+    /// The channel's counters (still there once it is closed).
     #[napi]
     pub fn stats(&self) -> ChannelStats {
         self.side.stats()
     }
 
+    /// Whether a handle sent to the child still waits for its ACK (later writes are held behind it).
     #[napi]
     pub fn awaiting_ack(&self) -> bool {
         self.side.awaiting_ack()

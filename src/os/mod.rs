@@ -1,8 +1,8 @@
 //! The operating system: socket syscalls (`sys.rs`), starting a child (`spawn.rs`), reaping and signalling it
 //! (`process.rs`), and the process's one epoll thread that serves every channel, child and acceptor
 //! (`reactor.rs`). The syscalls' `unsafe` lives here, each block with its `// SAFETY:` line; the one exception is
-//! cluster/listen.rs, the cluster's own sockets (two fd-ownership blocks). It may import `crate::core`'s
-//! vocabulary (`SysError`); never `crate::napi`.
+//! cluster/listen.rs, the cluster's own sockets (fd ownership, and TCP_INFO/FIONREAD for `untouched`). It may
+//! import `crate::core`'s vocabulary (`SysError`); never `crate::napi`.
 
 pub(crate) mod process;
 pub(crate) mod reactor;

@@ -12,10 +12,11 @@
 //! What cannot be done at once on the owner's thread — reading a burst, writing what the socket did not take —
 //! is done on the process's one reactor thread (os/reactor.rs), to which the channel is a [`Source`].
 //!
-//! The channel is one type in five files: this one holds [`Channel`], what it reports and how it is made;
+//! The channel is one type in several files: this one holds [`Channel`], what it reports and how it is made;
 //! `read.rs` the read side (the owner's reads, the reactor's bursts, EOF); `write.rs` the ordered write queue,
 //! the reactor's writes and the sending half of the handshake; `inbound.rs` what the reader does with
 //! each decoded frame (pairing fds with their envelopes, answering the handshake, routing `newconn` replies);
+//! `memfd.rs` large advanced messages as memfds (core/memfd.rs);
 //! `stats.rs` its counters (`stats()`), bumped by one-line hooks in the other three; `tests.rs` the tests of all.
 
 mod inbound;
