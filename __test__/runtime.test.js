@@ -62,14 +62,11 @@ function eventsUntilClosed(t, mode) {
 
 test('a child without listeners is not kept alive by its channel', { timeout: 20_000 }, async (t) => {
   const results = await eventsUntilClosed(t, 'silent');
-  assert.deepStrictEqual(results.forkline, results.node);
-  assert.deepStrictEqual(results.forkline, [
-    ['spawn'],
-    ['message', 'ready'],
-    ['disconnect'],
-    ['exit', 0, null],
-    ['close', 0, null],
-  ]);
+  const expected = [['spawn'], ['message', 'ready'], ['disconnect'], ['exit', 0, null], ['close', 0, null]];
+  assert.deepStrictEqual(results.forkline, expected);
+  // Node's own 'exit' may come before its 'disconnect' (seen under load); the events are the same.
+  const sorted = (log) => log.map((e) => JSON.stringify(e)).sort();
+  assert.deepStrictEqual(sorted(results.node), sorted(expected));
 });
 
 test("a 'message' listener keeps the child alive until the parent disconnects", { timeout: 20_000 }, async (t) => {
@@ -166,14 +163,11 @@ test("NODE_ messages are 'internalMessage' in the child, others 'message'", { ti
 
 test('process.disconnect() in the child: the parent sees disconnect, the child sees it too', async (t) => {
   const results = await eventsUntilClosed(t, 'disconnect-self');
-  assert.deepStrictEqual(results.forkline, results.node);
-  assert.deepStrictEqual(results.forkline, [
-    ['spawn'],
-    ['message', 'bye'],
-    ['disconnect'],
-    ['exit', 0, null],
-    ['close', 0, null],
-  ]);
+  const expected = [['spawn'], ['message', 'bye'], ['disconnect'], ['exit', 0, null], ['close', 0, null]];
+  assert.deepStrictEqual(results.forkline, expected);
+  // Node's own 'exit' may come before its 'disconnect' (seen under load); the events are the same.
+  const sorted = (log) => log.map((e) => JSON.stringify(e)).sort();
+  assert.deepStrictEqual(sorted(results.node), sorted(expected));
 });
 
 // Node's own child hangs here (its failed write keeps it alive and it never sees 'disconnect'), so forkline is checked
