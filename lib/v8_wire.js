@@ -11,10 +11,14 @@
 //
 // The bytes are V8's: the header is read from the running V8 (its version differs across majors), and a self-check
 // at first use compares this encoder with V8's serializer on every value kind, falling back to V8 alone if they ever
-// differ. V8 chooses two encodings by how it holds a value, which JS cannot see: an integer in a property that once
-// held a fraction (a "double field") or in an array of doubles it writes as a double, and a Latin-1 string it holds
-// as two-byte it writes as two-byte. Here an integer is an int32 unless it sits in an array of numbers with a
-// fraction among them, and a string is one-byte whenever it can be. Either way V8 reads back the same value.
+// differ; the tests compare them with node:child_process's own bytes on each major. Where V8 picks an encoding by how
+// it holds a value rather than by the value, JS cannot see which, and this codec picks the usual one: V8 writes an
+// integer as a double when it holds it in a heap number (a property that once held a fraction, an array that passed
+// through being all doubles or was made where such arrays were made, a result of arithmetic in doubles), an array
+// with holes it never had as sparse (one made by `new Array(n)`), and a Latin-1 string it holds in two bytes a
+// char (a slice of a longer string) in two bytes. Here an integer is an int32 unless it sits in an array of numbers
+// with a fraction among them (as JSON.parse, literals and map() make such arrays), an array is dense, a string one
+// byte a char whenever it can be. Either way the receiver reads the same value.
 
 const { Buffer } = require('node:buffer');
 const v8 = require('node:v8');
@@ -23,6 +27,10 @@ const { isProxy, isDate, isMap, isSet, isArgumentsObject, isModuleNamespaceObjec
 // Methods called on values, taken at load as Node's primordials are, so that a patched prototype changes nothing.
 const uncurryThis = Function.prototype.bind.bind(Function.prototype.call);
 const ObjectPrototype = Object.prototype;
+const ArrayPrototype = Array.prototype;
+const DatePrototype = Date.prototype;
+const MapPrototype = Map.prototype;
+const SetPrototype = Set.prototype;
 const { getPrototypeOf, keys: objectKeys, defineProperty } = Object;
 const { isArray } = Array;
 const { isView } = ArrayBuffer;
@@ -286,8 +294,8 @@ function writeNumber(v) {
 // offset from the start of the frame (V8 pads before the tag; its buffer starts with Node's length prefix).
 function writeString(s) {
   const len = s.length;
-  ensure(2 * len + 12);
   if (len <= 32) {
+    ensure(2 * len + 12);
     const start = pos;
     slab[pos++] = T_ONE_BYTE_STRING;
     slab[pos++] = len;
@@ -303,9 +311,13 @@ function writeString(s) {
   }
   if (Buffer.byteLength(s, 'utf8') !== len) {
     for (let i = 0; i < len; i++) {
-      if (s.charCodeAt(i) > 0xff) return writeTwoByte(s, len);
+      if (s.charCodeAt(i) > 0xff) {
+        ensure(2 * len + 12);
+        return writeTwoByte(s, len);
+      }
     }
   }
+  ensure(len + 12);
   slab[pos++] = T_ONE_BYTE_STRING;
   writeVarint(len);
   pos += BufferPrototypeLatin1Write(slab, s, pos, len);
@@ -385,11 +397,11 @@ function writeObject(o) {
     addSeen(o);
     return writeProperties(o, objectKeys(o));
   }
-  if (proto === Array.prototype && isArray(o)) {
+  if (proto === ArrayPrototype && isArray(o)) {
     addSeen(o);
     return writeArray(o);
   }
-  if (proto === Date.prototype && isDate(o)) {
+  if (proto === DatePrototype && isDate(o)) {
     addSeen(o);
     ensure(9);
     slab[pos++] = T_DATE;
@@ -397,11 +409,11 @@ function writeObject(o) {
     for (let i = 0; i < 8; i++) slab[pos++] = f64Bytes[i];
     return;
   }
-  if (proto === Map.prototype && isMap(o)) {
+  if (proto === MapPrototype && isMap(o)) {
     addSeen(o);
     return writeCollection(o, T_BEGIN_MAP, T_END_MAP, MapPrototypeForEach);
   }
-  if (proto === Set.prototype && isSet(o)) {
+  if (proto === SetPrototype && isSet(o)) {
     addSeen(o);
     return writeCollection(o, T_BEGIN_SET, T_END_SET, SetPrototypeForEach);
   }
