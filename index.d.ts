@@ -123,6 +123,11 @@ export interface ChildProcessWithoutNullStreams extends ChildProcess {
 
 export type { StdioNull, StdioPipe };
 
+/** What serves this process: `'native'` (forkline's Rust addon) or `'portable'` (Node's own channel and cluster with
+ * forkline's JS-level features, where the addon cannot load or `FORKLINE_BACKEND=portable`; docs/api.md, "Portable
+ * mode"). */
+export const backend: 'native' | 'portable';
+
 export function fork(modulePath: string | URL, options?: ForkOptions): ChildProcess;
 export function fork(modulePath: string | URL, args?: readonly string[], options?: ForkOptions): ChildProcess;
 
@@ -175,3 +180,21 @@ export const cluster: Cluster;
 
 export type { Bus, BusSettings, MessageInfo, JobInfo, ProcessOptions } from './lib/bus/index';
 export const bus: import('./lib/bus/index').Bus;
+
+/** A module `forkline/register` can replace: `node:child_process` (fork, and spawn with an 'ipc' slot) or `node:cluster`. */
+export type RegisterableModule = 'child_process' | 'cluster';
+
+/** What `forkline/register` (`node --import forkline/register`, `-r`, or in NODE_OPTIONS) did in this process. */
+export interface Registered {
+  /** Whether the register module ran in this process. */
+  readonly ran: boolean;
+  /** The modules it was asked to replace (FORKLINE_REGISTER; both by default). */
+  readonly requested: readonly RegisterableModule[];
+  /** Those it replaced. */
+  readonly replaced: readonly RegisterableModule[];
+  /** Those it left as Node's, with why (a cluster worker, forkline could not load, ...). */
+  readonly skipped: { readonly [name in RegisterableModule]?: string };
+}
+
+/** What `forkline/register` did in this process; `{ ran: false, ... }` when it did not run. Reading it registers nothing. */
+export const registered: Registered;

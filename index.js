@@ -5,16 +5,18 @@
 // loads and re-exports: the JS layer is lib/ (one module per concern, named after Node's lib/internal), the native
 // addon is src/ (see README.md, Architecture).
 
-// The addon first: a missing build fails here, with a message that says how to build it.
-require('./lib/binding');
+// The backend first (lib/backend.js): the native addon, or the portable mode where it cannot load or
+// FORKLINE_BACKEND=portable says so. FORKLINE_BACKEND=native with no addon that loads fails here, saying how to build it.
+const backend = require('./lib/backend');
 const nodeChildProcess = require('node:child_process');
-const { fork, spawn, ChildProcess } = require('./lib/child_process');
+const { fork, spawn, ChildProcess } = backend.childProcess();
 // Preloaded into a child (a parent chose `childRuntime: 'forkline'`), this starts the runtime before user code.
 require('./lib/runtime');
 
 // Plain assignments, so ESM's named imports (`import { fork } from 'forkline'`) see them. spawn() is forkline's
 // for children with an 'ipc' slot; the rest of node:child_process is re-exported as it is, so that swapping the
 // require just works.
+exports.backend = backend.name;
 exports.fork = fork;
 exports.spawn = spawn;
 exports.ChildProcess = ChildProcess;
@@ -27,6 +29,10 @@ const lazy = {
   get bus() {
     return require('./lib/bus');
   },
+  // What forkline/register did in this process (lib/register.js); reading it registers nothing.
+  get registered() {
+    return require('./lib/register').registered();
+  },
 };
 Object.defineProperty(exports, 'cluster', {
   enumerable: true,
@@ -38,6 +44,12 @@ Object.defineProperty(exports, 'bus', {
   enumerable: true,
   get: function () {
     return lazy.bus;
+  },
+});
+Object.defineProperty(exports, 'registered', {
+  enumerable: true,
+  get: function () {
+    return lazy.registered;
   },
 });
 exports.spawnSync = nodeChildProcess.spawnSync;

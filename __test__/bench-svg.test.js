@@ -8,7 +8,11 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { spawn } = require('node:child_process');
-const { test } = require('node:test');
+// What of this file needs the native core: skipped, with the reason, under the portable backend.
+const test = require('./helpers').withNativeOnly(require('node:test'), {
+  'node bench/bench.js --svg <file>: a chart of the rows it ran':
+    "the bench's forkline rows run children on forkline's runtime",
+});
 const { barChart } = require('../bench/svg');
 
 // A small XML parser that accepts only well-formed documents (an XML declaration, comments, elements with quoted

@@ -5,7 +5,11 @@
 // fire while it polls, an idle channel stops costing CPU, a process with nothing else to do still exits, and bad
 // values are refused as Node refuses bad options.
 
-const test = require('node:test');
+// What of this file needs the native core: skipped, with the reason, under the portable backend.
+const test = require('./helpers').withNativeOnly(require('node:test'), {
+  'busyPoll: 200 µs with a forkline child: round trips, timers, no CPU when idle, exits by itself':
+    "the child runtime (childRuntime: 'forkline')",
+});
 const assert = require('node:assert');
 const { execFileSync } = require('node:child_process');
 const { fixture, spawnChild, once } = require('./helpers');

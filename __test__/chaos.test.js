@@ -6,7 +6,7 @@
 // the command that repeats it. Problems that chaos/known-bugs.js excuses are reported as diagnostics, and each known
 // bug has a todo test of its own below that enforces it.
 
-const test = require('node:test');
+const nodeTest = require('node:test');
 const assert = require('node:assert');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
@@ -17,6 +17,31 @@ const { skippedVariants } = require('../chaos/known-bugs');
 const SEED = 0x0c4a0511;
 const ROUNDS = 2;
 const REPRO = path.join(__dirname, '..', 'chaos', 'repro');
+
+// What of this file needs the native core: skipped, with the reason, under the portable backend. A SIGKILLed
+// primary's workers exit by themselves under Node's cluster too, so kill-primary runs there (but for reuseport).
+const NATIVE = {
+  'kill-burst': "the native channel's guarantees under SIGKILL (nothing dropped by disconnect()), runtime children",
+  'kill-handoff': "the native handshake under SIGKILL (the core's copy of a handle until the ACK), runtime children",
+  'hostile-peer': 'malformed-input and fd-flood survival',
+  emfile: "the native spawn's and channel's EMFILE handling (FORKLINE_FD_LOST)",
+};
+const test = require('./helpers').withNativeOnly(nodeTest, {
+  ...Object.fromEntries(
+    SCENARIOS.flatMap((scenario) =>
+      loadScenario(scenario)
+        .variants.map((variant) => [
+          `chaos ${scenario}/${variant}: ${ROUNDS} rounds`,
+          scenario === 'kill-primary' ? variant === 'reuseport' && 'SCHED_REUSEPORT' : NATIVE[scenario],
+        ])
+        .filter(([, reason]) => reason),
+    ),
+  ),
+  'chaos hostile-peer/ctrunc: the fds that arrive with a truncated SCM_RIGHTS message are closed':
+    NATIVE['hostile-peer'],
+  "chaos emfile: fork() at EMFILE emits 'error' on the returned child, as node:child_process, instead of throwing":
+    NATIVE.emfile,
+});
 
 test.before(() => warmUp());
 test.after(() => killEverything());

@@ -4,10 +4,14 @@
 // FORKLINE_CHILD_RUNTIME=forkline) forks workers whose channel is forkline's, and the runtime starts Node's worker
 // side on it; Node's bootstrap never sees NODE_UNIQUE_ID. The rest of Node's cluster behaviour with such workers is
 // cluster.test.js and cli.test.js run again under FORKLINE_CHILD_RUNTIME=forkline (npm run test:runtime).
-const test = require('node:test');
+// What of this file needs the native core: skipped, with the reason, under the portable backend.
+const test = require('./helpers').withNativeOnly(require('node:test'), {
+  "settings.childRuntime 'forkline': workers run on forkline's channel, as Node's workers":
+    "the child runtime (childRuntime: 'forkline'); the portable backend throws FORKLINE_UNSUPPORTED (portable.test.js)",
+});
 const assert = require('node:assert');
 const { spawn } = require('node:child_process');
-const { fixture, killQuietly } = require('./helpers');
+const { fixture, killQuietly, BACKEND } = require('./helpers');
 
 // Runs fixtures/cluster-runtime.js with `setting` and `env` on top of ours; resolves with its JSON result. The primary
 // and its workers are killed when the test ends.
@@ -73,8 +77,10 @@ test("workers stay on Node's channel by default, and with childRuntime 'node'", 
   assert.deepStrictEqual(await runPrimary(t, 'node', { FORKLINE_CHILD_RUNTIME: 'forkline' }), expected('node'));
 });
 
-test('FORKLINE_CHILD_RUNTIME=forkline puts workers on the forkline runtime', async (t) => {
-  assert.deepStrictEqual(await runPrimary(t, 'default', { FORKLINE_CHILD_RUNTIME: 'forkline' }), expected('forkline'));
+// The portable backend has no runtime: there the process default falls back to Node's channel (docs/api.md).
+test("FORKLINE_CHILD_RUNTIME=forkline puts workers on the forkline runtime (portable: on Node's channel)", async (t) => {
+  const runtime = BACKEND === 'native' ? 'forkline' : 'node';
+  assert.deepStrictEqual(await runPrimary(t, 'default', { FORKLINE_CHILD_RUNTIME: 'forkline' }), expected(runtime));
 });
 
 test("a worker that never yields still says 'online' and can be killed, on either runtime, as Node's", async (t) => {
@@ -96,6 +102,7 @@ test("a worker that never yields still says 'online' and can be killed, on eithe
     });
   const node = await run('node', 'default');
   assert.deepStrictEqual(node, { events: ['online', ['exit', null, 'SIGTERM']] });
-  assert.deepStrictEqual(await run('forkline', 'forkline'), node);
+  // The portable backend has no child runtime.
+  if (BACKEND === 'native') assert.deepStrictEqual(await run('forkline', 'forkline'), node);
   assert.deepStrictEqual(await run('forkline', 'node'), node);
 });

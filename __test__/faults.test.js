@@ -3,7 +3,23 @@
 // Bad input and crashes: raw bytes on the channel (bypassing process.send), children that die mid-message or
 // mid-stream, listeners that throw, invalid arguments. The parent must not crash, must not leak fds and must reap.
 
-const test = require('node:test');
+// What of this file needs the native core: skipped, with the reason, under the portable backend.
+const test = require('./helpers').withNativeOnly(require('node:test'), {
+  'a peer that exits without reading what we sent: its last messages, disconnect and close still come':
+    "the fixed event order ('disconnect' before 'close': Node's channel says 'close' first when it saw the exit first)",
+  'malformed JSON, invalid UTF-8 and oversized lines are error events between in-order messages':
+    "malformed-input survival (Node's channel throws on a line that is not JSON)",
+  'fault errors carry a code and a message and are Errors':
+    "the native channel's fault errors (FORKLINE_MALFORMED_MESSAGE, FORKLINE_MESSAGE_TOO_LARGE)",
+  'an oversized line spanning many reads is dropped once; its neighbours arrive': 'maxMessageSize',
+  'maxMessageSize: a message of exactly that many bytes passes, one byte more does not': 'maxMessageSize',
+  'a child that exits mid-message: FORKLINE_TRUNCATED_MESSAGE, then exit/close':
+    "FORKLINE_TRUNCATED_MESSAGE (Node's channel drops a message cut short without a word)",
+  'a child that SIGKILLs itself mid-message: FORKLINE_TRUNCATED_MESSAGE, then exit/close':
+    "FORKLINE_TRUNCATED_MESSAGE (Node's channel drops a message cut short without a word)",
+  "with no 'error' listener a malformed line is a process warning, not a crash":
+    "malformed-input survival (Node's channel throws on a line that is not JSON)",
+});
 const assert = require('node:assert');
 const {
   IMPLS,
@@ -573,12 +589,24 @@ test(
         connected: child.connected,
       };
     }
-    assert.deepStrictEqual(results.node, {
-      rest: [['message', 'one'], ['message', 'two'], ['disconnect'], ['close', 0, null]],
-      exit: ['exit', 0, null],
-      connected: false,
-    });
-    assert.deepStrictEqual(results.forkline, results.node);
+    // Node's 'disconnect' and 'close' come in either order here, depending on its reads (seen under load on Node
+    // 24 and 26); forkline's order is fixed: 'disconnect', then 'close' (docs/api.md).
+    const inOrder = [['message', 'one'], ['message', 'two'], ['disconnect'], ['close', 0, null]];
+    const nodeRest = results.node.rest.map((e) => JSON.stringify(e));
+    assert.deepStrictEqual(
+      nodeRest.slice(0, 2),
+      inOrder.slice(0, 2).map((e) => JSON.stringify(e)),
+    );
+    assert.deepStrictEqual(
+      nodeRest.slice(2).sort(),
+      inOrder
+        .slice(2)
+        .map((e) => JSON.stringify(e))
+        .sort(),
+    );
+    assert.deepStrictEqual(results.node.exit, ['exit', 0, null]);
+    assert.deepStrictEqual(results.forkline, { rest: inOrder, exit: ['exit', 0, null], connected: false });
+    assert.strictEqual(results.node.connected, false);
   },
 );
 

@@ -11,6 +11,30 @@ const os = require('node:os');
 const nodeFork = require('node:child_process').fork;
 const forklineFork = require('..').fork;
 
+// The backend under test: 'native', or 'portable' (FORKLINE_BACKEND=portable, `npm run test:portable`).
+const BACKEND = require('..').backend;
+
+// A test's `skip` option for what only the native core does (the reason says what): false on the native backend,
+// the reason on the portable one, where Node's own channel and cluster serve instead.
+function nativeOnly(reason) {
+  return BACKEND === 'native' ? false : `needs the native core: ${reason}`;
+}
+
+// node:test's `test`, skipping on the portable backend the tests that `reasons` names (title → what they need of the
+// native core; a string: every test of the file). A test file lists what of it is native-only in one place, at its
+// top, and its tests stay as they are.
+function withNativeOnly(test, reasons) {
+  const reasonFor = (name) =>
+    typeof reasons === 'string' ? reasons : Object.hasOwn(reasons, name) ? reasons[name] : null;
+  function nativeOnlyTest(name, options, fn) {
+    const reason = reasonFor(name);
+    const skip = reason === null ? false : nativeOnly(reason);
+    if (!skip) return test(name, options, fn);
+    return typeof options === 'function' ? test(name, { skip }, options) : test(name, { ...options, skip }, fn);
+  }
+  return Object.assign(nativeOnlyTest, test);
+}
+
 const FIXTURES = path.join(__dirname, 'fixtures');
 const fixture = (name) => path.join(FIXTURES, name);
 
@@ -204,6 +228,9 @@ function captureUncaught(t, handler) {
 }
 
 module.exports = {
+  BACKEND,
+  nativeOnly,
+  withNativeOnly,
   IMPLS,
   nodeFork,
   forklineFork,

@@ -2,7 +2,17 @@
 
 // Large advanced messages between two forkline ends as memfds (src/core/memfd.rs): negotiated when the channel opens,
 // invisible to Node's own ends, and safe against a peer that sends bad fds.
-const test = require('node:test');
+// What of this file needs the native core: skipped, with the reason, under the portable backend.
+const test = require('./helpers').withNativeOnly(require('node:test'), {
+  'forkline↔forkline: 1 MB and 16 MB Buffers echo intact through a memfd':
+    'memfd between two forkline ends (the child runtime)',
+  'a large message written before the announce is answered arrives whole, as does the answer':
+    'memfd between two forkline ends (the child runtime)',
+  'a forkline parent never sends a memfd to a node child, even one that sends the announce':
+    "memfd (the native core consumes the announce; Node's channel emits it as 'internalMessage')",
+  'bad memfds from a raw peer: each an error with a code, no fd leaked, the messages around them arrive':
+    'memfd and maxMessageSize',
+});
 const assert = require('node:assert');
 const fs = require('node:fs');
 const path = require('node:path');

@@ -4,7 +4,8 @@
 // 'forkline') as it does under Node's own. Each scenario runs with Node on both ends (the oracle) and with forkline
 // on both ends, and the results are compared.
 
-const test = require('node:test');
+// What of this file needs the native core: skipped, with the reason, under the portable backend.
+const test = require('./helpers').withNativeOnly(require('node:test'), "the child runtime (childRuntime: 'forkline')");
 const assert = require('node:assert');
 const fs = require('node:fs');
 const path = require('node:path');

@@ -2,7 +2,13 @@
 
 // channel.stats() and process.channel.stats(): the counts equal what the test sent and received, message for message
 // and byte for byte, in both serializations, with a handle, for a Node child and under the child runtime.
-const test = require('node:test');
+// What of this file needs the native core: skipped, with the reason, under the portable backend.
+const test = require('./helpers').withNativeOnly(require('node:test'), {
+  'stats() count what crossed (json, childRuntime forkline)': "the child runtime (childRuntime: 'forkline')",
+  'stats() count what crossed (advanced, childRuntime forkline)': "the child runtime (childRuntime: 'forkline')",
+  'stats(): send() returning false, errors by code (JS and core), readable after the channel closed':
+    'maxMessageSize and malformed-input survival, whose errors it counts (portable.test.js has the rest)',
+});
 const assert = require('node:assert');
 const net = require('node:net');
 const v8 = require('node:v8');

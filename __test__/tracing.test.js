@@ -7,7 +7,7 @@ const assert = require('node:assert');
 const { spawn } = require('node:child_process');
 const dc = require('node:diagnostics_channel');
 const net = require('node:net');
-const { forklineFork, fixture, spawnChild, once } = require('./helpers');
+const { forklineFork, fixture, spawnChild, once, BACKEND } = require('./helpers');
 
 function runParent(t, env) {
   const parent = spawn(process.execPath, [fixture('trace-parent.js')], {
@@ -28,14 +28,20 @@ test('NODE_DEBUG=forkline tells a fork/send/exit cycle, in order', { timeout: 30
   const lines = stderr.split('\n').filter(Boolean);
   const child = /spawn pid (\d+)/.exec(stderr)?.[1];
   assert.ok(child, stderr);
+  // The portable backend says so first, and has no malformed-input survival to trace (the fixture sends no bad
+  // lines there).
+  const native = BACKEND === 'native';
   const expected = [
+    ...(native ? [] : ['backend: portable (FORKLINE_BACKEND=portable)']),
     `channel: spawn pid ${child}: ${process.execPath} [`,
     `channel: open (child pid ${child}, json)`,
     `channel: handle send (child pid ${child}): net.Server`,
     `channel: handle ack (child pid ${child})`,
     `channel: backpressure on (child pid ${child}): `,
     `channel: backpressure off (child pid ${child}): 0 bytes queued`,
-    `channel: error (child pid ${child}): FORKLINE_MALFORMED_MESSAGE IPC message is not valid JSON`,
+    ...(native
+      ? [`channel: error (child pid ${child}): FORKLINE_MALFORMED_MESSAGE IPC message is not valid JSON`]
+      : []),
     `channel: closed (child pid ${child}): disconnect`,
     `channel: closed (child pid ${child}): eof`,
     `channel: exit pid ${child}: code 0 signal null`,
@@ -91,8 +97,12 @@ test(
     t.after(() => server.close());
     child.send('h', server);
     await once(child, 'message');
-    child.send('bad');
-    await new Promise((resolve) => child.on('message', (m) => m === 'after' && resolve()));
+    // Bad lines make Node's channel throw: the portable backend skips them.
+    const native = BACKEND === 'native';
+    if (native) {
+      child.send('bad');
+      await new Promise((resolve) => child.on('message', (m) => m === 'after' && resolve()));
+    }
     child.disconnect();
     await once(child, 'exit');
 
@@ -107,7 +117,7 @@ test(
       'forkline:channel:open',
       'forkline:channel:handle send net.Server',
       'forkline:channel:handle ack',
-      'forkline:channel:error FORKLINE_MALFORMED_MESSAGE',
+      ...(native ? ['forkline:channel:error FORKLINE_MALFORMED_MESSAGE'] : []),
       'forkline:channel:close disconnect',
       'forkline:channel:close eof',
       'forkline:exit',

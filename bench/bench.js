@@ -80,6 +80,7 @@ const advanced = require('./scenarios/advanced');
 const cluster = require('./scenarios/cluster');
 const bus = require('./scenarios/bus');
 const scale = require('./scenarios/scale');
+const register = require('./scenarios/register');
 const { barChart } = require('./svg');
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -109,8 +110,9 @@ if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error('--rounds must be a
 
 // The scenario families, in table order. Each exports `scenarios`; it may also export `prepare(options)`, run once
 // (and awaited) before the first measurement when one of its scenarios is selected, and `section(lines, results, writeRows)`, its
-// own part of the report (without one, its rows go in the child_process table).
-const FAMILIES = [channel, handles, advanced, cluster, scale, bus];
+// own part of the report (without one, its rows go in the child_process table), and `chartGroup`, its heading in the
+// chart.
+const FAMILIES = [channel, handles, advanced, cluster, scale, register, bus];
 const SCENARIOS = FAMILIES.flatMap((family) => family.scenarios);
 const familyOf = (scenario) => FAMILIES.find((family) => family.scenarios.includes(scenario));
 
@@ -155,10 +157,13 @@ function writeChart(file, rows, machine) {
     `${machine.cpus} CPUs (${machine.cpuModel}) · node ${machine.node} · ${machine.os} · ` +
       `forkline ${machine.forkline}${machine.commit ? ` (${machine.commit})` : ''} · ${new Date().toISOString().slice(0, 10)}`,
   ];
-  const groupOf = (id) =>
-    familyOf(SCENARIOS.find((s) => s.id === id)).section
+  const groupOf = (id) => {
+    const family = familyOf(SCENARIOS.find((s) => s.id === id));
+    if (family.chartGroup) return family.chartGroup;
+    return family.section
       ? "cluster: forkline's cluster vs node:cluster (HTTP hello world, 2 workers)"
       : 'child_process: a forkline parent and a plain node child vs node ↔ node';
+  };
   const title = `forkline / node, median of ${ROUNDS} round${ROUNDS === 1 ? '' : 's'}${QUICK ? ' (--quick)' : ''}`;
   const chartRows = rows.map((row) => ({ label: row.row, ratio: row.ratio, group: groupOf(row.scenario) }));
   fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });

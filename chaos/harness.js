@@ -347,9 +347,11 @@ async function warmUp() {
   });
   const server = net.createServer();
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  // The portable backend has no child runtime (docs/api.md, "Portable mode").
+  const runtimes = forkline.backend === 'native' ? ['node', 'forkline'] : ['node', 'node'];
   for (const [serialization, childRuntime] of [
-    ['json', 'node'],
-    ['advanced', 'forkline'],
+    ['json', runtimes[0]],
+    ['advanced', runtimes[1]],
   ]) {
     const child = forkline.fork(path.join(CHILDREN, 'echo.js'), [], {
       serialization,

@@ -676,12 +676,13 @@ function sendFd(end, message, type, fd) {
 
 // Sends `message` as send(message) would, with its encoding shared: `memo` (a Map, one per message) keeps each
 // codec's bytes of it, so a message fanned out to many ends is encoded once. The bytes join the end's outbox like
-// any send's (same tick batching, write numbers and 'error' on a failed write). False if the channel is closed.
-function sendEncoded(end, message, memo) {
+// any send's (same tick batching, write numbers and 'error' on a failed write, unless `options.swallowErrors`).
+// False if the channel is closed.
+function sendEncoded(end, message, memo, options = { swallowErrors: false }) {
   if (!end.connected) return false;
   let encoded = memo.get(end._codec);
   if (encoded === undefined) memo.set(end._codec, (encoded = end._codec.encode(message)));
-  const ok = end._queue(encoded, { swallowErrors: false }, undefined);
+  const ok = end._queue(encoded, options, undefined);
   if (!ok) end._sendFalse++;
   return ok;
 }

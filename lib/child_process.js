@@ -24,6 +24,8 @@ const {
   SIGNAL_NAMES,
   convertToValidSignal,
   sanitizeKillSignal,
+  validateMaxMessageSize,
+  busyPollOf,
 } = require('./validators');
 const { codecFor } = require('./serialization');
 const { ChannelEnd, Control, defineChannelApi, flushPendingMessages, emitDisconnectNT } = require('./channel');
@@ -449,12 +451,7 @@ function normalizeSpawnArguments(file, args, options) {
     validateString(options.argv0, 'options.argv0');
     validateNullCheck(options.argv0, 'options.argv0');
   }
-  if (options.maxMessageSize != null) {
-    const max = options.maxMessageSize;
-    if (!Number.isInteger(max) || max < 1) {
-      throw makeError('ERR_OUT_OF_RANGE', 'options.maxMessageSize', 'a positive integer', max);
-    }
-  }
+  validateMaxMessageSize(options.maxMessageSize);
   const busyPoll = busyPollOf(options);
   args.forEach((arg, i) => validateNullCheck(arg, `args[${i}]`));
 
@@ -484,25 +481,6 @@ function normalizeSpawnArguments(file, args, options) {
     busyPoll,
     childRuntime: resolveChildRuntime(options.childRuntime, file),
   };
-}
-
-// `busyPoll` (µs after each send and receive, 0 = off), else the process default FORKLINE_BUSY_POLL.
-const MAX_BUSY_POLL = 1_000_000;
-function busyPollOf(options) {
-  if (options.busyPoll != null) {
-    const us = options.busyPoll;
-    if (!Number.isInteger(us) || us < 0 || us > MAX_BUSY_POLL) {
-      throw makeError('ERR_OUT_OF_RANGE', 'options.busyPoll', `an integer from 0 to ${MAX_BUSY_POLL}`, us);
-    }
-    return us;
-  }
-  const fromEnv = process.env.FORKLINE_BUSY_POLL;
-  if (fromEnv === undefined || fromEnv === '') return 0;
-  const us = Number(fromEnv);
-  if (!Number.isInteger(us) || us < 0 || us > MAX_BUSY_POLL) {
-    throw makeError('ERR_OUT_OF_RANGE', 'env.FORKLINE_BUSY_POLL', `an integer from 0 to ${MAX_BUSY_POLL}`, fromEnv);
-  }
-  return us;
 }
 
 module.exports = { ChildProcess, fork, spawn };

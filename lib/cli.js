@@ -9,7 +9,7 @@ const os = require('node:os');
 const path = require('node:path');
 const util = require('node:util');
 const process = require('node:process');
-const { cluster, policyFromEnv } = require('./cluster/primary');
+const { cluster, policyFromEnv } = require('./backend').primary();
 const { RESTART_DEFAULTS, restartSettings } = require('./cluster/restart');
 const control = require('./cluster/control');
 

@@ -1,7 +1,8 @@
 'use strict';
 
 // Tracing: what a channel and a cluster go through, as NODE_DEBUG lines (util.debuglog) and as node:diagnostics_channel
-// messages. `NODE_DEBUG=forkline` shows everything; `forkline:channel` or `forkline:cluster` one part. Each channel
+// messages. `NODE_DEBUG=forkline` shows everything; `forkline:channel`, `forkline:cluster` or `forkline:backend` one
+// part (backend: why the portable backend serves, and what falls back to Node's behaviour in it). Each channel
 // publishes only when someone subscribes, and each log line is formatted only when its section is on (NODE_DEBUG
 // is read once, at start-up, as Node reads it): with nobody listening a trace point costs a property read and a
 // boolean test.
@@ -33,7 +34,7 @@ function logger(part) {
   return one.enabled ? one : null;
 }
 
-const log = { channel: logger('channel'), cluster: logger('cluster') };
+const log = { channel: logger('channel'), cluster: logger('cluster'), backend: logger('backend') };
 
 const ch = {
   spawn: dc.channel('forkline:spawn'),
@@ -160,7 +161,13 @@ function reload(step, old, fresh) {
   }
 }
 
+// The backend's own lines (lib/backend.js, lib/portable/): one each, so they go to NODE_DEBUG only.
+function backend(format, ...args) {
+  if (log.backend) log.backend(format, ...args);
+}
+
 module.exports = {
+  backend,
   created,
   spawning,
   spawnFailed,

@@ -60,6 +60,11 @@ const ERRORS = {
   FORKLINE_INTERNAL: [Error, (detail) => detail],
   FORKLINE_HANDLE_NOT_RECEIVED: [Error, (detail) => detail],
   FORKLINE_BAD_MEMFD: [Error, (detail) => detail],
+  // Asked for explicitly, but it needs the native core, and this process runs the portable backend (lib/backend.js).
+  FORKLINE_UNSUPPORTED: [
+    Error,
+    (what, reason) => `${what} needs forkline's native core; this process runs the portable backend (${reason})`,
+  ],
   // The bus (lib/bus/).
   FORKLINE_BUS_TIMEOUT: [Error, (topic, ms) => `No reply to a request on ${topic} within ${ms} ms`],
   FORKLINE_BUS_UNAVAILABLE: [Error, (detail) => `The bus's broker is unreachable: ${detail}`],

@@ -1,10 +1,12 @@
 'use strict';
 
-// Argument validation (Node's lib/internal/validators.js, the parts fork() and cluster use) and signal names.
+// Argument validation (Node's lib/internal/validators.js, the parts fork() and cluster use), signal names, and
+// forkline's own fork() options, checked alike by both backends (lib/backend.js).
 
 const os = require('node:os');
 const { fileURLToPath } = require('node:url');
 const { Buffer } = require('node:buffer');
+const process = require('node:process');
 const { makeError } = require('./errors');
 const nodeVersion = require('./node_version');
 
@@ -117,6 +119,32 @@ function sanitizeKillSignal(killSignal) {
   return SIGNALS.SIGTERM;
 }
 
+// forkline's `maxMessageSize`: bytes, a positive integer when given.
+function validateMaxMessageSize(max) {
+  if (max != null && (!Number.isInteger(max) || max < 1)) {
+    throw makeError('ERR_OUT_OF_RANGE', 'options.maxMessageSize', 'a positive integer', max);
+  }
+}
+
+// forkline's `busyPoll` (µs after each send and receive, 0 = off), else the process default FORKLINE_BUSY_POLL.
+const MAX_BUSY_POLL = 1_000_000;
+function busyPollOf(options) {
+  if (options.busyPoll != null) {
+    const us = options.busyPoll;
+    if (!Number.isInteger(us) || us < 0 || us > MAX_BUSY_POLL) {
+      throw makeError('ERR_OUT_OF_RANGE', 'options.busyPoll', `an integer from 0 to ${MAX_BUSY_POLL}`, us);
+    }
+    return us;
+  }
+  const fromEnv = process.env.FORKLINE_BUSY_POLL;
+  if (fromEnv === undefined || fromEnv === '') return 0;
+  const us = Number(fromEnv);
+  if (!Number.isInteger(us) || us < 0 || us > MAX_BUSY_POLL) {
+    throw makeError('ERR_OUT_OF_RANGE', 'env.FORKLINE_BUSY_POLL', `an integer from 0 to ${MAX_BUSY_POLL}`, fromEnv);
+  }
+  return us;
+}
+
 module.exports = {
   validateString,
   validateObject,
@@ -134,4 +162,6 @@ module.exports = {
   SIGNAL_NAMES,
   convertToValidSignal,
   sanitizeKillSignal,
+  validateMaxMessageSize,
+  busyPollOf,
 };

@@ -21,33 +21,55 @@ function findCargo(env = process.env) {
   return null;
 }
 
+// rustup's musl targets link the C runtime statically by default, and rustc drops a cdylib there: forkline.node must
+// link musl's libc.so dynamically, as Node does. An explicit setting of the packer's or user's wins.
+const MUSL_TARGETS = ['x86_64-unknown-linux-musl', 'aarch64-unknown-linux-musl'];
+
+function cargoEnv(env = process.env) {
+  const out = { ...env };
+  for (const target of MUSL_TARGETS) {
+    const key = `CARGO_TARGET_${target.toUpperCase().replaceAll('-', '_')}_RUSTFLAGS`;
+    out[key] ??= '-C target-feature=-crt-static';
+  }
+  return out;
+}
+
 // Runs `cargo <args> --message-format=json-render-diagnostics` in the package root (cargo's progress and
-// diagnostics go to stderr) and copies the cdylib it reports to `out`, through a rename so that a process that has
-// the old file loaded keeps it intact. Throws on failure.
-function cargoBuild({ cargo, args, out, env = process.env }) {
+// diagnostics go to stderr) and returns the cdylibs it reports, one per target. Throws on failure.
+function cargoLibraries({ cargo, args, env = process.env }) {
   const result = spawnSync(cargo, [...args, '--message-format=json-render-diagnostics'], {
     cwd: ROOT,
-    env,
+    env: cargoEnv(env),
     stdio: ['ignore', 'pipe', 'inherit'],
     maxBuffer: 64 * 1024 * 1024,
     encoding: 'utf8',
   });
   if (result.error) throw result.error;
   if (result.status !== 0) throw new Error(`cargo ${args.join(' ')} failed (exit code ${result.status})`);
-  let library = null;
+  const libraries = [];
   for (const line of result.stdout.split('\n')) {
     if (!line.startsWith('{')) continue;
     const msg = JSON.parse(line);
     if (msg.reason === 'compiler-artifact' && msg.target.kind.includes('cdylib')) {
-      library = msg.filenames.find((file) => file.endsWith('.so')) ?? library;
+      libraries.push(...msg.filenames.filter((file) => file.endsWith('.so')));
     }
   }
-  if (library === null) throw new Error(`cargo ${args.join(' ')} reported no cdylib`);
+  if (libraries.length === 0) throw new Error(`cargo ${args.join(' ')} reported no cdylib`);
+  return libraries;
+}
+
+// Copies `library` to `out` through a rename, so that a process that has the old file loaded keeps it intact.
+function place(library, out) {
   fs.mkdirSync(path.dirname(out), { recursive: true });
   const tmp = `${out}.${process.pid}.tmp`;
   fs.copyFileSync(library, tmp);
   fs.renameSync(tmp, out);
   return out;
+}
+
+// One build for one target, its library copied to `out`.
+function cargoBuild({ cargo, args, out, env = process.env }) {
+  return place(cargoLibraries({ cargo, args, env }).at(-1), out);
 }
 
 function main() {
@@ -61,6 +83,6 @@ function main() {
   return 0;
 }
 
-module.exports = { findCargo, cargoBuild };
+module.exports = { findCargo, cargoBuild, cargoLibraries, place };
 
 if (require.main === module) process.exitCode = main();

@@ -57,7 +57,7 @@ function killHosts() {
 
 // The publisher / producer of this process.
 async function client() {
-  if (impl === 'forkline') {
+  if (impl.startsWith('forkline')) {
     const bus = require('../../lib/bus');
     await bus.connect({ url, namespace, host: 'bench-orchestrator' });
     return { publish: (topic, m) => bus.publish(topic, m), enqueue: (queue, job) => bus.enqueue(queue, job) };
@@ -83,7 +83,7 @@ async function connectionsPerHost() {
   const list = await admin.client('LIST');
   admin.disconnect();
   const prefix = (host) =>
-    impl === 'forkline' ? `name=forkline:${namespace}:${host}:` : `name=baseline:${namespace}:${host}:`;
+    impl.startsWith('forkline') ? `name=forkline:${namespace}:${host}:` : `name=baseline:${namespace}:${host}:`;
   return Math.max(...HOSTS.map((host) => list.split('\n').filter((line) => line.includes(prefix(host))).length));
 }
 

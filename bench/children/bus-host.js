@@ -3,16 +3,17 @@
 // One host of the bus benchmark: a cluster primary and its workers, in this one file.
 //   node bus-host.js <impl> <url> <namespace> <host> <workers>
 // impl 'forkline': forkline's cluster primary with its bus (one set of Redis connections for the host, the workers
-// on IPC). impl 'baseline': node:cluster, and each worker wires itself to Redis by hand, as apps do today: its own
+// on IPC); 'forkline-direct': the same, with each worker publishing through a connection of its own. impl 'baseline': node:cluster, and each worker wires itself to Redis by hand, as apps do today: its own
 // ioredis publisher and subscriber (and, for the queue, its own blocking connection popping a list).
 // The primary passes the orchestrator's commands (bus-bench.js) on to its workers and their reports back.
 
 const [impl, url, namespace, host, workerCount] = process.argv.slice(2);
-const forkline = impl === 'forkline';
+// 'forkline-direct': the same with `directPublish` (each worker publishes through a connection of its own).
+const forkline = impl.startsWith('forkline');
 const cluster = forkline ? require('../..').cluster : require('node:cluster');
 
 if (cluster.isPrimary) {
-  if (forkline) cluster.setupPrimary({ bus: { url, namespace, host } });
+  if (forkline) cluster.setupPrimary({ bus: { url, namespace, host, directPublish: impl === 'forkline-direct' } });
   const workers = [];
   let online = 0;
   for (let i = 0; i < Number(workerCount); i++) {

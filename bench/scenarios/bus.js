@@ -14,29 +14,36 @@ const WORKERS_PER_HOST = 4;
 let redis = null;
 let redisMissing = null;
 
+const IMPL_NAMES = {
+  baseline: 'hand-wired ioredis',
+  forkline: 'forkline bus',
+  'forkline-direct': 'forkline bus, directPublish',
+};
 const impl = (name) => ({
-  name: name === 'forkline' ? 'forkline bus' : 'hand-wired ioredis',
+  name: IMPL_NAMES[name],
   impl: name,
   fork: (...args) => nodeChildProcess.fork(...args),
   unavailable: () => redisMissing,
 });
 const IMPLS = [impl('baseline'), impl('forkline')];
-const NAMES = IMPLS.map((i) => i.name);
+// The opt-in latency mode (each worker publishes through a connection of its own) in a row of its own.
+const DIRECT_IMPLS = [impl('baseline'), impl('forkline-direct')];
 
 const fmtMicros = (v) => v.toFixed(0);
 const fmtCount = (v) => String(Math.round(v));
 const percentile = (sorted, p) => sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)];
 
-function scenario(id, mode, params, rows, quickParams) {
+function scenario(id, mode, params, rows, quickParams, impls = IMPLS) {
+  const names = impls.map((i) => i.name);
   return {
     id,
     mode,
-    impls: IMPLS,
+    impls,
     child: 'bus-bench.js',
     childArgs: (_, i) => [i.impl, redis.url, mode, String(WORKERS_PER_HOST)],
     params,
     quickParams,
-    rows: rows.map((row) => ({ ...row, impls: NAMES })),
+    rows: rows.map((row) => ({ ...row, impls: names })),
     timeoutSeconds: 60,
     async run(session, p) {
       session.child.send({ go: p });
@@ -62,6 +69,17 @@ const scenarios = [
       { name: 'publish → deliver across hosts, p99 µs', key: 'p99', higherIsBetter: false, format: fmtMicros },
     ],
     { n: 300, warm: 50 },
+  ),
+  scenario(
+    'bus-latency-direct',
+    'latency',
+    { n: 2000, warm: 200 },
+    [
+      { name: 'publish → deliver with directPublish, p50 µs', key: 'p50', higherIsBetter: false, format: fmtMicros },
+      { name: 'publish → deliver with directPublish, p99 µs', key: 'p99', higherIsBetter: false, format: fmtMicros },
+    ],
+    { n: 300, warm: 50 },
+    DIRECT_IMPLS,
   ),
   scenario(
     'bus-fanout',
@@ -120,11 +138,13 @@ function section(lines, group, tableRows) {
       '(and a BRPOP connection for the queue). forkline: its cluster primary is the host gateway (one set of ' +
       "connections per host, workers on IPC; a tick's publishes by one process to one topic are one broker message). " +
       'Latency: a worker of host 0 publishes `ping`, a worker of host 1 ' +
-      'publishes it back on `pong`; one-way = half the round trip. Fan-out: one standalone publisher, every worker ' +
+      'publishes it back on `pong`; one-way = half the round trip (the directPublish rows: each forkline worker ' +
+      'publishes through a broker connection of its own, opt-in). Fan-out: one standalone publisher, every worker ' +
       'of both hosts subscribed, 64-byte payloads, 256 publishes in flight, timed after a warm-up that every ' +
       'subscriber received; msgs/s counts deliveries. Queue: jobs ' +
       'enqueued first (Redis Streams for forkline, a list for the baseline), then every worker processes one at a ' +
-      `time (a no-op handler). Sizes: ${sizes}.`,
+      'time (a no-op handler; forkline hands a quick handler its jobs in batches and acknowledges them in batches). ' +
+      `Sizes: ${sizes}.`,
   );
   lines.push('');
 }

@@ -8,8 +8,10 @@
 
 const EventEmitter = require('node:events');
 const process = require('node:process');
+const { performance } = require('node:perf_hooks');
 const { makeError } = require('../errors');
-const { validateName, validateFunction, encode, errorToWire, errorFromWire } = require('./codec');
+const { validateName, validateFunction, encode, checkSize, errorToWire, errorFromWire } = require('./codec');
+const { DirectPublisher } = require('./direct');
 const gateways = require('./gateway');
 
 const { CMD } = gateways;
@@ -24,6 +26,10 @@ class LocalLink {
   send(message) {
     this.call(message).catch(() => {});
   }
+
+  publish(topic, m) {
+    return this.call({ t: 'pub', topic, m });
+  }
 }
 
 // Link to the primary's gateway over the worker's IPC channel.
@@ -32,6 +38,9 @@ class WorkerLink {
   #seq = 0;
   #pending = new Map();
   #outbox = null;
+  // The worker's own publisher (directPublish): undefined until asked, then a promise of the answer, then a
+  // DirectPublisher or null (publishes go through the primary).
+  #direct = undefined;
 
   constructor(onMessage) {
     const one = (message) => {
@@ -57,6 +66,27 @@ class WorkerLink {
       message.s = s;
       this.send(message);
     });
+  }
+
+  // The primary says on the first publish whether this worker publishes to the broker itself; publishes made
+  // meanwhile wait for the answer, so that they keep their order.
+  publish(topic, m) {
+    const direct = this.#direct;
+    if (direct === null) return this.call({ t: 'pub', topic, m });
+    if (direct === undefined || direct instanceof Promise) {
+      if (direct === undefined) {
+        this.#direct = this.call({ t: 'direct' }).then(
+          (settings) => {
+            this.#direct = settings ? new DirectPublisher(settings) : null;
+            if (this.#direct !== null) process.once('disconnect', () => this.#direct.close());
+          },
+          () => (this.#direct = null),
+        );
+      }
+      return this.#direct.then(() => this.publish(topic, m));
+    }
+    checkSize(m, direct.maxMessageSize);
+    return direct.publish(topic, m);
   }
 
   send(message) {
@@ -126,7 +156,7 @@ class Bus extends EventEmitter {
 
   async publish(topic, message) {
     validateName(topic, 'topic');
-    await this.#bus.call({ t: 'pub', topic, m: encode(message) });
+    await this.#bus.publish(topic, encode(message));
   }
 
   async subscribe(topic, listener) {
@@ -178,7 +208,8 @@ class Bus extends EventEmitter {
   #register(table, message, name, handler) {
     if (table.has(name))
       throw makeError('ERR_INVALID_ARG_VALUE', message.queue ? 'queue' : 'topic', name, 'has a handler already');
-    const state = { handler, running: new Set(), stopped: false, ready: null };
+    const n = message.n;
+    const state = { handler, n, active: 0, waiting: [], running: new Set(), stopped: false, ready: null };
     table.set(name, state);
     state.ready = this.#bus.call(message).catch((err) => {
       if (table.get(name) === state) table.delete(name);
@@ -187,6 +218,9 @@ class Bus extends EventEmitter {
     return async () => {
       if (state.stopped) return;
       state.stopped = true;
+      // Jobs waiting here go back (in reverse: the gateway puts each at the front, so they keep their order).
+      const link = this.#bus;
+      for (const waiting of state.waiting.splice(0).reverse()) this.#giveBack(link, waiting, 'job');
       await state.ready;
       if (table.get(name) === state) {
         table.delete(name);
@@ -243,24 +277,27 @@ class Bus extends EventEmitter {
     }
   }
 
+  // A job or request to run. The gateway may hand a process more jobs than its concurrency when its handler is quick
+  // (lib/bus/queues.js #depth): those wait here, in order, and go back if the handler stops first.
   #run(state, message, kind) {
     const link = this.#bus;
-    if (state === undefined || state.stopped) {
-      if (kind === 'job') return link.send({ t: 'done', k: message.k, back: true });
-      return link.send({
-        t: 'done',
-        k: message.k,
-        e: { message: 'The responder stopped', code: 'FORKLINE_BUS_CLOSED' },
-      });
+    if (state === undefined || state.stopped) return this.#giveBack(link, message, kind);
+    if (kind === 'job' && state.active >= state.n) {
+      state.waiting.push(message);
+      return;
     }
+    state.active++;
     const info =
       kind === 'job'
         ? { queue: message.queue, id: message.id, attempt: message.a + 1, ...(message.err && { error: message.err }) }
         : { topic: message.topic };
+    const t0 = performance.now();
     const run = (async () => state.handler(JSON.parse(message.m), info))();
     const settled = run.then(
       (result) => {
-        if (kind === 'job') return link.send({ t: 'done', k: message.k });
+        // How long the handler took (ms), for the gateway's batching.
+        const d = Math.round((performance.now() - t0) * 1000) / 1000;
+        if (kind === 'job') return link.send({ t: 'done', k: message.k, d });
         let m;
         try {
           m = encode(result === undefined ? null : result, 'reply');
@@ -272,7 +309,16 @@ class Bus extends EventEmitter {
       (err) => link.send({ t: 'done', k: message.k, e: errorToWire(err) }),
     );
     state.running.add(settled);
-    settled.finally(() => state.running.delete(settled));
+    settled.finally(() => {
+      state.running.delete(settled);
+      state.active--;
+      if (state.waiting.length > 0) this.#run(state, state.waiting.shift(), kind);
+    });
+  }
+
+  #giveBack(link, message, kind) {
+    if (kind === 'job') return link.send({ t: 'done', k: message.k, back: true });
+    link.send({ t: 'done', k: message.k, e: { message: 'The responder stopped', code: 'FORKLINE_BUS_CLOSED' } });
   }
 }
 

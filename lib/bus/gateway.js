@@ -16,7 +16,12 @@ const { validateName, errorToWire } = require('./codec');
 const { Topics } = require('./topics');
 const { Queues } = require('./queues');
 const { Requests } = require('./requests');
-const { sendEncoded } = require('../channel');
+const { BrokerQueue } = require('./pending');
+const { parseUrl } = require('./transports/redis_clients');
+const { sendEncoded } = require('../backend').channel();
+
+// A write to a worker that has just died fails quietly: its 'exit' detaches it from the bus (its jobs go back).
+const QUIET = { swallowErrors: true };
 
 const CMD = 'NODE_FORKLINE_BUS';
 
@@ -28,7 +33,35 @@ const DEFAULTS = {
   maxPending: 1000,
   pendingTimeout: 5000,
   connectTimeout: 10_000,
+  // 'replicated': enqueue() resolves once a replica has the job too (WAIT), or rejects after replicationTimeout.
+  durability: 'primary',
+  replicationTimeout: 1000,
+  // Workers publish through connections of their own (lower latency, a connection per worker): off by default.
+  directPublish: false,
 };
+
+// What survives JSON unchanged: no functions, Buffers, class instances.
+function plainData(value) {
+  if (value === null || ['string', 'number', 'boolean'].includes(typeof value)) return true;
+  if (Array.isArray(value)) return value.every(plainData);
+  if (typeof value !== 'object' || Object.getPrototypeOf(value) !== Object.prototype) return false;
+  return Object.values(value).every((v) => v === undefined || plainData(v));
+}
+
+// The broker's deployment: one server, a primary under Sentinel, or a Redis Cluster (exactly one of these).
+const DEPLOYMENTS = ['url', 'sentinels', 'cluster'];
+
+const same = (a, b) => a === b || JSON.stringify(a) === JSON.stringify(b);
+
+function urlList(value, what) {
+  const list = typeof value === 'string' ? value.split(',').map((url) => url.trim()) : value;
+  if (!Array.isArray(list)) throw makeError('ERR_INVALID_ARG_TYPE', what, ['string', 'Array'], value);
+  if (list.length === 0 || list.some((url) => typeof url !== 'string' || url === '')) {
+    throw makeError('ERR_INVALID_ARG_VALUE', what, value, 'must list one or more redis:// URLs');
+  }
+  list.forEach((url, i) => parseUrl(url, `${what}[${i}]`));
+  return list;
+}
 
 function settingsFrom(options = {}) {
   if (options === null || typeof options !== 'object') {
@@ -37,23 +70,56 @@ function settingsFrom(options = {}) {
   const env = process.env;
   const config = {
     ...DEFAULTS,
-    url: env.FORKLINE_BUS_URL || undefined,
     namespace: env.FORKLINE_BUS_NAMESPACE || DEFAULTS.namespace,
     host: `${os.hostname()}:${process.pid}`,
   };
+  // The environment names a deployment only when the settings name none.
+  if (DEPLOYMENTS.every((key) => options[key] === undefined)) {
+    if (env.FORKLINE_BUS_CLUSTER) config.cluster = env.FORKLINE_BUS_CLUSTER;
+    else if (env.FORKLINE_BUS_URL) config.url = env.FORKLINE_BUS_URL;
+  }
   for (const [key, value] of Object.entries(options)) if (value !== undefined) config[key] = value;
   if (config.url !== undefined && typeof config.url !== 'string') {
     throw makeError('ERR_INVALID_ARG_TYPE', 'bus.url', 'string', config.url);
+  }
+  if (config.url === '') delete config.url;
+  if (config.cluster !== undefined) config.cluster = urlList(config.cluster, 'bus.cluster');
+  if (config.sentinels !== undefined) {
+    config.sentinels = urlList(config.sentinels, 'bus.sentinels');
+    if (typeof config.name !== 'string' || config.name === '') {
+      throw makeError('ERR_INVALID_ARG_VALUE', 'bus.name', config.name, "must name Sentinel's primary");
+    }
+  }
+  const named = DEPLOYMENTS.filter((key) => config[key] !== undefined);
+  if (named.length > 1) {
+    throw makeError('ERR_INVALID_ARG_VALUE', 'bus', named.join(', '), 'must name one of url, sentinels or cluster');
   }
   validateName(config.namespace, 'bus.namespace');
   if (typeof config.host !== 'string' || !/^[^\s]{1,200}$/.test(config.host)) {
     throw makeError('ERR_INVALID_ARG_VALUE', 'bus.host', config.host, 'must be 1 to 200 characters, no spaces');
   }
-  for (const key of ['claimTimeout', 'maxMessageSize', 'maxPending', 'pendingTimeout', 'connectTimeout']) {
+  const positive = ['claimTimeout', 'maxMessageSize', 'maxPending', 'pendingTimeout', 'connectTimeout'];
+  for (const key of [...positive, 'replicationTimeout']) {
     if (!Number.isInteger(config[key]) || config[key] < 1) {
       throw makeError('ERR_OUT_OF_RANGE', `bus.${key}`, 'a positive integer', config[key]);
     }
   }
+  if (config.durability !== 'primary' && config.durability !== 'replicated') {
+    throw makeError('ERR_INVALID_ARG_VALUE', 'bus.durability', config.durability, "must be 'primary' or 'replicated'");
+  }
+  for (const key of ['redisOptions', 'clusterOptions']) {
+    if (config[key] !== undefined && (config[key] === null || typeof config[key] !== 'object')) {
+      throw makeError('ERR_INVALID_ARG_TYPE', `bus.${key}`, 'Object', config[key]);
+    }
+    // Workers that publish themselves get the settings over IPC, as JSON.
+    if (config.directPublish && config[key] !== undefined && !plainData(config[key])) {
+      throw makeError('ERR_INVALID_ARG_VALUE', `bus.${key}`, config[key], 'must be plain data with directPublish');
+    }
+  }
+  if (typeof config.directPublish !== 'boolean') {
+    throw makeError('ERR_INVALID_ARG_TYPE', 'bus.directPublish', 'boolean', config.directPublish);
+  }
+  config.broker = named.length === 1;
   return config;
 }
 
@@ -89,7 +155,7 @@ class Gateway extends EventEmitter {
   #workers = new Set();
   // Worker endpoints with messages for the end of this tick, in the order of their first.
   #outgoing = [];
-  #offline = [];
+  #pending = null;
   #topics;
   #queues;
   #requests;
@@ -101,7 +167,7 @@ class Gateway extends EventEmitter {
     this.host = config.host;
     // This process's own listeners and handlers (lib/bus/index.js).
     this.local = new Endpoint((message) => process.nextTick(hooks.onLocal, message), process.pid);
-    if (config.url !== undefined) {
+    if (config.broker) {
       const { RedisTransport } = require('./transports/redis');
       this.#transport = new RedisTransport(config);
     }
@@ -117,7 +183,7 @@ class Gateway extends EventEmitter {
         return gateway.#closed;
       },
       channel: (kind, name) => this.#channel(kind, name),
-      remote: (run) => this.#remote(run),
+      remote: (run) => this.#pending.run(run),
       report: (err) => this.#report(err),
     };
     this.#topics = new Topics(shared);
@@ -128,8 +194,12 @@ class Gateway extends EventEmitter {
       this.#readyPromise = Promise.resolve();
       return;
     }
+    this.#pending = new BrokerQueue(transport, config);
     transport.on('message', (channel, text) => this.#onBrokerMessage(channel, text));
-    transport.on('ready', () => this.#flush());
+    transport.on('ready', () => {
+      this.#pending.flush();
+      this.#queues.onReady();
+    });
     transport.on('connectionError', () => {});
     this.#readyPromise = new Promise((resolve) => transport.once('ready', resolve));
     transport.connect().catch(() => {}); // ioredis keeps trying; callers wait in the bounded queue.
@@ -215,7 +285,7 @@ class Gateway extends EventEmitter {
         same = { list, envelope, memo: new Map() };
         if (shared.length < MAX_SHARED) shared.push(same);
       }
-      sendEncoded(ep.child, same.envelope, same.memo);
+      sendEncoded(ep.child, same.envelope, same.memo, QUIET);
     }
   }
 
@@ -229,6 +299,8 @@ class Gateway extends EventEmitter {
         return this.#topics.unsubscribe(ep, message.topic);
       case 'pub':
         return this.#topics.publish(ep, message.topic, message.m);
+      case 'direct':
+        return this.#directSettings();
       case 'enq':
         return this.#queues.enqueue(message.queue, message.m);
       case 'proc':
@@ -248,40 +320,24 @@ class Gateway extends EventEmitter {
     }
   }
 
+  // What a worker needs to publish to the broker itself (directPublish), or null.
+  #directSettings() {
+    const config = this.#config;
+    if (!config.directPublish || this.#transport === null) return null;
+    const keys = ['url', 'cluster', 'sentinels', 'name', 'namespace', 'host', 'redisOptions', 'clusterOptions'];
+    const settings = {};
+    for (const key of [...keys, 'maxMessageSize', 'maxPending', 'pendingTimeout']) {
+      if (config[key] !== undefined) settings[key] = config[key];
+    }
+    return settings;
+  }
+
   // cluster.broadcast(): every worker of every host gets `message` as a plain 'message'.
   broadcast(message) {
     return this.#topics.broadcast(message);
   }
 
   // ------------------------------------------------------------------------------------------------------------
-  // Broker operations: run now when connected, else wait in a bounded queue.
-
-  #remote(run) {
-    const transport = this.#transport;
-    if (transport.ready && this.#offline.length === 0) return run().catch(unavailable);
-    return new Promise((resolve, reject) => {
-      const { maxPending, pendingTimeout } = this.#config;
-      if (this.#offline.length >= maxPending) {
-        return reject(makeError('FORKLINE_BUS_UNAVAILABLE', `${maxPending} operations already wait for it`));
-      }
-      const item = { run, resolve, reject, timer: null };
-      item.timer = setTimeout(() => {
-        const at = this.#offline.indexOf(item);
-        if (at !== -1) this.#offline.splice(at, 1);
-        reject(makeError('FORKLINE_BUS_UNAVAILABLE', `no connection within ${pendingTimeout} ms`));
-      }, pendingTimeout);
-      this.#offline.push(item);
-    });
-  }
-
-  #flush() {
-    // In order: the command connection pipelines what is issued in one tick.
-    for (const item of this.#offline.splice(0)) {
-      clearTimeout(item.timer);
-      item.run().catch(unavailable).then(item.resolve, item.reject);
-    }
-    this.#queues.onReady();
-  }
 
   #onBrokerMessage(channel, text) {
     try {
@@ -316,19 +372,10 @@ class Gateway extends EventEmitter {
     this.#closed = true;
     this.#queues.close();
     const closed = makeError('FORKLINE_BUS_CLOSED', 'The bus was closed');
-    for (const item of this.#offline.splice(0)) {
-      clearTimeout(item.timer);
-      item.reject(closed);
-    }
+    this.#pending?.close(closed);
     this.#requests.close(closed);
     if (this.#transport !== null) await this.#transport.close();
   }
-}
-
-// A Redis reply error is the caller's; any other failure means the connection is gone.
-function unavailable(err) {
-  if (err && err.name === 'ReplyError') throw err;
-  throw makeError('FORKLINE_BUS_UNAVAILABLE', err && err.message);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -342,7 +389,7 @@ function configure(options) {
   settingsFrom(next); // Validates.
   if (current !== null) {
     const config = current.config;
-    const changed = Object.keys(options).some((key) => options[key] !== undefined && options[key] !== config[key]);
+    const changed = Object.keys(options).some((key) => options[key] !== undefined && !same(options[key], config[key]));
     if (changed) throw makeError('ERR_INVALID_ARG_VALUE', 'bus', options, 'cannot change once the bus has started');
   }
   settings = next;

@@ -3,8 +3,24 @@ import { EventEmitter } from 'node:events';
 
 declare namespace bus {
   export interface BusSettings {
-    /** The broker, e.g. `redis://host:6379` or `rediss://…` (needs the optional package ioredis). None: local-only. */
+    /** One Redis server, e.g. `redis://host:6379` or `rediss://…` (needs the optional package ioredis), or
+     * FORKLINE_BUS_URL. Without url, sentinels or cluster: local-only. */
     url?: string | undefined;
+    /** A primary found through Sentinel: the sentinels' URLs (`redis://h:26379`), and `name`, the primary's name. */
+    sentinels?: string[] | undefined;
+    name?: string | undefined;
+    /** A Redis Cluster: startup nodes (URLs, or one comma-separated string; FORKLINE_BUS_CLUSTER). Keys carry hash
+     * tags (`{<namespace>:q:<queue>}`); pub/sub is sharded (SSUBSCRIBE/SPUBLISH) where the servers have it. */
+    cluster?: string[] | string | undefined;
+    /** Passed to ioredis's Redis.Cluster as they are (natMap, dnsLookup, …). */
+    clusterOptions?: object | undefined;
+    /** 'replicated': enqueue() resolves once a replica has the job too (WAIT 1), and rejects with
+     * FORKLINE_BUS_UNAVAILABLE if none has it within `replicationTimeout` ms (default 1000). Default 'primary'. */
+    durability?: 'primary' | 'replicated' | undefined;
+    replicationTimeout?: number | undefined;
+    /** Each worker publishes through a broker connection of its own (one IPC hop less; a connection per worker),
+     * and every subscriber, on its host too, gets its messages through the broker. Default false. */
+    directPublish?: boolean | undefined;
     /** Prefix of every broker key and channel, so apps sharing a Redis stay apart (default 'forkline'). */
     namespace?: string | undefined;
     /** This host's name (default: the hostname and the primary's pid). */
@@ -19,7 +35,7 @@ declare namespace bus {
     pendingTimeout?: number | undefined;
     /** How long `connect()` waits for the broker (ms, default 10000). */
     connectTimeout?: number | undefined;
-    /** Passed to ioredis as they are (TLS, Sentinel, …). */
+    /** Passed to ioredis as they are, for every connection (TLS, passwords, …). */
     redisOptions?: object | undefined;
   }
 

@@ -1,9 +1,10 @@
 'use strict';
 
 // Queues in the host's gateway: job queues and request topics share this machinery. A job queue's stream is
-// `<ns>:q:<queue>`, a request topic's `<ns>:r:<topic>`; in local-only mode the backlog is the whole queue. Consuming
-// from the broker: one blocking XREADGROUP for every queue this host processes, reading no more than its handlers
-// have room for; a timer keeps this host's jobs fresh and reclaims those of dead hosts.
+// `<ns>:q:<queue>`, a request topic's `<ns>:r:<topic>` (on a Cluster with hash tags: the transport's key()); in
+// local-only mode the backlog is the whole queue. Consuming from the broker: a blocking XREADGROUP per read group (on
+// one server every queue this host processes; on a Cluster each queue), reading no more than the host's prefetch
+// bound (#bound); a timer keeps this host's jobs fresh and reclaims those of dead hosts.
 
 const process = require('node:process');
 const { makeError } = require('../errors');
@@ -12,6 +13,15 @@ const { validateName, checkSize } = require('./codec');
 // How long one XREADGROUP blocks before looking at the set of queues again.
 const BLOCK_MS = 2000;
 
+// A process whose handler is quick holds jobs beyond its concurrency, waiting in its own process, so that jobs reach
+// it (and their acknowledgements leave it) in batches: as many as it runs in about HOLD_MS, at most MAX_HELD.
+const HOLD_MS = 1;
+const MAX_HELD = 32;
+
+// Acknowledgements wait this long (or for the next read) to leave together: one XACK and one XDEL per stream.
+const ACK_DELAY_MS = 5;
+const MAX_ACKS = 1000;
+
 class Queues {
   #gw;
   #onAnswer;
@@ -19,10 +29,12 @@ class Queues {
   #queues = new Map();
   #tokens = 0;
   #ids = 0;
-  #waiter = null;
-  #reading = null;
+  // Read group (lib/bus/transports/redis.js readGroup) → its loop's state { waiter, reading }.
+  #readers = new Map();
   #claimTimer = null;
   #acks = null;
+  #ackCount = 0;
+  #ackTimer = null;
 
   // `gw`: what the gateway shares with its parts (lib/bus/gateway.js); `onAnswer(job, reply)`: a request finished.
   constructor(gw, onAnswer) {
@@ -31,49 +43,72 @@ class Queues {
   }
 
   key(kind, name) {
-    return this.#gw.channel(kind === 'job' ? 'q' : 'r', name);
+    const transport = this.#gw.transport;
+    const short = kind === 'job' ? 'q' : 'r';
+    return transport === null ? this.#gw.channel(short, name) : transport.key(short, name);
   }
 
   #queue(kind, name) {
     const key = this.key(kind, name);
     let q = this.#queues.get(key);
     if (q === undefined) {
-      q = { key, kind, name, procs: [], backlog: [], running: new Set(), next: 0, group: null, grouped: false };
+      const reader = this.#gw.transport === null ? null : this.#gw.transport.readGroup(key);
+      q = { key, kind, name, reader, procs: [], backlog: [], running: new Set(), next: 0, group: null, grouped: false };
       this.#queues.set(key, q);
     }
     return q;
   }
 
-  // How many more entries to read: the handlers' room, plus as many again waiting here so that a handler that
-  // finishes finds its next job without a round trip to the broker (they stay this host's, kept fresh and reclaimed
-  // if it dies).
+  // Jobs `proc` may hold at once: its concurrency, and more waiting in its process when its handler is quick
+  // (requests never wait there: they are answered as they come, up to the responder's concurrency).
+  #depth(proc) {
+    if (proc.time === null || proc.q.kind !== 'job') return proc.n;
+    return proc.n + Math.min(MAX_HELD, Math.floor((HOLD_MS * proc.n) / Math.max(proc.time, 0.001)));
+  }
+
+  // The host's prefetch bound for `q`: what its processes may hold, plus as many again as they run at once waiting
+  // here, so that a handler that finishes finds its next job without a round trip to the broker. What the host holds
+  // stays its own: kept fresh, and reclaimed by another host if this one dies.
+  #bound(q) {
+    let bound = 0;
+    for (const proc of q.procs) bound += this.#depth(proc) + proc.n;
+    return bound;
+  }
+
+  // How many more entries to read.
   #free(q) {
-    let free = -q.backlog.length;
-    for (const proc of q.procs) free += 2 * proc.n - proc.inflight;
+    let free = this.#bound(q) - q.backlog.length;
+    for (const proc of q.procs) free -= proc.inflight;
     return free;
   }
 
-  // Read again once half of that is free: a handler that is idle always is, and reads come in batches.
+  // Read again once half of the bound is free: a handler that is idle always is, and reads come in batches.
   #readable(q) {
-    let capacity = 0;
-    for (const proc of q.procs) capacity += proc.n;
-    return q.grouped && capacity > 0 && this.#free(q) >= capacity;
+    const bound = this.#bound(q);
+    return q.grouped && bound > 0 && this.#free(q) * 2 >= bound;
   }
 
-  // Acknowledgements made in one tick go to the broker as one XACK and one XDEL per stream.
+  // Acknowledgements wait a little (ACK_DELAY_MS, or the next read) and go to the broker together: per stream, one
+  // XACK and one XDEL in one write. A host that dies before they leave has its jobs done again (at least once).
   #ack(key, rid) {
     if (this.#acks === null) {
       this.#acks = new Map();
-      process.nextTick(() => {
-        const acks = this.#acks;
-        this.#acks = null;
-        const transport = this.#gw.transport;
-        for (const [stream, ids] of acks) this.#gw.remote(() => transport.ack(stream, ids)).catch(() => {});
-      });
+      this.#ackTimer = setTimeout(() => this.#flushAcks(), ACK_DELAY_MS);
     }
     const ids = this.#acks.get(key);
     if (ids === undefined) this.#acks.set(key, [rid]);
     else ids.push(rid);
+    if (++this.#ackCount >= MAX_ACKS) this.#flushAcks();
+  }
+
+  #flushAcks() {
+    const acks = this.#acks;
+    if (acks === null) return;
+    clearTimeout(this.#ackTimer);
+    this.#acks = null;
+    this.#ackCount = 0;
+    const transport = this.#gw.transport;
+    for (const [stream, ids] of acks) this.#gw.remote(() => transport.ack(stream, ids)).catch(() => {});
   }
 
   async enqueue(queue, m) {
@@ -81,7 +116,11 @@ class Queues {
     checkSize(m, this.#gw.config.maxMessageSize);
     const transport = this.#gw.transport;
     if (transport !== null) {
-      return this.#gw.remote(() => transport.add(this.key('job', queue), { m, a: 0 }));
+      const key = this.key('job', queue);
+      if (this.#gw.config.durability === 'replicated') {
+        return this.#gw.remote(() => transport.addReplicated(key, { m, a: 0 }));
+      }
+      return this.#gw.remote(() => transport.add(key, { m, a: 0 }));
     }
     return this.#enqueueLocal(queue, { m, a: 0 });
   }
@@ -112,11 +151,12 @@ class Queues {
     if (ep.procs.has(q.key)) {
       throw makeError('ERR_INVALID_ARG_VALUE', kind === 'job' ? 'queue' : 'topic', name, 'has a handler already');
     }
-    const proc = { ep, q, n, max, inflight: 0 };
+    // time: how long its handler takes (ms, a moving average of what the process reports), once it has run.
+    const proc = { ep, q, n, max, inflight: 0, time: null };
     q.procs.push(proc);
     ep.procs.set(q.key, proc);
     if (this.#gw.transport === null) return this.#dispatch(q);
-    this.#startConsuming();
+    this.#startConsuming(q.reader);
     // While the broker is away the group is made when it is back (onReady); the handler is registered meanwhile.
     await this.#ensureGroup(q).catch(() => {});
   }
@@ -155,11 +195,17 @@ class Queues {
     this.#wake();
   }
 
-  // An endpoint left: its handlers go, and what it held goes back.
+  // An endpoint left: its handlers go, and what it held goes back. A process runs its jobs in the order it got them,
+  // so of those it held, the first `n` of each queue were running (a try: it counts) and the rest were waiting.
   detach(ep) {
     for (const proc of [...ep.procs.values()]) this.#removeProc(ep, proc.q);
     const gone = { message: 'The worker handling it exited', code: 'FORKLINE_BUS_CLOSED' };
-    for (const token of [...ep.jobs.keys()]) this.done(ep, { k: token, e: gone });
+    const started = new Map();
+    for (const [token, { proc }] of [...ep.jobs]) {
+      const count = started.get(proc) ?? 0;
+      started.set(proc, count + 1);
+      this.done(ep, count < proc.n ? { k: token, e: gone } : { k: token, back: true });
+    }
   }
 
   // Hands jobs to processors with room, round-robin.
@@ -185,7 +231,7 @@ class Queues {
     const procs = q.procs;
     for (let i = 0; i < procs.length; i++) {
       const proc = procs[(q.next + i) % procs.length];
-      if (proc.inflight < proc.n) {
+      if (proc.inflight < this.#depth(proc)) {
         q.next = (q.next + i + 1) % procs.length;
         return proc;
       }
@@ -203,6 +249,8 @@ class Queues {
     const transport = this.#gw.transport;
     proc.inflight--;
     q.running.delete(job);
+    const d = message.d;
+    if (typeof d === 'number' && d >= 0 && d < 1e9) proc.time = proc.time === null ? d : proc.time * 0.8 + d * 0.2;
     if (q.kind === 'req') {
       this.#onAnswer(job, message.e !== undefined ? { e: message.e } : { m: message.m });
     } else if (message.back) {
@@ -257,54 +305,78 @@ class Queues {
     this.#wake();
   }
 
-  #startConsuming() {
-    if (this.#claimTimer !== null) return;
-    const period = Math.max(50, Math.floor(this.#gw.config.claimTimeout / 3));
-    this.#claimTimer = setInterval(() => this.#claimRound(), period);
-    this.#claimTimer.unref();
-    this.#readLoop();
+  #startConsuming(group) {
+    if (this.#claimTimer === null) {
+      const period = Math.max(50, Math.floor(this.#gw.config.claimTimeout / 3));
+      this.#claimTimer = setInterval(() => this.#claimRound(), period);
+      this.#claimTimer.unref();
+    }
+    if (!this.#readers.has(group)) {
+      const reader = { waiter: null, reading: null };
+      this.#readers.set(group, reader);
+      this.#readLoop(group, reader);
+    }
   }
 
-  #readyQueues() {
-    return [...this.#queues.values()].filter((q) => this.#readable(q));
+  #readyQueues(group) {
+    const ready = [];
+    for (const q of this.#queues.values()) if (q.reader === group && this.#readable(q)) ready.push(q);
+    return ready;
+  }
+
+  #consumed(group) {
+    for (const q of this.#queues.values()) if (q.reader === group && q.procs.length > 0) return true;
+    return false;
   }
 
   #wake() {
-    if (this.#waiter !== null) {
-      const waiter = this.#waiter;
-      this.#waiter = null;
-      waiter();
-    }
-    if (
-      this.#reading !== null &&
-      this.#readyQueues()
-        .map((q) => q.key)
-        .join('\n') !== this.#reading
-    ) {
-      this.#gw.transport.unblock();
+    for (const [group, reader] of this.#readers) {
+      if (reader.waiter !== null) {
+        const waiter = reader.waiter;
+        reader.waiter = null;
+        waiter();
+      }
+      if (
+        reader.reading !== null &&
+        this.#readyQueues(group)
+          .map((q) => q.key)
+          .join('\n') !== reader.reading
+      ) {
+        this.#gw.transport.unblock(group);
+      }
     }
   }
 
-  async #readLoop() {
+  async #readLoop(group, reader) {
     const transport = this.#gw.transport;
     while (!this.#gw.closed) {
-      const queues = this.#readyQueues();
+      const queues = this.#readyQueues(group);
       if (queues.length === 0 || !transport.ready) {
+        if (queues.length === 0 && !this.#consumed(group)) break;
+        // A consumer group that could not be made (the broker went away meanwhile) is tried again, every second.
+        const ungrouped = [...this.#queues.values()].filter(
+          (q) => q.reader === group && q.procs.length > 0 && !q.grouped,
+        );
+        if (transport.ready) for (const q of ungrouped) this.#ensureGroup(q).catch(() => {});
         await new Promise((resolve) => {
-          this.#waiter = resolve;
-          if (queues.length > 0) setTimeout(resolve, 100); // The broker is away: look again soon.
+          reader.waiter = resolve;
+          // The broker is away: look again soon.
+          if (queues.length > 0 || ungrouped.length > 0) setTimeout(resolve, queues.length > 0 ? 100 : 1000).unref();
         });
         continue;
       }
+      // What was done since the last read leaves first.
+      this.#flushAcks();
       const keys = queues.map((q) => q.key);
       const count = Math.min(...queues.map((q) => this.#free(q)));
       let reply;
-      this.#reading = keys.join('\n');
+      reader.reading = keys.join('\n');
       try {
-        reply = await transport.read(keys, count, BLOCK_MS);
+        reply = await transport.read(group, keys, count, BLOCK_MS);
       } catch (err) {
         if (/NOGROUP/.test(err.message)) {
-          // The broker lost the groups (it lost its data): make them again.
+          // The broker lost the groups (it lost its data, or a failover lost what had not reached the replica):
+          // make them again.
           for (const q of queues) {
             q.grouped = false;
             q.group = null;
@@ -314,7 +386,7 @@ class Queues {
         await new Promise((resolve) => setTimeout(resolve, 100));
         continue;
       } finally {
-        this.#reading = null;
+        reader.reading = null;
       }
       for (const [key, entries] of reply) {
         const q = this.#queues.get(key);
@@ -322,6 +394,8 @@ class Queues {
         if (q !== undefined) this.#dispatch(q);
       }
     }
+    this.#readers.delete(group);
+    if (!this.#gw.closed) transport.closeReader(group);
   }
 
   #take(q, rid, f) {
@@ -368,6 +442,7 @@ class Queues {
 
   close() {
     clearInterval(this.#claimTimer);
+    this.#flushAcks();
     this.#wake();
   }
 }

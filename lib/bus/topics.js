@@ -3,27 +3,31 @@
 // Pub/sub in the host's gateway: which endpoints listen to which topic (one broker subscription per topic, however
 // many listeners), publishing, delivering what the broker brings, and cluster.broadcast().
 //
-// Wire form on the broker (channel `<ns>:t:<topic>`, or `<ns>:broadcast`): `<host>\n<pid>\n<JSON>[\n<JSON>...]`: what
-// one publisher published to one topic in one tick goes as one broker message (JSON.stringify never writes a raw
-// newline). Each JSON text is what the publisher encoded, passed on unparsed except for one check per host.
+// Wire form on the broker (channel `<ns>:t:<topic>`, or `<ns>:broadcast`): `<host>\n<pid>\n<JSON>[\n<JSON>...]`
+// (lib/bus/batches.js). Each JSON text is what the publisher encoded, passed on unparsed except for one check per
+// host. A gateway skips what its own host published (delivered there at once), except a worker's direct publish.
 
 const process = require('node:process');
 const { validateName, encode, checkSize } = require('./codec');
-const { sendEncoded } = require('../channel');
+const { PublishBatches, brokerText } = require('./batches');
+const { sendEncoded } = require('../backend').channel();
 
-// A tick's publishes to one topic by one publisher leave as one broker message of at most about this many bytes.
-const BATCH_BYTES = 64 * 1024;
+// A write to a worker that has just died fails quietly: its 'exit' detaches it from the bus.
+const QUIET = { swallowErrors: true };
 
 class Topics {
   #gw;
   // topic → Set<Endpoint>
   #topics = new Map();
-  // `<pid>\n<topic>` → the publishes of this tick waiting to leave ({ topic, pid, texts, bytes, sent, resolve })
-  #batches = null;
+  #batches;
 
   // `gw`: what the gateway shares with its parts (lib/bus/gateway.js).
   constructor(gw) {
     this.#gw = gw;
+    this.#batches = new PublishBatches(({ topic, pid, texts }) => {
+      const text = brokerText(gw.host, pid, texts);
+      return gw.remote(() => gw.transport.publish(gw.channel('t', topic), text));
+    });
   }
 
   async subscribe(ep, topic) {
@@ -61,42 +65,7 @@ class Topics {
     validateName(topic, 'topic');
     checkSize(m, this.#gw.config.maxMessageSize);
     this.#deliver(topic, m, this.#gw.host, ep.pid);
-    if (this.#gw.transport !== null) await this.#batch(topic, ep.pid, m);
-  }
-
-  // Resolves once the broker took the batch that `m` joined.
-  #batch(topic, pid, m) {
-    if (this.#batches === null) {
-      this.#batches = new Map();
-      process.nextTick(() => this.#sendBatches());
-    }
-    const key = `${pid}\n${topic}`;
-    let batch = this.#batches.get(key);
-    if (batch === undefined) {
-      batch = { topic, pid, texts: [], bytes: 0, sent: null, resolve: null };
-      batch.sent = new Promise((resolve) => (batch.resolve = resolve));
-      this.#batches.set(key, batch);
-    }
-    batch.texts.push(m);
-    batch.bytes += m.length;
-    const sent = batch.sent;
-    if (batch.bytes >= BATCH_BYTES) {
-      this.#batches.delete(key);
-      this.#send(batch);
-    }
-    return sent;
-  }
-
-  #sendBatches() {
-    const batches = this.#batches;
-    this.#batches = null;
-    for (const batch of batches.values()) this.#send(batch);
-  }
-
-  #send({ topic, pid, texts, resolve }) {
-    const transport = this.#gw.transport;
-    const text = `${this.#gw.host}\n${pid}\n${texts.length === 1 ? texts[0] : texts.join('\n')}`;
-    resolve(this.#gw.remote(() => transport.publish(this.#gw.channel('t', topic), text)));
+    if (this.#gw.transport !== null) await this.#batches.add(topic, ep.pid, m);
   }
 
   // Workers get the value (their channel encodes it once more anyway, and they then parse once); this process's
@@ -118,7 +87,7 @@ class Topics {
     this.#sendToWorkers(message);
     const transport = this.#gw.transport;
     if (transport !== null) {
-      const text = `${this.#gw.host}\n${process.pid}\n${m}`;
+      const text = brokerText(this.#gw.host, process.pid, [m]);
       await this.#gw.remote(() => transport.publish(this.#gw.channel('broadcast'), text));
     }
   }
@@ -126,7 +95,7 @@ class Topics {
   // A plain message (not internal): encoded once for them all.
   #sendToWorkers(message) {
     const memo = new Map();
-    for (const worker of this.#gw.workers) sendEncoded(worker.process, message, memo);
+    for (const worker of this.#gw.workers) sendEncoded(worker.process, message, memo, QUIET);
   }
 
   // A message from the broker on topic `topic` (undefined: a broadcast). Throws if it does not decode.
@@ -135,8 +104,10 @@ class Topics {
     const second = text.indexOf('\n', first + 1);
     if (first === -1 || second === -1) throw new Error('no header');
     const h = text.slice(0, first);
-    if (h === this.#gw.host) return; // Delivered locally when it was published.
-    const p = Number(text.slice(first + 1, second));
+    const pid = text.slice(first + 1, second);
+    // Delivered locally when it was published, unless a worker published it to the broker itself (lib/bus/batches.js).
+    if (h === this.#gw.host && !pid.endsWith('.')) return;
+    const p = Number(pid);
     const body = text.slice(second + 1);
     if (topic === undefined) return this.#sendToWorkers(JSON.parse(body));
     if (body.indexOf('\n') === -1) return this.#deliver(topic, body, h, p, JSON.parse(body));

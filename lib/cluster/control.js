@@ -1,19 +1,24 @@
 'use strict';
 
 // The control socket of `forkline cluster` (server side) and the commands that talk to it (`forkline status|reload|
-// stop [name]`, client side). One unix socket per running cluster, `<dir>/<name>.sock`, in a directory of the
-// user's own: $FORKLINE_CONTROL_DIR, else $XDG_RUNTIME_DIR/forkline, else <tmpdir>/forkline-<uid>. Only that user
-// gets in, twice over: the directory is mode 0700 and the socket 0600, and the server asks the kernel who connected
-// (SO_PEERCRED, src/os/sys.rs peer_uid: Node has no API for it) and answers anyone else with an error. The protocol
-// is one JSON line each way: {"cmd":"status"|"reload"|"stop"} → {"ok":true,...} or {"error":"..."}.
+// stop [name]`, client side). One socket per running cluster: on Unix `<dir>/<name>.sock`, in a directory of the
+// user's own: $FORKLINE_CONTROL_DIR, else $XDG_RUNTIME_DIR/forkline, else <tmpdir>/forkline-<uid>; on Windows the
+// named pipe `\\.\pipe\forkline-<name>`. Only that user gets in, twice over: the directory is mode 0700 and the
+// socket 0600, and the server asks the kernel who connected (SO_PEERCRED, src/os/sys.rs peer_uid: Node has no API
+// for it) and answers anyone else with an error. The portable backend cannot ask (lib/backend.js peerUid): it
+// checks instead, on every connection, that the directory and the socket still keep other users out, and answers an
+// error if not; on Windows it relies on the pipe's default access list (docs/observability.md). The protocol is one
+// JSON line each way: {"cmd":"status"|"reload"|"stop"} → {"ok":true,...} or {"error":"..."}.
 
 const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const process = require('node:process');
-const native = require('../binding');
+const backend = require('../backend');
 
+const WINDOWS = process.platform === 'win32';
+const PIPE_PREFIX = 'forkline-';
 const COMMANDS = ['status', 'reload', 'stop'];
 // A name is a file name in the control directory: nothing that could leave it or hide in it.
 const NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$/;
@@ -25,9 +30,24 @@ const MAX_REQUEST = 4096;
 const CLOCK_TICKS = 100;
 
 function controlDir() {
+  if (WINDOWS) return '\\\\.\\pipe\\';
   if (process.env.FORKLINE_CONTROL_DIR) return process.env.FORKLINE_CONTROL_DIR;
   if (process.env.XDG_RUNTIME_DIR) return path.join(process.env.XDG_RUNTIME_DIR, 'forkline');
   return path.join(os.tmpdir(), `forkline-${process.getuid()}`);
+}
+
+// Where cluster `name` answers: a socket file in `dir`, or (Windows) a named pipe.
+function controlAddress(dir, name) {
+  return WINDOWS ? `${dir}${PIPE_PREFIX}${name}` : path.join(dir, `${name}.sock`);
+}
+
+// The cluster names `dir` holds a socket for.
+function namesIn(dir) {
+  const [prefix, suffix] = WINDOWS ? [PIPE_PREFIX, ''] : ['', '.sock'];
+  return fs
+    .readdirSync(dir)
+    .filter((f) => f.startsWith(prefix) && f.endsWith(suffix) && f.length > prefix.length + suffix.length)
+    .map((f) => f.slice(prefix.length, f.length - suffix.length));
 }
 
 function checkName(name) {
@@ -63,13 +83,14 @@ function privateDir(dir) {
 async function serveControl(name, cluster, actions) {
   checkName(name);
   const dir = controlDir();
-  privateDir(dir);
-  const file = path.join(dir, `${name}.sock`);
-  if (fs.existsSync(file)) {
+  if (!WINDOWS) privateDir(dir);
+  const file = controlAddress(dir, name);
+  // A pipe goes with its server; a socket file stays behind a launcher that was killed.
+  if (WINDOWS || fs.existsSync(file)) {
     if (await answers(file)) throw new Error(`a cluster named ${name} is already running (${file})`);
-    fs.unlinkSync(file);
+    if (!WINDOWS) fs.unlinkSync(file);
   }
-  const server = net.createServer((socket) => serveConnection(socket, cluster, actions));
+  const server = net.createServer((socket) => serveConnection(socket, cluster, actions, dir, file));
   await new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(file, () => {
@@ -77,8 +98,9 @@ async function serveControl(name, cluster, actions) {
       resolve();
     });
   });
-  fs.chmodSync(file, 0o600);
   server.unref();
+  if (WINDOWS) return { server, file };
+  fs.chmodSync(file, 0o600);
   // A launcher that exits takes its name with it (libuv unlinks a bound path only when the handle closes).
   process.on('exit', () => {
     try {
@@ -99,16 +121,20 @@ function answers(file) {
   });
 }
 
-function serveConnection(socket, cluster, actions) {
+function serveConnection(socket, cluster, actions, dir, file) {
   socket.on('error', () => {});
   const reply = (message) => socket.end(`${JSON.stringify(message)}\n`);
   let uid;
   try {
-    uid = native.peerUid(socket._handle.fd);
+    uid = backend.peerUid(socket._handle.fd);
   } catch (err) {
     return reply({ error: `cannot tell who connected (${err.message})` });
   }
-  if (uid !== process.getuid()) {
+  if (uid === null) {
+    // The portable backend cannot tell: it serves only while the socket keeps everyone else out.
+    const open = WINDOWS ? null : openToOthers(dir, file);
+    if (open) return reply({ error: `permission denied: ${open}, and who connected cannot be checked` });
+  } else if (uid !== process.getuid()) {
     return reply({ error: `permission denied: uid ${uid} may not control a cluster of uid ${process.getuid()}` });
   }
   let input = '';
@@ -129,6 +155,25 @@ function serveConnection(socket, cluster, actions) {
     }
     handle(request, cluster, actions).then(reply, (err) => reply({ error: err.message }));
   });
+}
+
+// What lets another user reach the socket (the directory or the socket made wider than 0700 / 0600, or not ours),
+// or null if nothing does.
+function openToOthers(dir, file) {
+  for (const [what, mode] of [
+    [dir, 0o700],
+    [file, 0o600],
+  ]) {
+    let st;
+    try {
+      st = fs.lstatSync(what);
+    } catch (err) {
+      return `${what} cannot be checked (${err.code})`;
+    }
+    if (st.uid !== process.getuid()) return `${what} belongs to uid ${st.uid}`;
+    if ((st.mode & 0o777) !== mode) return `${what} is mode ${(st.mode & 0o777).toString(8)}, not ${mode.toString(8)}`;
+  }
+  return null;
 }
 
 async function handle(request, cluster, actions) {
@@ -191,10 +236,7 @@ function isControlCommand(word) {
 function onlyName(dir) {
   let names = [];
   try {
-    names = fs
-      .readdirSync(dir)
-      .filter((f) => f.endsWith('.sock'))
-      .map((f) => f.slice(0, -5));
+    names = namesIn(dir);
   } catch {}
   if (names.length === 1) return names[0];
   if (names.length === 0) throw new Error(`no cluster is running (nothing in ${dir})`);
@@ -236,7 +278,7 @@ async function runControlCommand(argv) {
     if (args.length > 1 || args.some((a) => a.startsWith('-'))) throw new Error(`bad arguments\n${CLIENT_USAGE}`);
     const dir = controlDir();
     const name = checkName(args.length ? args[0] : onlyName(dir));
-    const answer = await request(path.join(dir, `${name}.sock`), name, { cmd });
+    const answer = await request(controlAddress(dir, name), name, { cmd });
     if (answer.error) throw new Error(answer.error);
     if (json) process.stdout.write(`${JSON.stringify(answer)}\n`);
     else if (cmd === 'status') process.stdout.write(formatStatus(name, answer));

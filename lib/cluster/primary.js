@@ -151,6 +151,8 @@ cluster.fork = function forkWorker(env) {
       removeServersOf(worker);
       removeWorker(worker);
     }
+    // It holds nothing now: the connections it was handed and never touched go to the other workers.
+    for (const server of servers.values()) server.reclaim(worker.id);
     worker.exitedAfterDisconnect = !!worker.exitedAfterDisconnect;
     worker.state = 'dead';
     debug.workerExit(worker, exitCode, signalCode);
@@ -198,11 +200,27 @@ cluster.broadcast = function broadcast(message) {
 };
 
 cluster.reload = function reload(options, callback) {
-  return rollingReload(cluster, options, callback);
+  return rollingReload(cluster, options, callback, holdConnectionsOf);
 };
 
-// forkline's own: what each worker is doing (lib/cluster/stats.js).
-cluster.stats = () => clusterStats(cluster, servers);
+// While reload() replaces `worker`, each connection handed to it is kept in the primary too (src/cluster/
+// round_robin.rs), so that one it closes before reading it can go to another worker once it has exited.
+function holdConnectionsOf(worker, on) {
+  for (const server of servers.values()) server.hold(worker.id, on);
+}
+
+// forkline's own: what each worker is doing (lib/cluster/stats.js), with the acceptor's tallies of its servers.
+cluster.stats = () => clusterStats(cluster, connectionsOf);
+
+function connectionsOf(worker) {
+  const total = { handed: 0, refused: 0 };
+  for (const server of servers.values()) {
+    const tally = server.tally(worker.id);
+    total.handed += tally.handed;
+    total.refused += tally.refused;
+  }
+  return total;
+}
 
 function removeWorker(worker) {
   delete cluster.workers[worker.id];

@@ -3,7 +3,9 @@
 // cluster.reload(): a rolling restart. Each worker alive now is replaced by a new one, which must be serving
 // (listening, if the old one was) before the old one is disconnected, so that a server never stops accepting. The
 // next replacement starts once the old worker has exited; one still running `timeout` ms after its disconnect is
-// killed. Reloads asked for while one runs queue behind it.
+// killed. Reloads asked for while one runs queue behind it. From the moment its replacement is forked, the primary
+// keeps a copy of each connection it hands the old worker (`hold`): a Node 26 worker closes the connections that
+// have not sent a request yet when it disconnects, and those it never touched go to the others once it has exited.
 
 const { makeError } = require('../errors');
 const { validateObject } = require('../validators');
@@ -14,7 +16,7 @@ const RELOAD_TIMEOUT = 10_000;
 
 let reloading = Promise.resolve();
 
-function rollingReload(cluster, options, callback) {
+function rollingReload(cluster, options, callback, hold) {
   if (typeof options === 'function') {
     callback = options;
     options = undefined;
@@ -31,7 +33,13 @@ function rollingReload(cluster, options, callback) {
       const fresh = cluster.fork(old[kEnv]);
       fresh[kRestarts] = old[kRestarts];
       debug.reload('replace', old, fresh);
-      await workerReached(fresh, old.state === 'listening' ? 'listening' : 'online');
+      hold(old, true);
+      try {
+        await workerReached(fresh, old.state === 'listening' ? 'listening' : 'online');
+      } catch (err) {
+        hold(old, false);
+        throw err;
+      }
       const exited = new Promise((resolve) => old.once('exit', resolve));
       old.disconnect();
       const killer = setTimeout(() => old.destroy(), timeout);

@@ -1,22 +1,18 @@
 'use strict';
 
 // cluster.stats(): one entry per worker of the primary, from what the primary knows (state, start, restarts), the
-// round-robin acceptor's tallies in Rust (connections handed and refused, per server key) and the worker channel's
-// counters.
+// connections handed to it and refused by it (`connectionsOf(worker)`: the native acceptor's tallies in Rust, or
+// the portable backend's count of the workers' replies) and the worker channel's counters, from the backend's
+// channel (lib/backend.js).
 
-const { channelStats } = require('../channel');
+const backend = require('../backend');
 const { kStarted, kRestarts } = require('./worker');
 
-function clusterStats(cluster, servers) {
+function clusterStats(cluster, connectionsOf) {
+  const { channelStats } = backend.channel();
   const now = Date.now();
   return Object.values(cluster.workers).map((worker) => {
-    let handed = 0;
-    let refused = 0;
-    for (const server of servers.values()) {
-      const tally = server.tally(worker.id);
-      handed += tally.handed;
-      refused += tally.refused;
-    }
+    const { handed, refused } = connectionsOf(worker);
     const proc = worker.process;
     return {
       id: worker.id,

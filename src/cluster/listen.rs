@@ -8,6 +8,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 
 use nix::errno::Errno;
+use nix::libc;
 use nix::sys::socket::{
     self, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6,
     SockaddrStorage, UnixAddr,
@@ -215,6 +216,47 @@ pub fn accept(listener: BorrowedFd<'_>) -> Result<Option<OwnedFd>, SysError> {
     }
 }
 
+/// Linux's TCP states (include/net/tcp_states.h), as `tcp_info` reports them.
+const TCP_ESTABLISHED: u8 = 1;
+const TCP_CLOSE_WAIT: u8 = 8;
+
+/// Whether an accepted TCP connection is as the kernel handed it over: nobody has read a byte of what the peer
+/// sent nor written one to it, and the peer has not reset it (it may have half-closed after its request). Such a
+/// connection can go to another worker with nothing lost or doubled. `None` when the kernel cannot tell: not TCP
+/// (a Unix-domain socket keeps no byte counts), or a kernel before 4.19 (no `tcpi_bytes_sent`).
+pub fn untouched(conn: BorrowedFd<'_>) -> Option<bool> {
+    // SAFETY: tcp_info is plain integers, for which all-zero is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` is writable for `len` bytes and outlives the call; the kernel writes at most `len` bytes and
+    // stores in `len` how many it wrote.
+    let rc = unsafe {
+        libc::getsockopt(
+            conn.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        )
+    };
+    let needed = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_sent) + std::mem::size_of::<u64>();
+    if rc != 0 || (len as usize) < needed {
+        return None;
+    }
+    let mut unread: libc::c_int = 0;
+    // SAFETY: FIONREAD (SIOCINQ on a TCP socket) stores one int, into `unread`, which outlives the call.
+    if unsafe { libc::ioctl(conn.as_raw_fd(), libc::FIONREAD, &raw mut unread) } != 0 {
+        return None;
+    }
+    let open = matches!(info.tcpi_state, TCP_ESTABLISHED | TCP_CLOSE_WAIT);
+    // The byte count includes the peer's FIN (CLOSE_WAIT), which FIONREAD leaves out until it is read.
+    let fin = u64::from(info.tcpi_state == TCP_CLOSE_WAIT);
+    let unread = u64::try_from(unread).unwrap_or(u64::MAX);
+    let nothing_read = info.tcpi_bytes_received == unread.saturating_add(fin);
+    let nothing_written = info.tcpi_bytes_sent == 0 && info.tcpi_notsent_bytes == 0;
+    Some(open && nothing_read && nothing_written)
+}
+
 /// The local address of a bound IP socket.
 pub fn sockname(sock: BorrowedFd<'_>) -> Option<SockName> {
     let addr: SockaddrStorage = socket::getsockname(sock.as_fd().as_raw_fd()).ok()?;
@@ -270,6 +312,65 @@ mod tests {
             }
         };
         assert!(sockname(conn.as_fd()).is_some());
+    }
+
+    #[test]
+    fn untouched_until_the_connection_is_read_or_written() {
+        use std::io::{Read, Write};
+        let sock = bind(&tcp("127.0.0.1", 0), false).unwrap();
+        listen(sock.as_fd(), 8).unwrap();
+        let port = sockname(sock.as_fd()).unwrap().port;
+        let accept_one = || loop {
+            if let Some(c) = accept(sock.as_fd()).unwrap() {
+                break c;
+            }
+        };
+        // Waits until the kernel has the client's bytes in the accepted socket's queue.
+        let arrived = |conn: &OwnedFd| {
+            crate::os::sys::wait_readable(conn.as_fd(), 5000);
+        };
+
+        // Data waiting, unread: untouched; the peer half-closing after its request changes nothing.
+        let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let conn = accept_one();
+        assert_eq!(untouched(conn.as_fd()), Some(true));
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        arrived(&conn);
+        assert_eq!(untouched(conn.as_fd()), Some(true));
+        // One byte read: touched.
+        let mut byte = [0u8; 1];
+        assert_eq!(
+            std::fs::File::from(conn.try_clone().unwrap())
+                .read(&mut byte)
+                .unwrap(),
+            1
+        );
+        assert_eq!(untouched(conn.as_fd()), Some(false));
+
+        // Written to: touched.
+        let _client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let conn = accept_one();
+        std::fs::File::from(conn.try_clone().unwrap())
+            .write_all(b"hi")
+            .unwrap();
+        assert_eq!(untouched(conn.as_fd()), Some(false));
+
+        // Reset by the peer: nobody to answer.
+        let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let conn = accept_one();
+        let abort = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        socket::setsockopt(&client, sockopt::Linger, &abort).unwrap();
+        drop(client);
+        arrived(&conn);
+        assert_eq!(untouched(conn.as_fd()), Some(false));
+
+        // A Unix-domain socket keeps no byte counts.
+        let (a, _b) = crate::os::sys::socketpair().unwrap();
+        assert_eq!(untouched(a.as_fd()), None);
     }
 
     #[test]

@@ -176,6 +176,21 @@ impl Server {
         true
     }
 
+    /// While a reload replaces worker `id`, the distributor keeps a copy of each connection it hands it
+    /// (round_robin.rs: the worker may close one before reading it); `on` false ends that.
+    pub fn hold(&self, id: u32, on: bool) {
+        if let Some(rr) = &self.state().rr {
+            rr.hold(id, on);
+        }
+    }
+
+    /// Worker `id` has exited: the connections it was handed and never touched go to the others.
+    pub fn reclaim(&self, id: u32) {
+        if let Some(rr) = &self.state().rr {
+            rr.reclaim(id);
+        }
+    }
+
     fn close(&self, st: &mut State) {
         st.rr = None;
         st.own.clear();

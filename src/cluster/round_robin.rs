@@ -2,11 +2,19 @@
 //! (os/reactor.rs) accepts on the listening sockets and hands each connection to a free worker as a `newconn` NODE_HANDLE; the
 //! worker's `accepted` reply is taken by its channel's reader (see `Channel::set_newconn_replies`) and comes back
 //! here. As in Node, a worker holds one unanswered connection at a time, a refused connection goes to another
-//! worker, and the primary closes its copy only once a worker has accepted. Unlike Node, a worker that goes away
-//! with a connection unanswered gives it back to the others instead of leaking it.
+//! worker, and the primary closes its copy once a worker has accepted.
+//!
+//! Unlike Node, nothing a departing worker never touched is lost. A Node worker that is told to disconnect closes
+//! its servers, and from Node 26 on (nodejs/node#63470) `server.close()` also destroys the connections that have
+//! not sent a request yet; one handed to it just before (its request not read yet, or not sent yet) is then
+//! reset, under node:cluster too. So our copy outlives the worker's answer when the worker is leaving: once it is
+//! removed (its answers still decide: refused goes to another worker), and, while a reload replaces it, from the
+//! moment its replacement is forked (`hold`). Copies of connections it has read from or written to are closed as
+//! we see it happen; once it has exited (`reclaim`), the connections it left untouched (nothing read, nothing
+//! written: `listen::untouched`) go to the other workers, the rest are closed.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
@@ -41,6 +49,9 @@ thread_local! {
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 /// Connections accepted per listener per reactor turn, so that a flood on one port cannot hold the reactor.
 const ACCEPTS_PER_TURN: usize = 64;
+/// How often held copies are looked at, to close those the worker has started on (a copy of ours would keep the
+/// connection open after the worker closes it).
+const HELD_SWEEP: Duration = Duration::from_millis(25);
 
 /// Routes replies to the distributor that handed the connection out; installed on every worker's channel.
 pub struct Replies;
@@ -72,8 +83,15 @@ struct State {
     free: VecDeque<u32>,
     /// Accepted connections no worker has taken yet.
     queue: VecDeque<OwnedFd>,
-    /// Connections handed out and not yet answered, by `newconn` seq.
+    /// Connections handed out and not yet answered, by `newconn` seq (a removed worker's too: its answer still
+    /// decides).
     handed: HashMap<u64, (u32, OwnedFd)>,
+    /// Workers a reload is replacing: we keep a copy of each connection they accept.
+    holding: HashSet<u32>,
+    /// Our copies of connections accepted by a leaving worker, until it has touched them or exited.
+    held: Vec<(u32, OwnedFd)>,
+    /// A sweep of `held` is due on the reactor.
+    sweeping: bool,
     closed: bool,
     /// What each worker was handed and refused, for `cluster.stats()`.
     tally: HashMap<u32, Tally>,
@@ -157,27 +175,70 @@ impl RoundRobin {
             .unwrap_or_default()
     }
 
-    /// Forgets a worker; what it held unanswered goes to the others. True when no worker is left.
+    /// Forgets a worker: it gets nothing more. What it holds unanswered stays its own until it answers (refused:
+    /// to another worker; accepted: held) or exits (`reclaim`): it may be accepting it right now. True when no
+    /// worker is left.
     pub fn remove_worker(&self, id: u32) -> bool {
         let mut st = lock(&self.inner.state);
         st.workers.remove(&id);
         st.tally.remove(&id);
         st.free.retain(|w| *w != id);
-        let mut back: Vec<u64> = st
+        st.holding.remove(&id);
+        st.workers.is_empty()
+    }
+
+    /// While a reload replaces worker `id` (`on`), keeps a copy of each connection it accepts; off again (the
+    /// reload gave up), lets those copies go.
+    pub fn hold(&self, id: u32, on: bool) {
+        let mut st = lock(&self.inner.state);
+        if !st.workers.contains_key(&id) {
+            return;
+        }
+        if on {
+            st.holding.insert(id);
+        } else {
+            st.holding.remove(&id);
+            st.held.retain(|(w, _)| *w != id);
+        }
+    }
+
+    /// Worker `id` has exited, so it holds nothing any more: what it was handed and never touched goes to the
+    /// others (oldest first), the rest is closed.
+    pub fn reclaim(&self, id: u32) {
+        let mut st = lock(&self.inner.state);
+        st.workers.remove(&id);
+        st.free.retain(|w| *w != id);
+        st.holding.remove(&id);
+        let mut seqs: Vec<u64> = st
             .handed
             .iter()
             .filter(|(_, (w, _))| *w == id)
             .map(|(seq, _)| *seq)
             .collect();
-        back.sort_unstable();
-        for seq in back.into_iter().rev() {
+        seqs.sort_unstable();
+        let mut left = Vec::new();
+        for seq in seqs {
             lock(&HANDED).remove(&seq);
-            if let Some((_, fd)) = st.handed.remove(&seq) {
-                st.queue.push_front(fd);
+            if let Some((_, conn)) = st.handed.remove(&seq) {
+                // Never answered: a Unix-domain one (no byte counts) is taken as untouched too, since a Node
+                // worker answers before it reads.
+                if listen::untouched(conn.as_fd()) != Some(false) {
+                    left.push(conn);
+                }
             }
         }
+        let held = std::mem::take(&mut st.held);
+        let (theirs, others): (Vec<_>, Vec<_>) = held.into_iter().partition(|(w, _)| *w == id);
+        st.held = others;
+        for (_, conn) in theirs {
+            if listen::untouched(conn.as_fd()) == Some(true) {
+                left.push(conn);
+            }
+        }
+        for conn in left.into_iter().rev() {
+            st.queue.push_front(conn);
+        }
         self.inner.dispatch(&mut st);
-        st.workers.is_empty()
     }
 }
 
@@ -194,6 +255,7 @@ impl Drop for RoundRobin {
             }
         }
         st.queue.clear();
+        st.held.clear();
         let handed: Vec<u64> = st.handed.drain().map(|(seq, _)| seq).collect();
         drop(st);
         let mut table = lock(&HANDED);
@@ -302,17 +364,47 @@ impl Inner {
         let Some((id, conn)) = st.handed.remove(&reply.ack) else {
             return;
         };
+        let member = st.workers.contains_key(&id);
         if reply.accepted {
-            drop(conn);
+            // A leaving worker may close it before it reads a byte (see the module's doc): keep a copy. TCP only:
+            // of a Unix-domain socket we could not tell later whether the worker has started on it.
+            if (!member || st.holding.contains(&id)) && listen::untouched(conn.as_fd()).is_some() {
+                st.held.push((id, conn));
+                self.sweep_later(&mut st);
+            }
         } else {
             // The worker is closing its server: give the connection to another one.
-            st.tally.entry(id).or_default().refused += 1;
+            if member {
+                st.tally.entry(id).or_default().refused += 1;
+            }
             st.queue.push_back(conn);
         }
-        if st.workers.contains_key(&id) {
+        if member {
             st.free.push_back(id);
         }
         self.dispatch(&mut st);
+    }
+
+    /// Closes, on the reactor shortly, the held copies whose worker has started on them, and so on while some
+    /// are held.
+    fn sweep_later(self: &Arc<Self>, st: &mut State) {
+        if st.sweeping {
+            return;
+        }
+        let me = Arc::downgrade(self);
+        st.sweeping = reactor::after(HELD_SWEEP, move || {
+            let Some(inner) = me.upgrade() else {
+                return;
+            };
+            let mut st = lock(&inner.state);
+            st.sweeping = false;
+            st.held
+                .retain(|(_, conn)| listen::untouched(conn.as_fd()) == Some(true));
+            if !st.held.is_empty() {
+                inner.sweep_later(&mut st);
+            }
+        })
+        .is_ok();
     }
 }
 
@@ -322,7 +414,7 @@ mod tests {
     use crate::core::channel::{Event, EventSink};
     use crate::core::frame::Decoder;
     use crate::os::sys;
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::{BufRead, BufReader, Read, Write};
     use std::net::TcpStream;
     use std::os::unix::net::UnixStream;
     use std::time::Duration;
@@ -445,20 +537,142 @@ mod tests {
     }
 
     #[test]
-    fn a_departing_worker_gives_its_unanswered_connection_back() {
+    fn a_departing_worker_answers_for_what_it_was_handed_or_gives_it_back_when_it_exits() {
         let rr = RoundRobin::new("k".into()).unwrap();
         let (sock, port) = listener();
         rr.add_listener(sock).unwrap();
         let (ch1, mut w1) = worker();
         rr.add_worker(1, ch1);
         let _c1 = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        take(&mut w1);
+        let s1 = take(&mut w1);
+        let _c2 = TcpStream::connect(("127.0.0.1", port)).unwrap();
         let (ch2, mut w2) = worker();
         rr.add_worker(2, ch2);
+        take(&mut w2);
+        let (ch3, mut w3) = worker();
+        rr.add_worker(3, ch3);
+        // Removed, they may be accepting what they hold right now: it stays theirs.
         assert!(!rr.remove_worker(1));
-        let s = take(&mut w2);
-        answer(&mut w2, s, true);
+        assert!(!rr.remove_worker(2));
+        nothing_for(&mut w3);
+        // Worker 1 refuses its own: it goes on.
+        answer(&mut w1, s1, false);
+        let s3 = take(&mut w3);
+        answer(&mut w3, s3, true);
+        // Worker 2 exits without answering: its connection goes on.
+        rr.reclaim(2);
+        let s4 = take(&mut w3);
+        answer(&mut w3, s4, true);
+        assert!(rr.remove_worker(3), "no worker left");
+    }
+
+    /// A worker end that takes the connections' fds (the others' fds are dropped as their lines are read).
+    struct Taker(UnixStream);
+
+    impl Taker {
+        fn new() -> (Arc<Channel>, Taker) {
+            let (ch, peer) = worker();
+            (ch, Taker(peer.into_inner()))
+        }
+
+        /// The next `newconn`: acknowledges its handle and returns its seq and the connection.
+        fn take(&mut self) -> (u64, OwnedFd) {
+            assert!(sys::wait_readable(self.0.as_fd(), 5000));
+            let mut buf = [0u8; 4096];
+            let got = sys::recv(self.0.as_fd(), &mut buf).unwrap();
+            let v: serde_json::Value = serde_json::from_slice(buf[..got.n].trim_ascii()).unwrap();
+            assert_eq!(v["msg"]["act"], "newconn");
+            writeln!(self.0, r#"{{"cmd":"NODE_HANDLE_ACK"}}"#).unwrap();
+            (
+                v["msg"]["seq"].as_u64().unwrap(),
+                got.fds.into_iter().next().unwrap(),
+            )
+        }
+
+        fn answer(&mut self, seq: u64, accepted: bool) {
+            writeln!(
+                self.0,
+                r#"{{"cmd":"NODE_CLUSTER","ack":{seq},"accepted":{accepted},"seq":0}}"#
+            )
+            .unwrap();
+        }
+    }
+
+    /// What the client reads next: its bytes, `Some(empty)` at EOF, `None` if nothing comes for a moment.
+    fn client_reads(client: &mut TcpStream) -> Option<Vec<u8>> {
+        client
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        match client.read(&mut buf) {
+            Ok(n) => Some(buf[..n].to_vec()),
+            Err(_) => None,
+        }
+    }
+
+    #[test]
+    fn connections_a_held_worker_closed_untouched_go_on_once_it_has_exited() {
+        let rr = RoundRobin::new("k".into()).unwrap();
+        let (sock, port) = listener();
+        rr.add_listener(sock).unwrap();
+        let (ch1, mut w1) = Taker::new();
+        rr.add_worker(1, ch1);
+        rr.hold(1, true);
+
+        // Accepted and closed unread (as a disconnecting Node 26 worker does): our copy keeps it open.
+        let mut c1 = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c1.write_all(b"request 1").unwrap();
+        let (s1, conn1) = w1.take();
+        w1.answer(s1, true);
+        waits_for(|| rr.tally(1).handed == 1 && lock(&rr.inner.state).handed.is_empty());
+        drop(conn1);
+        assert_eq!(client_reads(&mut c1), None, "still open");
+
+        // Accepted and read: our copy goes (at the next sweep), so the worker's close is the client's EOF.
+        let mut c2 = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c2.write_all(b"request 2").unwrap();
+        let (s2, conn2) = w1.take();
+        let mut file = std::fs::File::from(conn2);
+        let mut buf = [0u8; 9];
+        file.read_exact(&mut buf).unwrap();
+        w1.answer(s2, true);
+        drop(file);
+        waits_for(|| lock(&rr.inner.state).held.len() == 1);
+        assert_eq!(client_reads(&mut c2), Some(vec![]), "EOF");
+
+        // The worker leaves and exits: the untouched one goes to worker 2, request and all.
+        let (ch2, mut w2) = Taker::new();
+        rr.add_worker(2, ch2);
+        assert!(!rr.remove_worker(1));
+        rr.reclaim(1);
+        let (s3, conn3) = w2.take();
+        w2.answer(s3, true);
+        let mut file = std::fs::File::from(conn3);
+        let mut buf = [0u8; 9];
+        file.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"request 1");
+        file.write_all(b"answer").unwrap();
+        assert_eq!(client_reads(&mut c1), Some(b"answer".to_vec()));
         assert!(rr.remove_worker(2), "no worker left");
+    }
+
+    #[test]
+    fn a_hold_lifted_lets_the_copies_go() {
+        let rr = RoundRobin::new("k".into()).unwrap();
+        let (sock, port) = listener();
+        rr.add_listener(sock).unwrap();
+        let (ch1, mut w1) = Taker::new();
+        rr.add_worker(1, ch1);
+        rr.hold(1, true);
+        let mut c1 = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (s1, conn1) = w1.take();
+        w1.answer(s1, true);
+        waits_for(|| lock(&rr.inner.state).held.len() == 1);
+        drop(conn1);
+        assert_eq!(client_reads(&mut c1), None, "held");
+        rr.hold(1, false);
+        assert_eq!(client_reads(&mut c1), Some(vec![]), "EOF");
+        assert!(rr.remove_worker(1));
     }
 
     #[test]

@@ -125,6 +125,19 @@ impl NativeServer {
         self.server.remove(worker_id)
     }
 
+    /// While a reload replaces worker `workerId` (`on`), keeps a copy of each connection handed to it, so that
+    /// one it closes unread can go to another worker once it has exited (`reclaim`).
+    #[napi]
+    pub fn hold(&self, worker_id: u32, on: bool) {
+        self.server.hold(worker_id, on);
+    }
+
+    /// Worker `workerId` has exited: the connections it was handed and never touched go to the other workers.
+    #[napi]
+    pub fn reclaim(&self, worker_id: u32) {
+        self.server.reclaim(worker_id);
+    }
+
     /// Connections handed to worker `workerId` on this key, and how many it refused, for `cluster.stats()`.
     #[napi]
     pub fn tally(&self, worker_id: u32) -> Tally {

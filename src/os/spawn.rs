@@ -1,12 +1,16 @@
 //! Starting a child: fork options → posix_spawn, with the channel's child end at the fd of the 'ipc' slot.
 //!
 //! posix_spawn (glibc: clone(CLONE_VM | CLONE_VFORK)) neither copies the parent's memory nor its page tables, which
-//! matters for a Node parent with a large heap. Only uid/gid, which posix_spawn cannot set, take std's fork+exec.
+//! matters for a Node parent with a large heap. Only uid/gid, which posix_spawn cannot set, take std's fork+exec; so
+//! does a cwd where the C library cannot set it either (posix_spawn_file_actions_addchdir_np: glibc 2.29, musl
+//! 1.1.24). The prebuilt binaries load on glibc 2.17 (scripts/elf.js checks it), so that function is looked up at
+//! run time, not linked.
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::ptr;
+use std::sync::OnceLock;
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
@@ -142,7 +146,17 @@ pub fn spawn(opts: &SpawnOptions) -> Result<Spawned, SysError> {
     let result = if opts.uid.is_some() || opts.gid.is_some() {
         fork_exec(opts, &sources)
     } else {
-        posix_spawn(&file, &args, &env, cwd.as_ref(), &sources, opts.detached)
+        match (cwd, addchdir()) {
+            (Some(_), None) => fork_exec(opts, &sources),
+            (cwd, addchdir) => posix_spawn(
+                &file,
+                &args,
+                &env,
+                cwd.zip(addchdir),
+                &sources,
+                opts.detached,
+            ),
+        }
     };
     // `sources` (the child's copies) drop here: from now on only the child holds them.
     drop(sources);
@@ -188,6 +202,21 @@ fn check(ret: libc::c_int, syscall: &'static str) -> Result<(), SysError> {
     }
 }
 
+type AddChdir =
+    unsafe extern "C" fn(*mut libc::posix_spawn_file_actions_t, *const libc::c_char) -> libc::c_int;
+
+/// The C library's posix_spawn_file_actions_addchdir_np, if it has one.
+fn addchdir() -> Option<AddChdir> {
+    static ADDCHDIR: OnceLock<Option<AddChdir>> = OnceLock::new();
+    *ADDCHDIR.get_or_init(|| {
+        let name = c"posix_spawn_file_actions_addchdir_np";
+        // SAFETY: dlsym with RTLD_DEFAULT only reads the process's symbol tables; `name` is NUL-terminated.
+        let ptr = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+        // SAFETY: a non-null result is that function, whose C signature AddChdir spells out.
+        (!ptr.is_null()).then(|| unsafe { std::mem::transmute::<*mut libc::c_void, AddChdir>(ptr) })
+    })
+}
+
 /// posix_spawn's attribute and file-action objects, destroyed on every path out.
 struct SpawnSetup {
     attr: libc::posix_spawnattr_t,
@@ -225,7 +254,7 @@ fn posix_spawn(
     file: &CString,
     args: &[CString],
     env: &[CString],
-    cwd: Option<&CString>,
+    cwd: Option<(CString, AddChdir)>,
     sources: &[(OwnedFd, RawFd)],
     detached: bool,
 ) -> Result<i32, SysError> {
@@ -236,10 +265,9 @@ fn posix_spawn(
         let ret = unsafe { libc::posix_spawn_file_actions_adddup2(&mut s.actions, fd, *target) };
         check(ret, "spawn")?;
     }
-    if let Some(dir) = cwd {
-        // SAFETY: `actions` is initialised; glibc copies the path.
-        let ret =
-            unsafe { libc::posix_spawn_file_actions_addchdir_np(&mut s.actions, dir.as_ptr()) };
+    if let Some((dir, addchdir)) = cwd {
+        // SAFETY: `actions` is initialised; the C library copies the path.
+        let ret = unsafe { addchdir(&mut s.actions, dir.as_ptr()) };
         check(ret, "spawn")?;
     }
     // The child starts as libuv's do: no blocked signals, every disposition at its default (Node ignores SIGPIPE,

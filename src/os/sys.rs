@@ -276,9 +276,19 @@ pub fn set_send_buffer(sock: BorrowedFd<'_>, bytes: usize) {
 pub fn prefer_batch_scheduling() {
     #[cfg(target_os = "linux")]
     {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param that lives across the call.
-        let _ = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+        // SAFETY: sched_param holds only integers (musl's has more fields than glibc's); all zeros is priority 0, the
+        // one SCHED_BATCH takes.
+        let param: libc::sched_param = unsafe { std::mem::zeroed() };
+        // The system call, not libc's wrapper: musl's sched_setscheduler() always fails with ENOSYS.
+        // SAFETY: tid 0 is the calling thread; `param` is a valid sched_param that lives across the call.
+        let _ = unsafe {
+            libc::syscall(
+                libc::SYS_sched_setscheduler,
+                0,
+                libc::SCHED_BATCH,
+                &raw const param,
+            )
+        };
     }
 }
 
@@ -508,13 +518,15 @@ impl Drop for Mapping {
 impl MemfdBuf {
     /// A fresh close-on-exec memfd of `len` bytes (> 0), mapped for writing, then sealed with `MEMFD_SEALS`.
     pub fn new(len: usize) -> Result<MemfdBuf, SysError> {
+        // The system call, not glibc's wrapper (2.27): the prebuilt binaries load on glibc 2.17.
         // SAFETY: the name is a NUL-terminated literal; the return value is checked before it is wrapped.
         let raw = unsafe {
-            libc::memfd_create(
+            libc::syscall(
+                libc::SYS_memfd_create,
                 c"forkline-message".as_ptr(),
                 libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
             )
-        };
+        } as libc::c_int;
         if raw < 0 {
             return Err(SysError::new(Errno::last(), "memfd_create"));
         }

@@ -1,0 +1,14 @@
+import { describe, expect, it } from 'vitest';
+import { createRequire } from 'node:module';
+
+const { sumTo, fib, CASES } = createRequire(import.meta.url)('../../shared/math.js');
+
+describe('part 3', () => {
+  for (let n = 0; n < CASES; n++) {
+    it(`sums to ${n * 3}`, () => expect(sumTo(n * 3)).toBe((n * 3 * (n * 3 + 1)) / 2));
+  }
+  it('computes fib(21)', async () => {
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(fib(21)).toBe(fib(20) + fib(19));
+  });
+});
