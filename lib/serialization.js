@@ -21,9 +21,10 @@ let wire;
 const v8Wire = () => wire ?? (wire = require('./v8_wire'));
 
 const advanced = {
-  // One frame: a 4-byte big-endian length, then the serializer's header and value.
-  encode(message) {
-    return v8Wire().encode(message);
+  // One frame: a 4-byte big-endian length, then the serializer's header and value. `shared`: the frame will be
+  // queued on several channels (lib/v8_wire.js then keeps its bytes until they are all gone).
+  encode(message, shared = false) {
+    return v8Wire().encode(message, shared);
   },
   join(parts) {
     return v8Wire().join(parts);
