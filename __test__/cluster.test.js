@@ -775,6 +775,27 @@ for (const impl of IMPLS) {
 }
 
 // Nothing left behind by any primary of this file.
+for (const kind of ['udp4', 'tcp']) {
+  test(
+    `workers listening on an fd of the primary's (${kind}): as node:cluster (Node's test-cluster-dgram-bind-fd)`,
+    { timeout: TIMEOUT },
+    async (t) => {
+      const [node, forkline] = await compare(t, 'cluster-listen-fd.js', [kind]);
+      assert.strictEqual(node.received, 10);
+      assert.deepStrictEqual(forkline, node);
+    },
+  );
+}
+
+for (const policy of ['rr', 'none']) {
+  test(`a worker's listen backlog is the primary's (${policy}): as node:cluster`, { timeout: TIMEOUT }, async (t) => {
+    const [node, forkline] = await compare(t, 'cluster-backlog.js', [policy]);
+    if (node.backlogs === null) return t.skip('no ss(8) here');
+    assert.ok(node.backlogs.includes(127), `node: ${node.backlogs}`);
+    assert.deepStrictEqual(forkline, node);
+  });
+}
+
 test('no primary or worker of this file is left running', { timeout: TIMEOUT }, async () => {
   await sleep(200);
   const left = descendants(process.pid).filter((pid) => procState(pid) !== 'Z');

@@ -504,14 +504,14 @@ test('timeout option kills the child with killSignal, as Node', { timeout: 20_00
     const child = spawnChild(t, forkFn, LIFECYCLE, ['hang'], { ...QUIET, timeout: 300, killSignal: 'SIGINT' });
     const log = recordEvents(child, ['message', 'exit', 'close', 'error']);
     await untilDone(child);
-    results[name] = { log, killed: child.killed };
+    // Whether the child said 'ready' within the 300 ms is up to the machine's load; the kill is what is tested.
+    results[name] = { log: log.filter(([event]) => event !== 'message'), killed: child.killed };
     // A child that exits before its timeout is left alone.
     const quick = spawnChild(t, forkFn, LIFECYCLE, ['exit', '4'], { ...QUIET, timeout: 20_000 });
     assert.deepStrictEqual(await whenClosed(quick), [4, null], name);
   }
   assert.deepStrictEqual(results.forkline, results.node);
   assert.deepStrictEqual(results.forkline.log, [
-    ['message', 'ready'],
     ['exit', null, 'SIGINT'],
     ['close', null, 'SIGINT'],
   ]);

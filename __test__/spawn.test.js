@@ -111,3 +111,49 @@ test('spawn() argument errors are as Node throws them', () => {
     assert.deepStrictEqual(caught.forkline, caught.node, JSON.stringify(args));
   }
 });
+
+// Node reads only the options object's own properties (`{ __proto__: null, ...options }` in fork() and
+// normalizeSpawnArguments), so a polluted Object.prototype changes nothing: Node's
+// test-child-process-prototype-tampering. Each of these would break the call if it were read.
+const TAMPERED = {
+  execPath: '/not/existing/malicious/path',
+  execArgv: ['--no-such-flag'],
+  cwd: '/not/existing/malicious/path',
+  stdio: ['ignore', 'ignore', 'ignore'],
+  serialization: 'bogus',
+  timeout: 1,
+  signal: 'not a signal',
+  shell: '/not/existing/shell',
+};
+
+function tampered(spawnFn) {
+  return (...args) => {
+    for (const [key, value] of Object.entries(TAMPERED)) Object.prototype[key] = value; // eslint-disable-line no-extend-native
+    try {
+      return spawnFn(...args);
+    } finally {
+      for (const key of Object.keys(TAMPERED)) delete Object.prototype[key];
+    }
+  };
+}
+
+test('options inherited from Object.prototype are ignored, as Node ignores them', { timeout: 30_000 }, async (t) => {
+  const calls = {
+    fork: { node: nodeChildProcess.fork, forkline: forkline.fork, args: [ECHO, [], {}] },
+    spawn: {
+      node: nodeChildProcess.spawn,
+      forkline: forkline.spawn,
+      args: [process.execPath, [ECHO], { stdio: IPC_ONLY }],
+    },
+  };
+  for (const [name, { args, ...impls }] of Object.entries(calls)) {
+    const results = {};
+    for (const [impl, spawnFn] of Object.entries(impls)) {
+      const { child, log } = await echoTwice(t, tampered(spawnFn), ...args);
+      results[impl] = log;
+      if (impl === 'forkline') assert.ok(child instanceof forkline.ChildProcess, `${name}: served by forkline`);
+    }
+    assert.strictEqual(results.node.at(-1)[0], 'close', `${name}: node's child ran`);
+    assert.deepStrictEqual(results.forkline, results.node, name);
+  }
+});

@@ -137,6 +137,12 @@ function childProcessSection(lines, group, writeRows) {
       "Advanced echo rows: the same with `serialization: 'advanced'` and `{ i, b }`, `b` a Buffer of that many bytes.",
   );
   lines.push(
+    'Plain fork-and-echo loop: a fresh parent process (children/pingpong-parent.js) forks a child that is only ' +
+      "`process.on('message', (m) => process.send(m))` and times sequential `{ k }` round trips, as a user's first " +
+      'ping-pong would; the round trip rows above time the same from the bench process itself. Pipelined echo: one ' +
+      "echo child, that many `{ i, s: 'hello' }` in flight, each echo answered by the next send; msgs/s counts echoes.",
+  );
+  lines.push(
     "Advanced small objects: as parent → child (`{ i, s: 'hello' }` sent in one loop, the child reports at the end) " +
       "with `serialization: 'advanced'` and `{ i, s: 'hello', d: new Date(0), m: new Map([[1, 2]]) }`.",
   );

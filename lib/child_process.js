@@ -315,7 +315,8 @@ function fork(modulePath, args, options) {
     validateArray(args, 'args');
   }
   if (options != null) validateObject(options, 'options');
-  options = { ...options, shell: false };
+  // Own properties only, as Node: an option inherited from a tampered Object.prototype is not an option.
+  options = { __proto__: null, ...options, shell: false };
   options.execPath = options.execPath || process.execPath;
   validateNullCheck(options.execPath, 'options.execPath');
 
@@ -360,10 +361,11 @@ function spawn(file, args, options) {
   }
   if (options === undefined) options = {};
   else validateObject(options, 'options');
+  // Own properties only (Node's normalizeSpawnArguments), the 'ipc' slot included.
+  options = { __proto__: null, ...options };
   if (!Array.isArray(options.stdio) || !options.stdio.includes('ipc')) {
     return nodeChildProcess.spawn(file, args, options);
   }
-  options = { ...options };
   const shell = options.shell;
   if (shell != null && typeof shell !== 'boolean' && typeof shell !== 'string') {
     throw makeError('ERR_INVALID_ARG_TYPE', 'options.shell', ['boolean', 'string'], shell);
@@ -467,6 +469,7 @@ function normalizeSpawnArguments(file, args, options) {
     }
   }
   return {
+    __proto__: null,
     file,
     // The native side takes strings; Node's spawn turns each argument into one too.
     args: [typeof options.argv0 === 'string' ? options.argv0 : file, ...args].map(String),

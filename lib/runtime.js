@@ -61,20 +61,22 @@ function startChildRuntime() {
     runtimeFailed(`unknown serialization ${util.inspect(serialization)}`);
   }
   let nat;
+  let end = null;
   try {
     const us = Number.isInteger(busyPoll) && busyPoll > 0 && busyPoll <= 1_000_000 ? busyPoll : 0;
-    nat = native.NativeChannel.open(fd, serialization, () => process._onWake(), us);
+    nat = native.NativeChannel.open(fd, serialization, () => end._onWake(), us);
   } catch (err) {
     runtimeFailed(`cannot open the channel on fd ${fd} (${err.message})`);
   }
 
-  const control = setupChannel(process, nat, serialization, EXIT_FLUSH_MS);
+  end = setupChannel(process, nat, serialization, EXIT_FLUSH_MS);
+  const control = end._control;
 
   // Node's _forkChild: the channel keeps the process alive only while someone listens for 'message' or
   // 'disconnect'; messages that came before the first 'message' listener wait for it.
   const counts = (name) => name === 'message' || name === 'disconnect';
   process.on('newListener', (name) => {
-    process.nextTick(flushPendingMessages, process);
+    process.nextTick(flushPendingMessages, end);
     if (counts(name)) control.refCounted();
   });
   process.on('removeListener', (name) => {
@@ -85,7 +87,7 @@ function startChildRuntime() {
     for (let i = process.listenerCount(name); i > 0; i--) control.refCounted();
   }
 
-  if (uniqueId !== undefined) startClusterWorker(uniqueId);
+  if (uniqueId !== undefined) startClusterWorker(uniqueId, end);
 }
 
 // Node's initializeClusterIPC (lib/internal/process/pre_execution.js), which its bootstrap runs right after the
@@ -93,7 +95,7 @@ function startChildRuntime() {
 // side; _setupWorker() makes cluster.worker, listens for the primary's messages and says 'online'; the variable goes
 // so that grandchildren do not inherit it. As Node, only for a script (no argv[1], e.g. `node -e`: the variable stays
 // and nothing starts).
-function startClusterWorker(uniqueId) {
+function startClusterWorker(uniqueId, end) {
   process.env.NODE_UNIQUE_ID = uniqueId;
   if (!process.argv[1]) return;
   const cluster = require('node:cluster');
@@ -103,7 +105,7 @@ function startClusterWorker(uniqueId) {
   cluster._setupWorker();
   // Node's worker writes 'online' at once, before the user's script: a primary can then kill a worker that never
   // yields (test-cluster-kill-infinite-loop). Ours would wait for the end of the tick.
-  flushNow(process);
+  flushNow(end);
   delete process.env.NODE_UNIQUE_ID;
 }
 

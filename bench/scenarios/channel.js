@@ -3,6 +3,7 @@
 // The channel itself, with JSON serialization: small messages parent → child and child → parent (throughput), round
 // trips (latency), and echoes of strings from 1 KB to 16 MB.
 
+const nodeChildProcess = require('node:child_process');
 const { IMPLS, now, seconds, percentile, mean, fmtRate, fmtMicros, fmtMBs } = require('../harness');
 
 // Payloads: built once, shared by every implementation.
@@ -140,6 +141,68 @@ function rttScenario({ id, label, busyPoll }) {
   };
 }
 
+// Pipelined echo: one child, `window` small messages in flight, each echo answered by the next send (a request
+// handler keeping a few requests in flight to one helper process). msgs/s counts echoes.
+function pipelineScenario(window) {
+  return {
+    id: `pipeline-${window}`,
+    child: 'echo-child.js',
+    params: { n: 40_000, warm: 4_000 },
+    rows: [{ name: `pipelined echo, ${window} in flight, msgs/s`, key: 'rate', higherIsBetter: true, format: fmtRate }],
+    timeoutSeconds: 60,
+    run(session, { n, warm }) {
+      return new Promise((resolve, reject) => {
+        const total = warm + n;
+        let sent = 0;
+        let got = 0;
+        let t0;
+        const send = () => session.child.send(small(sent++));
+        session.onMessage = (msg) => {
+          if (msg.i !== got) {
+            reject(new Error(`echo ${got}: got back i=${msg.i}`));
+            return;
+          }
+          if (++got === warm) t0 = now();
+          if (got === total) {
+            const t1 = now();
+            resolve({ rate: n / seconds(t0, t1), seconds: seconds(t0, t1) });
+          } else if (sent < total) send();
+        };
+        for (let w = 0; w < window; w++) send();
+      });
+    },
+  };
+}
+
+// The plain fork-and-echo loop: sequential round trips measured in a fresh parent process of their own
+// (children/pingpong-parent.js), against a child that is nothing but `process.on('message', (m) => process.send(m))`,
+// as a user's first ping-pong would be; the rtt row above measures the same in the bench's own process.
+const loopImpl = (name, impl) => ({ name, impl, fork: (...args) => nodeChildProcess.fork(...args) });
+const LOOP_IMPLS = [
+  loopImpl(IMPLS[0].name, 'node'),
+  loopImpl(IMPLS[1].name, 'forkline'),
+  loopImpl(IMPLS[2].name, 'forkline-runtime'),
+];
+const rttLoopScenario = {
+  id: 'rtt-loop',
+  child: 'pingpong-parent.js',
+  impls: LOOP_IMPLS,
+  childArgs: (_, impl) => [impl.impl],
+  params: { n: 10_000, warm: 500 },
+  rows: [
+    { name: 'round trip, plain fork-and-echo loop p50, µs', key: 'p50', higherIsBetter: false, format: fmtMicros },
+    { name: 'round trip, plain fork-and-echo loop p99, µs', key: 'p99', higherIsBetter: false, format: fmtMicros },
+  ],
+  timeoutSeconds: 60,
+  async run(session, go) {
+    session.child.send({ go });
+    const reply = await session.next();
+    if (reply && reply.error) throw new Error(`pingpong-parent: ${reply.error}`);
+    if (!reply || !reply.result) throw new Error(`pingpong-parent: unexpected reply ${JSON.stringify(reply)}`);
+    return reply.result;
+  },
+};
+
 const scenarios = [
   sinkScenario({ id: 'p2c', name: 'parent → child, msgs/s', params: { n: 400_000, warm: 20_000 }, make: small }),
   {
@@ -173,7 +236,9 @@ const scenarios = [
     },
   },
   rttScenario({ id: 'rtt', label: 'round trip' }),
+  rttLoopScenario,
   rttScenario({ id: 'rtt-busy', label: 'round trip, busyPoll 50 µs', busyPoll: 50 }),
+  ...[1, 2, 8, 32].map(pipelineScenario),
   echoScenario('1 KB', KB, 10_000),
   echoScenario('64 KB', 64 * KB, 1_000),
   echoScenario('1 MB', MB, 40),

@@ -334,7 +334,8 @@ function serverSpec(key, message) {
     policy: POLICY_NAMES[schedulingPolicy],
     kind,
     address: address ?? undefined,
-    port: port >= 0 ? port : undefined,
+    // null when the worker listens on an fd (dgram's bind({ fd }) asks with address and port null).
+    port: typeof port === 'number' && port >= 0 ? port : undefined,
     fd: message.fd ?? undefined,
     flags: message.flags ?? undefined,
     // Workers send what listen() got (0 or false when none); Node's primary listens with `backlog || 511`.

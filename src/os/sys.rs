@@ -41,9 +41,38 @@ pub struct Received {
 /// ready; use `wait_readable` to block. fds arrive close-on-exec and owned, every one of them: when the control data
 /// was truncated (MSG_CTRUNC) the fds that did fit are still ours to close, so the walk is done here rather than by
 /// nix, which refuses to iterate a truncated buffer (those fds then leaked).
+#[cfg(test)]
 pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Received, SysError> {
-    // SAFETY: `buf` is live and writable for its whole length during the call.
+    // SAFETY: `buf` is valid for writes of its whole length for the call.
     unsafe { recv_raw(fd, buf.as_mut_ptr(), buf.len()) }
+}
+
+/// A channel's read buffer: private anonymous memory of its own, which the kernel faults in (zero-filled) only as
+/// far as reads reach, and which goes back to the kernel whole when dropped. From the heap instead, a large buffer
+/// freed in the middle of it would stay resident, and glibc's calloc zeroes (touches) a recycled one in full.
+#[derive(Debug)]
+pub struct ReadBuf {
+    map: Mapping,
+}
+
+impl ReadBuf {
+    pub fn new(len: usize) -> Result<ReadBuf, SysError> {
+        Mapping::anonymous(len).map(|map| ReadBuf { map })
+    }
+
+    /// One `recv` into the buffer; `filled(n)` then has what came.
+    pub fn recv(&mut self, fd: BorrowedFd<'_>) -> Result<Received, SysError> {
+        // SAFETY: the mapping is ours, writable and `len` bytes long, and `&mut self` keeps it from other use.
+        unsafe { recv_raw(fd, self.map.ptr.as_ptr(), self.map.len) }
+    }
+
+    /// The first `n` bytes (at most `len`).
+    pub fn filled(&self, n: usize) -> &[u8] {
+        assert!(n <= self.map.len);
+        // SAFETY: `n` bytes of a live mapping that nothing writes while `&self` is borrowed (reading pages that
+        // were never written yields zeros).
+        unsafe { std::slice::from_raw_parts(self.map.ptr.as_ptr(), n) }
+    }
 }
 
 /// Like `recv`, into the spare room of `buf` (at most `max` bytes), which grows by what was read: a large message
@@ -475,7 +504,8 @@ pub struct MemfdBuf {
     map: Mapping,
 }
 
-/// A shared mapping of the start of a file, unmapped on drop: our own memfd (writable) or the peer's (read-only).
+/// A mapping, unmapped on drop: the start of a file, shared (our own memfd, writable, or the peer's, read-only), or
+/// private anonymous memory (a read buffer).
 #[derive(Debug)]
 struct Mapping {
     ptr: std::ptr::NonNull<u8>,
@@ -508,9 +538,31 @@ impl Mapping {
     }
 }
 
+impl Mapping {
+    /// `len` bytes (> 0) of private, zero-filled memory.
+    fn anonymous(len: usize) -> Result<Mapping, SysError> {
+        // SAFETY: a new private anonymous mapping; the result is checked below.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return Err(SysError::new(Errno::last(), "mmap"));
+        }
+        let ptr = std::ptr::NonNull::new(map.cast()).ok_or(SysError::new(Errno::ENOMEM, "mmap"))?;
+        Ok(Mapping { ptr, len })
+    }
+}
+
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping `shared` made, which nothing borrows past `self`.
+        // SAFETY: unmaps exactly the mapping `shared` or `anonymous` made, which nothing borrows past `self`.
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }

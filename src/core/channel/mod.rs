@@ -35,10 +35,9 @@ use nix::errno::Errno;
 use crate::core::error::SysError;
 use crate::core::frame::{Decoder, Frame};
 use crate::core::internal::NewconnReply;
-use crate::core::pairing::Pairing;
 use crate::os::reactor::{self, Ready, Registration, Source};
 use crate::os::sys;
-use read::{Ended, ReactorRead, ReadState, READ_BUFFER};
+use read::{Ended, ReactorRead, ReadState};
 use write::WriteState;
 
 pub use stats::{Snapshot, Stats};
@@ -179,12 +178,7 @@ impl Channel {
             advanced,
             write: Mutex::new(WriteState::default()),
             written_cv: Condvar::new(),
-            reader: Mutex::new(ReadState {
-                decoder,
-                pending_fd: Pairing::default(),
-                buf: vec![0u8; READ_BUFFER],
-                ended: false,
-            }),
+            reader: Mutex::new(ReadState::new(decoder)),
             reactor_read: Mutex::new(ReactorRead::default()),
             ended: Mutex::new(Ended::default()),
             registration: OnceLock::new(),

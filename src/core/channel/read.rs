@@ -16,18 +16,55 @@ use crate::core::frame::{Decoder, Frame};
 use crate::core::pairing::Pairing;
 use crate::os::{reactor, sys};
 
-/// Read size per recvmsg. Deno's ReadBuffer starts at 64 KiB; the perfect parent of shared/perf-limits.md reads
-/// 256 KiB, and a message that fits is read in one go on the JS thread (a read that fills the buffer counts as a
-/// burst and goes to the reactor).
-pub(super) const READ_BUFFER: usize = 256 * 1024;
+/// Read sizes per recvmsg. A channel starts with the smallest: an idle or chatty channel (hundreds of children
+/// echoing small messages) then holds little. A read that fills its buffer makes the next one four times larger, up
+/// to the perfect parent's 256 KiB of shared/perf-limits.md (Deno's ReadBuffer is 64 KiB); a read that fills that
+/// counts as a burst and goes to the reactor. After `KEEP_BIG_BUFFER` without a read that needed more than the
+/// smallest size, the buffer is let go, and the next read maps the smallest again. The buffer is its own mapping
+/// (`sys::ReadBuf`): pages a read never reached are never faulted in, and a dropped one goes back to the kernel.
+pub(super) const READ_BUFFER_MIN: usize = 16 * 1024;
+pub(super) const READ_BUFFER_MAX: usize = 256 * 1024;
+const READ_BUFFER_GROWTH: usize = 4;
+/// How long a grown read buffer stays without a read that needed it.
+const KEEP_BIG_BUFFER: Duration = if cfg!(test) {
+    Duration::from_millis(100)
+} else {
+    Duration::from_secs(2)
+};
 
 /// The read side's state: one reader at a time, on whichever thread reads.
 pub(super) struct ReadState {
     pub(super) decoder: Decoder,
     /// An fd waiting for its NODE_HANDLE envelope.
     pub(super) pending_fd: Pairing<OwnedFd>,
-    pub(super) buf: Vec<u8>,
+    /// Mapped at the first read (and again after a shrink), `size` bytes.
+    buf: Option<sys::ReadBuf>,
+    size: usize,
     pub(super) ended: bool,
+    /// Reads that brought more than `READ_BUFFER_MIN`: while they go on, a grown buffer stays.
+    big_reads: u64,
+    /// A timer will look whether the grown buffer is still needed.
+    shrink_set: bool,
+}
+
+impl ReadState {
+    pub(super) fn new(decoder: Decoder) -> Self {
+        ReadState {
+            decoder,
+            pending_fd: Pairing::default(),
+            buf: None,
+            size: READ_BUFFER_MIN,
+            ended: false,
+            big_reads: 0,
+            shrink_set: false,
+        }
+    }
+
+    /// The current read size, and whether a buffer of that size is mapped.
+    #[cfg(test)]
+    pub(super) fn read_size(&self) -> (usize, bool) {
+        (self.size, self.buf.is_some())
+    }
 }
 
 /// What the reactor reads for the owner.
@@ -198,16 +235,24 @@ impl Channel {
         let sink = &*self.sink;
         let mut reads = 0;
         while reads < max_reads {
-            // The rest of a large frame goes straight into its own buffer.
-            let (result, asked, direct) = match rs.decoder.direct() {
-                Some((frame, rest)) => {
-                    (sys::recv_spare(self.sock.as_fd(), frame, rest), rest, true)
+            // The rest of a large frame goes straight into its own buffer; anything else through the read buffer.
+            let direct = rs.decoder.direct().is_some();
+            if !direct && rs.buf.is_none() {
+                match sys::ReadBuf::new(rs.size) {
+                    Ok(buf) => rs.buf = Some(buf),
+                    Err(err) => {
+                        sink.push(Event::ReadError(err));
+                        self.end_stream(rs);
+                        return ReadOutcome::Ended;
+                    }
                 }
-                None => (
-                    sys::recv(self.sock.as_fd(), &mut rs.buf),
-                    rs.buf.len(),
-                    false,
-                ),
+            }
+            let (result, asked) = match rs.decoder.direct() {
+                Some((frame, rest)) => (sys::recv_spare(self.sock.as_fd(), frame, rest), rest),
+                None => {
+                    let buf = rs.buf.as_mut().expect("mapped above");
+                    (buf.recv(self.sock.as_fd()), rs.size)
+                }
             };
             let got = match result {
                 Ok(got) => got,
@@ -256,23 +301,66 @@ impl Channel {
             if direct {
                 decoder.direct_filled(&mut inbound);
             } else {
-                decoder.feed(&buf[..got.n], &mut inbound);
+                let buf = buf.as_ref().expect("mapped above");
+                decoder.feed(buf.filled(got.n), &mut inbound);
+                if got.n > READ_BUFFER_MIN {
+                    rs.big_reads += 1;
+                }
             }
             if got.n < asked {
                 return ReadOutcome::Idle;
             }
             // A large frame just made whole: whether more waits, the next read says (a frame begins with an
             // ordinary read, so this cannot go on).
-            if direct && !decoder.in_large_message() {
+            if direct && !rs.decoder.in_large_message() {
                 continue;
             }
-            if message_reads > 0 && decoder.in_large_message() {
+            // A full read: more is probably waiting. Below the largest size, read it again at once with more room
+            // (a growth is not a burst, and does not count as one of `max_reads`).
+            if !direct && rs.size < READ_BUFFER_MAX {
+                self.grow_read_buffer(rs);
+                continue;
+            }
+            if message_reads > 0 && rs.decoder.in_large_message() {
                 message_reads -= 1;
             } else {
                 reads += 1;
             }
         }
         ReadOutcome::Busy
+    }
+
+    fn grow_read_buffer(self: &Arc<Self>, rs: &mut ReadState) {
+        rs.size = (rs.size * READ_BUFFER_GROWTH).min(READ_BUFFER_MAX);
+        rs.buf = None;
+        if !rs.shrink_set {
+            rs.shrink_set = true;
+            Self::shrink_after(Arc::downgrade(self), rs.big_reads);
+        }
+    }
+
+    /// After `KEEP_BIG_BUFFER` without a read bigger than `READ_BUFFER_MIN` since `seen`, the read buffer goes back
+    /// to that size; otherwise it looks again later.
+    fn shrink_after(channel: std::sync::Weak<Channel>, seen: u64) {
+        let shrink = move || {
+            let Some(channel) = channel.upgrade() else {
+                return;
+            };
+            let mut rs = channel.reader.lock().unwrap_or_else(|p| p.into_inner());
+            if rs.ended {
+                return;
+            }
+            if rs.big_reads != seen {
+                let seen = rs.big_reads;
+                drop(rs);
+                return Self::shrink_after(Arc::downgrade(&channel), seen);
+            }
+            rs.size = READ_BUFFER_MIN;
+            rs.buf = None;
+            rs.shrink_set = false;
+        };
+        // No reactor, no timer: the buffer then keeps its size until the channel closes.
+        let _ = reactor::after(KEEP_BIG_BUFFER, shrink);
     }
 
     /// The stream is over: report what was cut short, close what nobody claimed, fail what waits, say EOF.
@@ -295,7 +383,7 @@ impl Channel {
                 "a file descriptor arrived with no handle message before the channel closed",
             );
         }
-        rs.buf = Vec::new();
+        rs.buf = None;
         sys::shutdown(self.sock.as_fd());
         // Whichever thread read the end: the reactor has nothing more to read for us.
         self.stop_reactor_reads();

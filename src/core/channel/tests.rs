@@ -10,6 +10,7 @@ use std::time::Duration;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use nix::errno::Errno;
 
+use super::read::{READ_BUFFER_MAX, READ_BUFFER_MIN};
 use super::write::MAX_HANDLE_RETRANSMISSIONS;
 use super::{Channel, Event, EventSink, ReadOutcome};
 use crate::core::error::Code;
@@ -410,6 +411,82 @@ fn a_burst_reader_hands_reading_back_when_idle() {
     assert!(sys::wait_readable(ch.sock.as_fd(), 5000));
     assert_eq!(ch.read_ready(1), ReadOutcome::Ended);
     assert!(matches!(next(&rx), Event::Eof));
+}
+
+/// Writes `1\n` lines without blocking until the socket is full; returns the bytes written.
+fn fill(peer: &mut UnixStream) -> usize {
+    let chunk = "1\n".repeat(32 * 1024);
+    let mut total = 0;
+    loop {
+        match peer.write(chunk.as_bytes()) {
+            Ok(n) => total += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return total,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn a_flood_grows_the_read_buffer_to_full_size_and_a_quiet_channel_shrinks_it() {
+    let (ours, theirs) = sys::socketpair().unwrap();
+    // Room for more than one full-size read in the socket.
+    sys::set_send_buffer(theirs.as_fd(), 1 << 20);
+    let (tx, rx) = unbounded();
+    let (ptx, _prx) = unbounded();
+    let ch = Channel::new(ours, Decoder::new(false, 1024), Arc::new(TestSink(tx, ptx)));
+    let read_size = || ch.reader.lock().unwrap().read_size().0;
+    let mapped = || ch.reader.lock().unwrap().read_size().1;
+    let mut peer = UnixStream::from(theirs);
+    peer.set_nonblocking(true).unwrap();
+    assert_eq!(
+        (read_size(), mapped()),
+        (READ_BUFFER_MIN, false),
+        "a new channel reads little, and maps nothing before its first read"
+    );
+    let lines_read = |rx: &Receiver<Event>| -> Vec<usize> {
+        rx.try_iter()
+            .map(|e| match e {
+                Event::Frame(Frame::Lines(s)) => s.len(),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+
+    // A flood: each read that fills the buffer makes the next one larger, in the same call.
+    let sent = fill(&mut peer);
+    assert!(sent > READ_BUFFER_MAX, "the socket held {sent} bytes");
+    while ch.read_ready(1) != ReadOutcome::Idle {}
+    assert_eq!(lines_read(&rx).iter().sum::<usize>(), sent);
+    assert_eq!(read_size(), READ_BUFFER_MAX, "grown to full size");
+
+    // At full size a read takes as much as the largest buffer holds.
+    let sent = fill(&mut peer);
+    assert_eq!(ch.read_ready(1), ReadOutcome::Busy, "a full-size read");
+    while ch.read_ready(1) != ReadOutcome::Idle {}
+    let reads = lines_read(&rx);
+    assert_eq!(reads[0], READ_BUFFER_MAX);
+    assert_eq!(reads.iter().sum::<usize>(), sent);
+    assert!(
+        reads.len() <= sent.div_ceil(READ_BUFFER_MAX) + 1,
+        "{reads:?}"
+    );
+
+    // Small reads keep nothing big: once quiet, the buffer goes back to the smallest size.
+    for _ in 0..100 {
+        if read_size() == READ_BUFFER_MIN {
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        (read_size(), mapped()),
+        (READ_BUFFER_MIN, false),
+        "let go after a quiet spell"
+    );
+    peer.write_all(b"2\n").unwrap();
+    assert!(sys::wait_readable(ch.sock.as_fd(), 5000));
+    assert_eq!(ch.read_ready(1), ReadOutcome::Idle);
+    assert_eq!(lines_read(&rx), vec![2]);
 }
 
 /// A sink that holds at most `cap` events until the test drains it.
