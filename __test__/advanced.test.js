@@ -14,6 +14,7 @@ const util = require('node:util');
 const nodeChildProcess = require('node:child_process');
 const forkline = require('..');
 const values = require('./fixtures/adv-values');
+const wireValues = require('./fixtures/v8-wire-values');
 const { fdCount, assertNoFdLeak } = require('./helpers');
 
 const FIXTURES = path.join(__dirname, 'fixtures');
@@ -116,6 +117,60 @@ test('the bytes on the wire are the same as node:child_process writes', { timeou
   }
 });
 
+// Frames of a capture, each with its length prefix.
+function framesOf(capture) {
+  const frames = [];
+  for (let at = 0; at + 4 <= capture.length;) {
+    const end = at + 4 + capture.readUInt32BE(at);
+    frames.push(capture.subarray(at, end));
+    at = end;
+  }
+  return frames;
+}
+
+test(
+  'every value kind and random values (seeded) go on the wire as node:child_process writes them',
+  { timeout: 30_000 },
+  async (t) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'forkline-wire-'));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    // What send() takes (Node refuses undefined and a BigInt at the top).
+    const sendable = (v) => v !== undefined && typeof v !== 'bigint';
+    const messages = [...wireValues.kinds(), ...wireValues.randomValues(26, 300)].filter(sendable);
+    const captures = [];
+    for (const [name, impl] of IMPLS) {
+      const file = path.join(dir, name.replace(/\W/g, '_'));
+      const child = impl.fork(path.join(FIXTURES, 'capture.sh'), [file], {
+        execPath: '/bin/sh',
+        execArgv: [],
+        serialization: 'advanced',
+      });
+      t.after(() => child.kill('SIGKILL'));
+      const exited = new Promise((resolve) => child.on('exit', resolve));
+      await new Promise((resolve) => child.on('spawn', resolve));
+      // Node's disconnect() drops writes still queued: wait for the last one first.
+      await new Promise((resolve, reject) => {
+        messages.forEach((m, i) =>
+          child.send(m, i === messages.length - 1 ? (err) => (err ? reject(err) : resolve()) : undefined),
+        );
+      });
+      child.disconnect();
+      await exited;
+      captures.push(framesOf(fs.readFileSync(file)));
+    }
+    const [theirs, mine] = captures;
+    assert.strictEqual(theirs.length, messages.length, 'node:child_process wrote every message');
+    assert.strictEqual(mine.length, messages.length, 'forkline wrote every message');
+    messages.forEach((m, i) => {
+      if (!mine[i].equals(theirs[i])) {
+        assert.fail(
+          `message ${i} ${util.inspect(m, { depth: 1 })}:\n forkline ${mine[i].toString('hex')}\n node     ${theirs[i].toString('hex')}`,
+        );
+      }
+    });
+  },
+);
+
 test(
   'bad frames: oversized, undecodable and truncated are errors; good frames around them arrive',
   {
@@ -146,3 +201,25 @@ test('a value V8 cannot serialize throws in send(), as in Node', { timeout: 10_0
     child.disconnect();
   }
 });
+
+test(
+  'a message fanned out to several children (sendEncoded) arrives whole at each, whatever is sent between their writes',
+  { timeout: 20_000 },
+  async (t) => {
+    const { sendEncoded } = require('../lib/channel');
+    const [a, b, c] = [0, 1, 2].map(() => forkAdvanced(t, forkline, ECHO));
+    const shared = { to: 'all', list: [1, 2, 3], text: 'fanned out' };
+    const other = { unrelated: 'x'.repeat(200) };
+    const echoes = [collect(a, 2), collect(b, 1), collect(c, 1)];
+    // a's write comes first, then c's send, then b's write of the same bytes: c's message must not take their place.
+    a.send('first');
+    process.nextTick(() => c.send(other));
+    const memo = new Map();
+    sendEncoded(a, shared, memo);
+    sendEncoded(b, shared, memo);
+    const [fromA, fromB, fromC] = await Promise.all(echoes);
+    assert.deepStrictEqual(fromA, ['first', shared]);
+    assert.deepStrictEqual(fromB, [shared]);
+    assert.deepStrictEqual(fromC, [other]);
+  },
+);

@@ -13,6 +13,9 @@
 //   --list                          list the scenario ids and exit
 //   --loader=wrk|node               cluster rows: the HTTP load generator (default: wrk if on PATH, else node)
 //   --svg <file>                    also draw the forkline/node ratios as a bar chart, one bar per row (bench/svg.js)
+//   --node <path>                   measure with this node binary (both sides and every child; default: the one
+//                                   running this script)
+//   --node-major <N>                measure with Node N from the version matrix's cache (bench/node.js says where)
 //
 // This file reads the command line, runs the scenarios of every family in FAMILIES and prints the report.
 // bench/harness.js forks the children, measures, interleaves the rounds and writes the table rows. bench/scenarios/
@@ -32,6 +35,32 @@
 // of the report: the forked child is a cluster primary (children/cluster-primary.js) that forks 2 HTTP workers
 // (children/http-worker.js) and reports the port; the load comes from wrk or, without it, from
 // children/http-load.js, both separate processes on 127.0.0.1.
+
+// The Node to measure with: this script runs itself again under it (bench/node.js), before anything is measured.
+const { resolveNode, isRunning } = require('./node');
+const nodeArgs = process.argv.slice(2);
+const spacedOption = (name) => {
+  const eq = nodeArgs.find((a) => a.startsWith(`--${name}=`));
+  if (eq !== undefined) return eq.slice(name.length + 3);
+  const at = nodeArgs.indexOf(`--${name}`);
+  return at === -1 ? undefined : (nodeArgs[at + 1] ?? '');
+};
+let NODE;
+try {
+  NODE = resolveNode({ node: spacedOption('node'), major: spacedOption('node-major') });
+} catch (err) {
+  console.error(`bench: ${err.message}`);
+  process.exit(2);
+}
+if (NODE !== null && !isRunning(NODE)) {
+  const run = require('node:child_process').spawnSync(NODE, [__filename, ...nodeArgs], { stdio: 'inherit' });
+  if (run.error) {
+    console.error(`bench: cannot run ${NODE}: ${run.error.message}`);
+    process.exit(2);
+  }
+  process.exit(run.status ?? 1);
+}
+process.stderr.write(`bench: node ${process.version} (${process.execPath})\n`);
 
 const fs = require('node:fs');
 const path = require('node:path');
@@ -171,6 +200,8 @@ async function main() {
   lines.push(`# forkline vs node:child_process`);
   lines.push('');
   lines.push(machineLine(machine));
+  lines.push('');
+  lines.push(`Node binary: ${process.execPath} (both sides and every child).`);
   lines.push('');
   lines.push(`Median of ${ROUNDS} interleaved round${ROUNDS === 1 ? '' : 's'} per row${QUICK ? ' (--quick)' : ''}.`);
   const table = tableWriter(lines, ROUNDS);

@@ -762,7 +762,8 @@ function sendFd(end, message, type, fd) {
 function sendEncoded(end, message, memo, options = { swallowErrors: false }) {
   if (!end.connected) return false;
   let encoded = memo.get(end._codec);
-  if (encoded === undefined) memo.set(end._codec, (encoded = end._codec.encode(message)));
+  // `true`: the bytes are shared by several outboxes (the advanced codec must not reuse them after the first write).
+  if (encoded === undefined) memo.set(end._codec, (encoded = end._codec.encode(message, true)));
   const ok = end._queue(encoded, options, undefined);
   if (!ok) end._sendFalse++;
   return ok;

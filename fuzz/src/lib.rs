@@ -1,6 +1,8 @@
 //! forkline's pure core, compiled from source for the fuzz targets (the main crate is a cdylib only, and an rlib
 //! would grow the release .node). The files' `crate::core::...` paths resolve through `core` below.
 
+#[path = "../../src/core/buffers.rs"]
+pub mod buffers;
 #[path = "../../src/core/error.rs"]
 pub mod error;
 #[path = "../../src/core/frame.rs"]
@@ -13,5 +15,5 @@ pub mod invariants;
 pub mod pairing;
 
 pub mod core {
-    pub use crate::{error, frame, internal, pairing};
+    pub use crate::{buffers, error, frame, internal, pairing};
 }

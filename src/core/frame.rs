@@ -6,6 +6,7 @@
 //! Decoders never buffer more than `max` bytes of one message: an oversized message is skipped (json: to the next
 //! newline; advanced: by its declared length) and reported once, so the messages around it still arrive.
 
+use crate::core::buffers;
 use crate::core::error::Code;
 
 /// What a decoder hands on, in wire order.
@@ -61,6 +62,43 @@ impl Decoder {
         }
     }
 
+    /// Whether a large message (`LARGE_MESSAGE` or more) has begun and not ended, or an oversized one is still
+    /// being skipped.
+    pub fn in_large_message(&self) -> bool {
+        match self {
+            Decoder::Json(d) => d.skipping || d.partial.len() >= LARGE_MESSAGE,
+            Decoder::Advanced(d) => {
+                d.skip > 0 || (!d.partial.is_empty() && d.want >= LARGE_MESSAGE)
+            }
+        }
+    }
+
+    /// The unfinished large advanced frame, with room reserved for all of it, and how many bytes it still takes: the
+    /// next read can go straight into it (then `direct_filled`) rather than through the read buffer and a copy.
+    pub fn direct(&mut self) -> Option<(&mut Vec<u8>, usize)> {
+        match self {
+            Decoder::Advanced(d)
+                if d.skip == 0
+                    && d.partial.len() >= 4
+                    && d.want >= LARGE_MESSAGE
+                    && d.partial.capacity() >= d.want =>
+            {
+                let rest = d.want - d.partial.len();
+                Some((&mut d.partial, rest))
+            }
+            _ => None,
+        }
+    }
+
+    /// After a read straight into the frame `direct` gave: hands it on once it is whole.
+    pub fn direct_filled(&mut self, sink: &mut impl FrameSink) {
+        if let Decoder::Advanced(d) = self {
+            if d.partial.len() == d.want {
+                sink.frame(Frame::Frames(std::mem::take(&mut d.partial)));
+            }
+        }
+    }
+
     /// End of stream: reports a message cut short, if any.
     pub fn finish(&mut self, sink: &mut impl FrameSink) {
         match self {
@@ -79,6 +117,8 @@ fn too_large(len: usize, max: usize) -> Frame {
 
 /// The size from which an unfinished line's first piece counts as the start of a big message (`last_long`).
 const LONG_LINE_START: usize = 64 * 1024;
+/// What `in_large_message` calls large.
+pub const LARGE_MESSAGE: usize = 64 * 1024;
 
 /// Splits a byte stream into newline-terminated UTF-8 lines.
 #[derive(Debug)]
@@ -288,7 +328,11 @@ impl LengthDecoder {
                     self.want = len + 4;
                 }
                 let n = (self.want - self.partial.len()).min(data.len());
-                grow_within(&mut self.partial, n, self.want);
+                grow_within(
+                    &mut self.partial,
+                    n,
+                    buffers::room(self.want, self.max.saturating_add(4)),
+                );
                 self.partial.extend_from_slice(&data[..n]);
                 data = &data[n..];
                 if self.partial.len() < self.want {
@@ -325,8 +369,12 @@ impl LengthDecoder {
                 }
                 self.want = len + 4;
             }
-            // Reserve what has arrived, not what the prefix claims: a bogus prefix must not reserve `max` bytes.
-            self.partial = Vec::with_capacity(data.len().max(self.want.min(1 << 20)));
+            // A large frame goes into a kept buffer (buffers.rs) when one fits. Otherwise reserve what has arrived,
+            // not what the prefix claims: a bogus prefix must not reserve `max` bytes.
+            let limit = self.max.saturating_add(4);
+            self.partial = buffers::take(self.want, limit).unwrap_or_else(|| {
+                Vec::with_capacity(buffers::room(data.len().max(self.want.min(1 << 20)), limit))
+            });
             self.partial.extend_from_slice(data);
             return;
         }
@@ -524,6 +572,36 @@ mod tests {
                 "cut at {cut}"
             );
         }
+    }
+
+    #[test]
+    fn a_large_frame_read_straight_into_its_buffer_is_the_same_frame() {
+        let body: Vec<u8> = (0..3 * LARGE_MESSAGE).map(|i| i as u8).collect();
+        let mut wire = frame(&body);
+        wire.extend(frame(b"next"));
+        let mut d = Decoder::new(true, usize::MAX);
+        let mut out = Vec::new();
+        let mut at = 0;
+        let mut direct_reads = 0;
+        while at < wire.len() {
+            match d.direct() {
+                Some((buf, rest)) => {
+                    // As a read of at most 1000 bytes at a time would bring it.
+                    let n = rest.min(1000);
+                    buf.extend_from_slice(&wire[at..at + n]);
+                    at += n;
+                    direct_reads += 1;
+                    d.direct_filled(&mut out);
+                }
+                None => {
+                    let n = (wire.len() - at).min(70_000);
+                    d.feed(&wire[at..at + n], &mut out);
+                    at += n;
+                }
+            }
+        }
+        assert!(direct_reads > 100);
+        assert_eq!(bodies(&out), vec![body, b"next".to_vec()]);
     }
 
     #[test]

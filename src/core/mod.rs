@@ -5,6 +5,7 @@
 //! parts (`frame`, `internal`, `pairing`, `error`) are also compiled into the fuzz targets (fuzz/src/lib.rs), with
 //! `invariants.rs`, the checks those targets and the property tests (`proptests.rs`) share.
 
+pub(crate) mod buffers;
 pub(crate) mod channel;
 pub(crate) mod error;
 pub(crate) mod frame;

@@ -1,14 +1,15 @@
 //! Message payloads between JS and the core: json text out of JS as one UTF-8 line (`Line`), json text into JS as a
 //! Latin-1 string when it is ASCII, external when it is big (`Text`), advanced frames as a Buffer, copied or external
-//! by size (`Bytes`). Each conversion calls napi_sys directly, with its `// SAFETY:` lines.
+//! over a kept buffer by size (`Bytes`, `LargeBytes`). Each conversion calls napi_sys directly, with its `// SAFETY:` lines.
 
 use std::ffi::c_void;
 use std::sync::OnceLock;
 
-use napi::bindgen_prelude::{
-    Buffer, FromNapiValue, ToNapiValue, TypeName, ValidateNapiValue, ValueType,
-};
+use napi::bindgen_prelude::{FromNapiValue, ToNapiValue, TypeName, ValidateNapiValue, ValueType};
 use napi::{sys as napi_sys, Error, Result, Status};
+
+use crate::core::buffers;
+use crate::os::reactor;
 
 /// The end of a json message on the wire.
 const LINE_END: u8 = b'\n';
@@ -198,48 +199,98 @@ unsafe extern "C" fn drop_text(
     drop(unsafe { Box::from_raw(hint.cast::<String>()) });
 }
 
-/// Bytes for JS, copied into a Buffer that V8 allocates. An external Buffer over our Vec (napi-rs's `Buffer`) would
-/// save the copy, but its memory is accounted as external and frees only with its finalizer: at one 1 MB frame per
-/// message it kept V8's major collector busy (a third of a child's CPU on the advanced 1 MB echo).
+/// Bytes for JS: a small batch copied into a Buffer that V8 allocates; a large one (`buffers::MIN` or more) as an
+/// external Buffer over our Vec, which goes back to the kept buffers (core/buffers.rs) when V8 collects the Buffer,
+/// for the next large message to be read into. Fresh large memory, ours or V8's, costs more in page faults than a
+/// copy of it, and freed it goes back to the kernel: without the kept buffers an external Buffer cost more than the
+/// copy (measured), with them it costs neither.
 pub struct Bytes(pub(super) Vec<u8>);
-
-/// From this size on, a batch goes to JS as an external Buffer over our Vec after all: a copy of many megabytes
-/// costs more than the finalizer, and such batches come too seldom to keep the collector busy.
-const EXTERNAL_BYTES_FROM: usize = 4 * 1024 * 1024;
 
 impl ToNapiValue for Bytes {
     unsafe fn to_napi_value(env: napi_sys::napi_env, val: Self) -> Result<napi_sys::napi_value> {
-        if val.0.len() >= EXTERNAL_BYTES_FROM {
-            // SAFETY: `env` is the live env napi-rs handed us for this conversion.
-            return unsafe { Buffer::to_napi_value(env, Buffer::from(val.0)) };
+        if val.0.len() >= buffers::MIN {
+            // SAFETY: forwarded with the caller's guarantees (a live env on the JS thread).
+            return unsafe { kept_buffer(env, val.0) };
         }
-        let mut out = std::ptr::null_mut();
-        // SAFETY: the pointer and length describe `val.0`, which outlives the call; napi copies the bytes.
-        let status = unsafe {
-            napi_sys::napi_create_buffer_copy(
-                env,
-                val.0.len(),
-                val.0.as_ptr().cast(),
-                std::ptr::null_mut(),
-                &mut out,
-            )
-        };
-        if status == napi_sys::Status::napi_ok {
-            Ok(out)
-        } else {
-            Err(Error::new(Status::from(status), "cannot create a buffer"))
-        }
+        // SAFETY: as above.
+        unsafe { copied_buffer(env, &val.0) }
     }
 }
 
-/// A whole frame that came as a memfd (core/channel/memfd.rs), handed to JS as an external Buffer over our Vec,
-/// whatever its size: such frames are at least 256 KiB, and on the advanced 1 MB echo between two forkline ends the
-/// copy cost more than the finalizers (measured: 1.76x node against 1.1x with the copy).
+/// A whole frame that came as a memfd (core/channel/memfd.rs): such frames are at least 256 KiB, and go to JS as
+/// large `Bytes` do.
 pub struct LargeBytes(pub(super) Vec<u8>);
 
 impl ToNapiValue for LargeBytes {
     unsafe fn to_napi_value(env: napi_sys::napi_env, val: Self) -> Result<napi_sys::napi_value> {
-        // SAFETY: `env` is the live env napi-rs handed us for this conversion.
-        unsafe { Buffer::to_napi_value(env, Buffer::from(val.0)) }
+        // SAFETY: forwarded with the caller's guarantees (a live env on the JS thread).
+        unsafe { kept_buffer(env, val.0) }
     }
+}
+
+unsafe fn copied_buffer(env: napi_sys::napi_env, bytes: &[u8]) -> Result<napi_sys::napi_value> {
+    let mut out = std::ptr::null_mut();
+    // SAFETY: the pointer and length describe `bytes`, which outlives the call; napi copies the bytes.
+    let status = unsafe {
+        napi_sys::napi_create_buffer_copy(
+            env,
+            bytes.len(),
+            bytes.as_ptr().cast(),
+            std::ptr::null_mut(),
+            &mut out,
+        )
+    };
+    check(status, "cannot create a buffer")?;
+    Ok(out)
+}
+
+/// An external Buffer over `bytes`, whose Vec is given back to the kept buffers once V8 collects the Buffer.
+unsafe fn kept_buffer(env: napi_sys::napi_env, bytes: Vec<u8>) -> Result<napi_sys::napi_value> {
+    let bytes = Box::new(bytes);
+    let (ptr, len) = (bytes.as_ptr(), bytes.len());
+    let hint = Box::into_raw(bytes);
+    let mut out = std::ptr::null_mut();
+    // SAFETY: the bytes stay alive (owned by `hint`) until napi calls `give_back`, once.
+    let status = unsafe {
+        napi_sys::napi_create_external_buffer(
+            env,
+            len,
+            ptr.cast_mut().cast(),
+            Some(give_back),
+            hint.cast(),
+            &mut out,
+        )
+    };
+    if status == napi_sys::Status::napi_ok {
+        return Ok(out);
+    }
+    // SAFETY: napi took no ownership of `hint`, which came from Box::into_raw above.
+    let bytes = unsafe { Box::from_raw(hint) };
+    // A runtime that allows no external buffers (Electron's sandbox): a copy, and the Vec is kept at once.
+    // SAFETY: forwarded with the caller's guarantees.
+    let copied = unsafe { copied_buffer(env, &bytes) };
+    keep(*bytes);
+    copied
+}
+
+unsafe extern "C" fn give_back(_env: napi_sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
+    // SAFETY: `hint` is the Box<Vec<u8>> that kept_buffer leaked for this Buffer, finalized once.
+    let bytes = unsafe { Box::from_raw(hint.cast::<Vec<u8>>()) };
+    keep(*bytes);
+}
+
+/// Keeps a large buffer for the next large message; the first one kept arranges for the set to be let go once
+/// large messages stop.
+fn keep(bytes: Vec<u8>) {
+    if buffers::give(bytes) {
+        trim_later();
+    }
+}
+
+fn trim_later() {
+    let _ = reactor::after(buffers::IDLE, || {
+        if buffers::trim() {
+            trim_later();
+        }
+    });
 }

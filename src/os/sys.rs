@@ -75,6 +75,18 @@ impl ReadBuf {
     }
 }
 
+/// Like `recv`, into the spare room of `buf` (at most `max` bytes), which grows by what was read: a large message
+/// goes straight into its own buffer rather than through the read buffer.
+pub fn recv_spare(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> Result<Received, SysError> {
+    let room = max.min(buf.capacity() - buf.len());
+    let start = buf.len();
+    // SAFETY: the `room` bytes after `len` lie in `buf`'s allocation and are ours to write while it is borrowed.
+    let got = unsafe { recv_raw(fd, buf.as_mut_ptr().add(start), room) }?;
+    // SAFETY: the kernel initialized the first `got.n` (≤ `room`) bytes after `len`.
+    unsafe { buf.set_len(start + got.n) };
+    Ok(got)
+}
+
 /// # Safety
 /// `ptr` must be valid for writes of `len` bytes for the duration of the call.
 unsafe fn recv_raw(fd: BorrowedFd<'_>, ptr: *mut u8, len: usize) -> Result<Received, SysError> {
@@ -91,7 +103,7 @@ unsafe fn recv_raw(fd: BorrowedFd<'_>, ptr: *mut u8, len: usize) -> Result<Recei
         msg.msg_iovlen = 1;
         msg.msg_control = control.as_mut_ptr().cast();
         msg.msg_controllen = std::mem::size_of_val(&control) as _;
-        // SAFETY: `msg` points at `iov` (over `buf`) and `control`, both live and writable for the whole call.
+        // SAFETY: `msg` points at `iov` (over `ptr`, writable per the caller) and `control`, live for the call.
         let n = unsafe {
             libc::recvmsg(
                 fd.as_raw_fd(),

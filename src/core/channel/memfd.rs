@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::inbound::Inbound;
 use super::{Channel, Event, Written};
+use crate::core::buffers;
 use crate::core::error::{Code, SysError};
 use crate::core::frame::Frame;
 use crate::core::internal::{self, Handshake};
@@ -190,7 +191,8 @@ impl Channel {
             Refused::TooLarge(m) => refused(Code::MessageTooLarge, m),
             Refused::Bad(m) => refused(Code::BadMemfd, m),
         })?;
-        let mut frame = Vec::with_capacity(4 + size);
+        let mut frame = buffers::take(4 + size, 4 + max)
+            .unwrap_or_else(|| Vec::with_capacity(buffers::room(4 + size, 4 + max)));
         frame.extend_from_slice(&(size as u32).to_be_bytes());
         // A forkline peer sends the same file every time: map it once, copy out of it from then on.
         let mut map = self

@@ -97,6 +97,11 @@ pub(super) struct Ended {
 const BURST_QUIET: Duration = Duration::from_millis(2);
 /// Reads per reactor turn, so that one flooding channel cannot hold the reactor from the others.
 const READS_PER_TURN: usize = 16;
+/// Full reads the owner may add to finish a large message it has begun (16 MiB): such a message is read whole by
+/// the thread that began it, with no hand-off to the reactor and back (two thread wake-ups for each message), as
+/// Node reads its channel; past this the reactor takes over, so that a peer cannot hold the owner's thread for long.
+/// A flood of small messages still goes to the reactor after `max_reads`.
+const OWNER_MESSAGE_READS: usize = 64;
 
 impl Channel {
     fn reading(&self) -> std::sync::MutexGuard<'_, ReactorRead> {
@@ -137,7 +142,7 @@ impl Channel {
             self.stop_reactor_reads();
             return self.sink.on_room(self.resume_reads());
         }
-        let outcome = self.read_ready(READS_PER_TURN);
+        let outcome = self.read_with(READS_PER_TURN, 0);
         let turn = {
             let mut reading = self.reading();
             reading.turn += 1;
@@ -195,13 +200,20 @@ impl Channel {
         })
     }
 
-    /// Reads what is ready, without blocking, at most `max_reads` times; decoded messages go to the sink.
+    /// The owner's read: what is ready, without blocking, at most `max_reads` times (plus what finishes a message
+    /// begun, up to `OWNER_MESSAGE_READS` more); decoded messages go to the sink.
     pub fn read_ready(self: &Arc<Self>, max_reads: usize) -> ReadOutcome {
+        self.read_with(max_reads, OWNER_MESSAGE_READS)
+    }
+
+    fn read_with(self: &Arc<Self>, max_reads: usize, message_reads: usize) -> ReadOutcome {
         let mut rs = self.reader.lock().unwrap_or_else(|p| p.into_inner());
         if rs.ended {
             return ReadOutcome::Ended;
         }
-        match catch_unwind(AssertUnwindSafe(|| self.read_some(&mut rs, max_reads))) {
+        match catch_unwind(AssertUnwindSafe(|| {
+            self.read_some(&mut rs, max_reads, message_reads)
+        })) {
             Ok(outcome) => outcome,
             Err(_) => {
                 self.sink.push(Event::Frame(Frame::Error {
@@ -214,11 +226,18 @@ impl Channel {
         }
     }
 
-    fn read_some(self: &Arc<Self>, rs: &mut ReadState, max_reads: usize) -> ReadOutcome {
+    fn read_some(
+        self: &Arc<Self>,
+        rs: &mut ReadState,
+        max_reads: usize,
+        mut message_reads: usize,
+    ) -> ReadOutcome {
         let sink = &*self.sink;
         let mut reads = 0;
         while reads < max_reads {
-            if rs.buf.is_none() {
+            // The rest of a large frame goes straight into its own buffer; anything else through the read buffer.
+            let direct = rs.decoder.direct().is_some();
+            if !direct && rs.buf.is_none() {
                 match sys::ReadBuf::new(rs.size) {
                     Ok(buf) => rs.buf = Some(buf),
                     Err(err) => {
@@ -228,8 +247,14 @@ impl Channel {
                     }
                 }
             }
-            let buf = rs.buf.as_mut().expect("mapped above");
-            let got = match buf.recv(self.sock.as_fd()) {
+            let (result, asked) = match rs.decoder.direct() {
+                Some((frame, rest)) => (sys::recv_spare(self.sock.as_fd(), frame, rest), rest),
+                None => {
+                    let buf = rs.buf.as_mut().expect("mapped above");
+                    (buf.recv(self.sock.as_fd()), rs.size)
+                }
+            };
+            let got = match result {
                 Ok(got) => got,
                 Err(err) if err.errno == Errno::EAGAIN => return ReadOutcome::Idle,
                 // A reset is how a crashed peer says goodbye: EOF, as Node treats it.
@@ -266,32 +291,41 @@ impl Channel {
             let ReadState {
                 decoder,
                 pending_fd,
-                buf: Some(buf),
+                buf,
                 ..
-            } = rs
-            else {
-                unreachable!("mapped above");
+            } = rs;
+            let mut inbound = Inbound {
+                channel: self,
+                pending_fd,
             };
-            decoder.feed(
-                buf.filled(got.n),
-                &mut Inbound {
-                    channel: self,
-                    pending_fd,
-                },
-            );
-            if got.n > READ_BUFFER_MIN {
-                rs.big_reads += 1;
+            if direct {
+                decoder.direct_filled(&mut inbound);
+            } else {
+                let buf = buf.as_ref().expect("mapped above");
+                decoder.feed(buf.filled(got.n), &mut inbound);
+                if got.n > READ_BUFFER_MIN {
+                    rs.big_reads += 1;
+                }
             }
-            if got.n < rs.size {
+            if got.n < asked {
                 return ReadOutcome::Idle;
+            }
+            // A large frame just made whole: whether more waits, the next read says (a frame begins with an
+            // ordinary read, so this cannot go on).
+            if direct && !rs.decoder.in_large_message() {
+                continue;
             }
             // A full read: more is probably waiting. Below the largest size, read it again at once with more room
             // (a growth is not a burst, and does not count as one of `max_reads`).
-            if rs.size < READ_BUFFER_MAX {
+            if !direct && rs.size < READ_BUFFER_MAX {
                 self.grow_read_buffer(rs);
                 continue;
             }
-            reads += 1;
+            if message_reads > 0 && rs.decoder.in_large_message() {
+                message_reads -= 1;
+            } else {
+                reads += 1;
+            }
         }
         ReadOutcome::Busy
     }

@@ -661,3 +661,59 @@ fn stats_count_advanced_frames_and_a_failed_write_once() {
     let _ = ch.write(b"x\n");
     assert_eq!(ch.stats_snapshot().errors, vec![("EPIPE".to_string(), 1)]);
 }
+
+#[test]
+fn the_owner_reads_a_large_message_whole_and_hands_a_flood_to_the_reactor() {
+    for advanced in [false, true] {
+        let (ours, theirs) = sys::socketpair().unwrap();
+        sys::set_send_buffer(theirs.as_fd(), 4 << 20);
+        let (tx, rx) = unbounded();
+        let (ptx, _prx) = unbounded();
+        let ch = Channel::new(
+            ours,
+            Decoder::new(advanced, 64 << 20),
+            Arc::new(TestSink(tx, ptx)),
+        );
+        let mut peer = UnixStream::from(theirs);
+        // One message of 1 MiB, all in the socket: one owner's read takes it whole.
+        let body = vec![b'7'; 1 << 20];
+        let mut message = Vec::new();
+        if advanced {
+            message.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            message.extend_from_slice(&body);
+        } else {
+            message.extend_from_slice(&body);
+            message.push(b'\n');
+        }
+        let mut writer = peer.try_clone().unwrap();
+        let sent = message.clone();
+        let writing = thread::spawn(move || writer.write_all(&sent).unwrap());
+        let mut got = Vec::new();
+        while got.len() < message.len() {
+            assert!(sys::wait_readable(ch.sock.as_fd(), 5000));
+            assert_eq!(
+                ch.read_ready(1),
+                ReadOutcome::Idle,
+                "never handed to the reactor"
+            );
+            while let Ok(event) = rx.try_recv() {
+                match event {
+                    Event::Frame(Frame::Lines(s)) => got.extend_from_slice(s.as_bytes()),
+                    Event::Frame(Frame::Frames(f)) => got.extend_from_slice(&f),
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        writing.join().unwrap();
+        assert_eq!(got, message);
+        // Many small messages filling read after read: the owner stops after its one read.
+        let flood: Vec<u8> = if advanced {
+            [0, 0, 0, 1, b'x'].repeat(300_000)
+        } else {
+            b"1\n".repeat(600_000)
+        };
+        peer.write_all(&flood[..1 << 20]).unwrap();
+        assert!(sys::wait_readable(ch.sock.as_fd(), 5000));
+        assert_eq!(ch.read_ready(1), ReadOutcome::Busy, "advanced: {advanced}");
+    }
+}
