@@ -487,6 +487,10 @@ fn a_flood_grows_the_read_buffer_to_full_size_and_a_quiet_channel_shrinks_it() {
     assert!(sys::wait_readable(ch.sock.as_fd(), 5000));
     assert_eq!(ch.read_ready(1), ReadOutcome::Idle);
     assert_eq!(lines_read(&rx), vec![2]);
+    assert!(
+        !mapped(),
+        "a small read goes through the thread's shared buffer: the channel maps nothing of its own"
+    );
 }
 
 /// A sink that holds at most `cap` events until the test drains it.
