@@ -303,6 +303,7 @@ impl Channel {
                 )
             });
             if got.fds_truncated {
+                rs.pending_fd.lost();
                 sink.push(Event::Frame(Frame::Error {
                     code: Code::FdLost,
                     message: "a file descriptor sent by the peer was lost (MSG_CTRUNC: is this process out of file \
@@ -402,7 +403,7 @@ impl Channel {
             channel: self,
             pending_fd,
         });
-        if let Some(fd) = rs.pending_fd.finish() {
+        while let Some(fd) = rs.pending_fd.finish() {
             stray(
                 sink,
                 fd,
