@@ -206,7 +206,7 @@ test(
   'a message fanned out to several children (sendEncoded) arrives whole at each, whatever is sent between their writes',
   { timeout: 20_000 },
   async (t) => {
-    const { sendEncoded } = require('../lib/channel');
+    const { sendEncoded } = require('../lib/backend').channel();
     const [a, b, c] = [0, 1, 2].map(() => forkAdvanced(t, forkline, ECHO));
     const shared = { to: 'all', list: [1, 2, 3], text: 'fanned out' };
     const other = { unrelated: 'x'.repeat(200) };

@@ -33,6 +33,10 @@ impl BusyPoll {
             }
             if read.read_once(stop) {
                 deadline.set(Instant::now() + window);
+            } else {
+                // A peer we just woke is often queued on this CPU (a socket write wakes its reader where the
+                // writer runs, expecting the writer to sleep): let it run rather than spin in its way.
+                std::thread::yield_now();
             }
         });
         let idle = uv::Idle::new(uv_loop, on_turn)?;
