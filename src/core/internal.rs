@@ -12,7 +12,15 @@ pub enum Handshake {
     Ack,
     /// The receiver got the envelope without its fd: send it again.
     Nack,
+    /// forkline's own, `{cmd: 'NODE_HANDLE_PIPELINE'}`: this end takes handles pipelined (several envelopes and
+    /// their fds in flight, paired in order, see pairing.rs) and will send them so once the peer says the same.
+    /// Only ever sent to a forkline peer (core/channel/handles.rs): a plain Node end never sees it.
+    Pipeline,
 }
+
+/// Handles a pipelining sender keeps in flight (sent, not yet acknowledged) before it holds the next one; each
+/// holds a duplicate of its fd until its ACK. Node's protocol is one.
+pub const HANDLES_IN_FLIGHT: usize = 32;
 
 impl Handshake {
     fn from_cmd(cmd: &[u8]) -> Option<Self> {
@@ -20,6 +28,7 @@ impl Handshake {
             b"NODE_HANDLE" => Some(Handshake::Handle),
             b"NODE_HANDLE_ACK" => Some(Handshake::Ack),
             b"NODE_HANDLE_NACK" => Some(Handshake::Nack),
+            b"NODE_HANDLE_PIPELINE" => Some(Handshake::Pipeline),
             _ => None,
         }
     }
@@ -29,6 +38,7 @@ impl Handshake {
             Handshake::Handle => "NODE_HANDLE",
             Handshake::Ack => "NODE_HANDLE_ACK",
             Handshake::Nack => "NODE_HANDLE_NACK",
+            Handshake::Pipeline => "NODE_HANDLE_PIPELINE",
         }
     }
 }
@@ -319,6 +329,18 @@ mod tests {
             encode(Handshake::Ack, false),
             b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n"
         );
+    }
+
+    #[test]
+    fn the_pipeline_announce_reads_back_in_both_formats() {
+        let line = encode(Handshake::Pipeline, false);
+        assert_eq!(line, b"{\"cmd\":\"NODE_HANDLE_PIPELINE\"}\n");
+        assert!(may_be_handshake(&line));
+        let text = std::str::from_utf8(&line[..line.len() - 1]).unwrap();
+        assert_eq!(json_handshake(text), Some(Handshake::Pipeline));
+        let frame = encode(Handshake::Pipeline, true);
+        assert!(frames_may_hold_handshake(&frame));
+        assert_eq!(v8_handshake(&frame[4..]), Some(Handshake::Pipeline));
     }
 
     #[test]

@@ -301,6 +301,7 @@ fn cmd(kind: Handshake) -> &'static str {
         Handshake::Handle => "NODE_HANDLE",
         Handshake::Ack => "NODE_HANDLE_ACK",
         Handshake::Nack => "NODE_HANDLE_NACK",
+        Handshake::Pipeline => "NODE_HANDLE_PIPELINE",
     }
 }
 
@@ -479,7 +480,12 @@ fn decodes_to(wire: &[u8], advanced: bool, item: Item) {
 /// (a NODE_HANDLE to the recognisers, the object Node's primary sends to a full reader); and a worker's reply to it
 /// (built here as Node writes it, with `ack`, `accepted` and `seq` in the order `order` picks) to the reply's.
 pub fn check_encoders(key: &str, seq: u64, ack: u64, accepted: bool, order: usize) {
-    for kind in [Handshake::Handle, Handshake::Ack, Handshake::Nack] {
+    for kind in [
+        Handshake::Handle,
+        Handshake::Ack,
+        Handshake::Nack,
+        Handshake::Pipeline,
+    ] {
         let line = internal::encode(kind, false);
         let text = std::str::from_utf8(&line).expect("UTF-8");
         assert_eq!(

@@ -129,6 +129,12 @@ impl NativeChild {
         {
             channel.answer_memfd();
         }
+        if let Some(channel) = channel
+            .as_ref()
+            .filter(|_| runtime_child && crate::napi::side::handle_pipeline_enabled())
+        {
+            channel.answer_pipeline();
+        }
         let busy_poll = std::time::Duration::from_micros(options.busy_poll.unwrap_or(0).into());
         let reading = match &channel {
             Some(channel) => match start_reading(&env, channel, &delivery, &on_wake, busy_poll) {
@@ -246,7 +252,8 @@ impl NativeChild {
         self.side.stats()
     }
 
-    /// Whether a handle sent to the child still waits for its ACK (later writes are held behind it).
+    /// Whether later writes are held behind a handle sent to the child that waits for its ACK (with a runtime
+    /// child that pipelines handles, only behind one past the window).
     #[napi]
     pub fn awaiting_ack(&self) -> bool {
         self.side.awaiting_ack()

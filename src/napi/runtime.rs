@@ -53,6 +53,9 @@ impl NativeChannel {
         if crate::napi::side::memfd_enabled() {
             channel.announce_memfd();
         }
+        if crate::napi::side::handle_pipeline_enabled() {
+            channel.announce_pipeline();
+        }
         let busy_poll = std::time::Duration::from_micros(busy_poll.unwrap_or(0).into());
         let reading =
             start_reading(&env, &channel, &delivery, &on_wake, busy_poll).map_err(sys_error)?;
@@ -111,12 +114,14 @@ impl NativeChannel {
             .is_none_or(|c| c.wait_written(Duration::from_millis(timeout_ms.into())))
     }
 
-    /// Whether a handle sent to the parent still waits for its ACK (later writes are held behind it).
+    /// The channel's counters (still there once it is closed).
     #[napi]
     pub fn stats(&self) -> ChannelStats {
         self.side.stats()
     }
 
+    /// Whether later writes are held behind a handle sent to the parent that waits for its ACK (pipelined: only
+    /// behind one past the window).
     #[napi]
     pub fn awaiting_ack(&self) -> bool {
         self.side.awaiting_ack()

@@ -162,7 +162,7 @@ impl ChannelSide {
     }
 
     pub(crate) fn awaiting_ack(&self) -> bool {
-        self.channel.as_ref().is_some_and(|c| c.awaiting_ack())
+        self.channel.as_ref().is_some_and(|c| c.holds_writes())
     }
 
     pub(crate) fn poll(&self) -> Vec<Polled> {
@@ -254,4 +254,10 @@ pub(crate) fn keep_alive(wake_fn: &FunctionRef<(), ()>, env: &Env) -> Result<Kee
 /// `FORKLINE_MEMFD=0` (inherited by children, so then neither end announces).
 pub(crate) fn memfd_enabled() -> bool {
     std::env::var_os("FORKLINE_MEMFD").is_none_or(|v| v != "0")
+}
+
+/// Whether handles may be pipelined with a forkline peer (core/channel/handles.rs): unless
+/// `FORKLINE_HANDLE_PIPELINE=0` (inherited by children, so then neither end announces).
+pub(crate) fn handle_pipeline_enabled() -> bool {
+    std::env::var_os("FORKLINE_HANDLE_PIPELINE").is_none_or(|v| v != "0")
 }

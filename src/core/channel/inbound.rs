@@ -47,6 +47,15 @@ impl Inbound<'_> {
                 self.channel.on_ack();
                 self.delivered(envelope)
             }
+            Handshake::Pipeline => {
+                let len = match &envelope {
+                    Frame::Lines(line) => line.len(),
+                    Frame::Frames(frame) => frame.len(),
+                    Frame::Error { .. } => 0,
+                };
+                self.channel.peer_pipelines(len, self.pending_fd);
+                None
+            }
             Handshake::Nack => {
                 if !self.channel.on_nack() {
                     self.push(Frame::Error {

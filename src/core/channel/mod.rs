@@ -16,9 +16,11 @@
 //! `read.rs` the read side (the owner's reads, the reactor's bursts, EOF); `write.rs` the ordered write queue,
 //! the reactor's writes and the sending half of the handshake; `inbound.rs` what the reader does with
 //! each decoded frame (pairing fds with their envelopes, answering the handshake, routing `newconn` replies);
-//! `memfd.rs` large advanced messages as memfds (core/memfd.rs);
+//! `memfd.rs` large advanced messages as memfds (core/memfd.rs); `handles.rs` handles pipelined between two forkline
+//! ends;
 //! `stats.rs` its counters (`stats()`), bumped by one-line hooks in the other three; `tests.rs` the tests of all.
 
+mod handles;
 mod inbound;
 mod memfd;
 mod read;
@@ -128,6 +130,8 @@ pub struct Channel {
     stats: Arc<Stats>,
     /// Large messages as memfds (memfd.rs): who announced.
     memfd: memfd::MemfdState,
+    /// Handles pipelined (handles.rs): who announced.
+    pipeline: handles::PipelineState,
     /// The decoder's maxMessageSize, for messages that come as memfds.
     max_message: usize,
 }
@@ -186,6 +190,7 @@ impl Channel {
             newconn_replies: OnceLock::new(),
             stats,
             memfd: memfd::MemfdState::default(),
+            pipeline: handles::PipelineState::default(),
             max_message,
         })
     }

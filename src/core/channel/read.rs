@@ -22,6 +22,9 @@ use crate::os::{reactor, sys};
 /// counts as a burst and goes to the reactor. After `KEEP_BIG_BUFFER` without a read that needed more than the
 /// smallest size, the buffer is let go, and the next read maps the smallest again. The buffer is its own mapping
 /// (`sys::ReadBuf`): pages a read never reached are never faulted in, and a dropped one goes back to the kernel.
+/// A channel at the smallest size owns no buffer: it reads into its thread's (`SHARED_BUF`), since the decoder copies
+/// what it keeps; only a grown buffer is the channel's own. A parent of hundreds of chatty children so holds one
+/// page per thread instead of at least one per channel.
 pub(super) const READ_BUFFER_MIN: usize = 16 * 1024;
 pub(super) const READ_BUFFER_MAX: usize = 256 * 1024;
 const READ_BUFFER_GROWTH: usize = 4;
@@ -32,12 +35,19 @@ const KEEP_BIG_BUFFER: Duration = if cfg!(test) {
     Duration::from_secs(2)
 };
 
+thread_local! {
+    /// The smallest read buffer, one per thread for every channel it reads at that size (taken for a read, put back
+    /// after it; a read that panics drops it, and the next one maps another).
+    static SHARED_BUF: std::cell::Cell<Option<sys::ReadBuf>> = const { std::cell::Cell::new(None) };
+}
+
 /// The read side's state: one reader at a time, on whichever thread reads.
 pub(super) struct ReadState {
     pub(super) decoder: Decoder,
     /// An fd waiting for its NODE_HANDLE envelope.
     pub(super) pending_fd: Pairing<OwnedFd>,
-    /// Mapped at the first read (and again after a shrink), `size` bytes.
+    /// The channel's own buffer once grown (`size` bytes, mapped at the first read of that size); none at
+    /// `READ_BUFFER_MIN`, where the thread's shared one serves.
     buf: Option<sys::ReadBuf>,
     size: usize,
     pub(super) ended: bool,
@@ -237,8 +247,19 @@ impl Channel {
         while reads < max_reads {
             // The rest of a large frame goes straight into its own buffer; anything else through the read buffer.
             let direct = rs.decoder.direct().is_some();
-            if !direct && rs.buf.is_none() {
+            let shared = !direct && rs.size == READ_BUFFER_MIN;
+            let mut lent = None;
+            if shared {
+                lent = SHARED_BUF.with(|cell| cell.take());
+            }
+            let missing = if shared {
+                lent.is_none()
+            } else {
+                !direct && rs.buf.is_none()
+            };
+            if missing {
                 match sys::ReadBuf::new(rs.size) {
+                    Ok(buf) if shared => lent = Some(buf),
                     Ok(buf) => rs.buf = Some(buf),
                     Err(err) => {
                         sink.push(Event::ReadError(err));
@@ -247,10 +268,15 @@ impl Channel {
                     }
                 }
             }
+            // Back to the thread when this read is done with it, however it ends.
+            let mut lent = LentBuf(lent);
             let (result, asked) = match rs.decoder.direct() {
                 Some((frame, rest)) => (sys::recv_spare(self.sock.as_fd(), frame, rest), rest),
                 None => {
-                    let buf = rs.buf.as_mut().expect("mapped above");
+                    let buf = match lent.0.as_ref() {
+                        Some(_) => lent.get_mut(),
+                        None => rs.buf.as_mut().expect("mapped above"),
+                    };
                     (buf.recv(self.sock.as_fd()), rs.size)
                 }
             };
@@ -277,6 +303,7 @@ impl Channel {
                 )
             });
             if got.fds_truncated {
+                rs.pending_fd.lost();
                 sink.push(Event::Frame(Frame::Error {
                     code: Code::FdLost,
                     message: "a file descriptor sent by the peer was lost (MSG_CTRUNC: is this process out of file \
@@ -301,7 +328,7 @@ impl Channel {
             if direct {
                 decoder.direct_filled(&mut inbound);
             } else {
-                let buf = buf.as_ref().expect("mapped above");
+                let buf = lent.0.as_ref().or(buf.as_ref()).expect("mapped above");
                 decoder.feed(buf.filled(got.n), &mut inbound);
                 if got.n > READ_BUFFER_MIN {
                     rs.big_reads += 1;
@@ -376,7 +403,7 @@ impl Channel {
             channel: self,
             pending_fd,
         });
-        if let Some(fd) = rs.pending_fd.finish() {
+        while let Some(fd) = rs.pending_fd.finish() {
             stray(
                 sink,
                 fd,
@@ -398,6 +425,23 @@ impl Channel {
         };
         for waiter in waiters {
             waiter();
+        }
+    }
+}
+
+/// The thread's shared read buffer while one read uses it; given back when dropped.
+struct LentBuf(Option<sys::ReadBuf>);
+
+impl LentBuf {
+    fn get_mut(&mut self) -> &mut sys::ReadBuf {
+        self.0.as_mut().expect("lent")
+    }
+}
+
+impl Drop for LentBuf {
+    fn drop(&mut self) {
+        if let Some(buf) = self.0.take() {
+            SHARED_BUF.with(|cell| cell.set(Some(buf)));
         }
     }
 }

@@ -82,6 +82,17 @@ impl Stats {
         }
     }
 
+    /// The channel's own announce (handles.rs), `len` bytes, sent through the queue: not a message of the owner's.
+    pub(super) fn own_sent(&self, len: usize) {
+        self.memfd_sent(len, 0);
+    }
+
+    /// The peer's announce, `len` bytes, counted by `received` already: neither a message nor the owner's bytes.
+    pub(super) fn own_received(&self, len: usize) {
+        self.bytes_received.fetch_sub(len as u64, Relaxed);
+        self.messages_received.fetch_sub(1, Relaxed);
+    }
+
     pub(super) fn memfd_received(&self, marker: usize, frame: usize) {
         self.bytes_received.fetch_add(frame as u64, Relaxed);
         self.bytes_received.fetch_sub(marker as u64, Relaxed);

@@ -487,6 +487,10 @@ fn a_flood_grows_the_read_buffer_to_full_size_and_a_quiet_channel_shrinks_it() {
     assert!(sys::wait_readable(ch.sock.as_fd(), 5000));
     assert_eq!(ch.read_ready(1), ReadOutcome::Idle);
     assert_eq!(lines_read(&rx), vec![2]);
+    assert!(
+        !mapped(),
+        "a small read goes through the thread's shared buffer: the channel maps nothing of its own"
+    );
 }
 
 /// A sink that holds at most `cap` events until the test drains it.
@@ -716,4 +720,114 @@ fn the_owner_reads_a_large_message_whole_and_hands_a_flood_to_the_reactor() {
         assert!(sys::wait_readable(ch.sock.as_fd(), 5000));
         assert_eq!(ch.read_ready(1), ReadOutcome::Busy, "advanced: {advanced}");
     }
+}
+
+const PIPELINE: &str = "{\"cmd\":\"NODE_HANDLE_PIPELINE\"}";
+
+/// Reads until `expected.len()` bytes came; what came and how many fds with it.
+fn recv_text(peer: &UnixStream, expected: &str) -> (String, usize) {
+    let (mut got, mut fds) = (String::new(), 0);
+    while got.len() < expected.len() {
+        let (text, n) = recv_with_fds(peer);
+        got.push_str(&text);
+        fds += n;
+    }
+    (got, fds)
+}
+
+fn envelope(i: usize) -> String {
+    format!("{{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Socket\",\"msg\":{i}}}\n")
+}
+
+#[test]
+fn pipelined_a_window_of_handles_goes_at_once_and_answers_match_them_in_order() {
+    use crate::core::internal::HANDLES_IN_FLIGHT;
+    let (ch, mut peer, _rx, _) = open(1024);
+    ch.answer_pipeline();
+    peer.write_all(format!("{PIPELINE}\n").as_bytes()).unwrap();
+    assert_eq!(read_line(&mut peer), PIPELINE, "answered");
+    assert!(ch.pipelines_handles());
+    let pairs: Vec<_> = (0..HANDLES_IN_FLIGHT + 2)
+        .map(|_| sys::socketpair().unwrap())
+        .collect();
+    for (i, (x, _)) in pairs.iter().enumerate() {
+        ch.write_handle(envelope(i).as_bytes(), x.as_fd()).unwrap();
+        ch.write(format!("{i}\n").as_bytes()).unwrap();
+    }
+    // A whole window, each envelope with its fd, and the writes between them that wait for no ACK.
+    let window: String = (0..HANDLES_IN_FLIGHT)
+        .map(|i| format!("{}{i}\n", envelope(i)))
+        .collect();
+    assert_eq!(recv_text(&peer, &window), (window, HANDLES_IN_FLIGHT));
+    assert!(ch.holds_writes(), "the handle past the window waits");
+    assert!(
+        !sys::wait_readable(peer.as_fd(), 100),
+        "and what follows it"
+    );
+    // An ACK makes room for one more; a NACK (the oldest in flight) sends that one again after the others.
+    peer.write_all(b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n").unwrap();
+    let next_one = format!("{}{}\n", envelope(HANDLES_IN_FLIGHT), HANDLES_IN_FLIGHT);
+    assert_eq!(recv_text(&peer, &next_one), (next_one, 1));
+    peer.write_all(b"{\"cmd\":\"NODE_HANDLE_NACK\"}\n").unwrap();
+    assert_eq!(recv_with_fds(&peer), (envelope(1), 1), "handle 1 again");
+    // The resent handle holds its place in the window: the last one still waits for an ACK.
+    assert!(!sys::wait_readable(peer.as_fd(), 100));
+    peer.write_all(b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n").unwrap();
+    let last = HANDLES_IN_FLIGHT + 1;
+    let last = format!("{}{last}\n", envelope(last));
+    assert_eq!(recv_text(&peer, &last), (last, 1));
+}
+
+#[test]
+fn between_two_pipelining_channels_every_handle_arrives_in_order_with_its_own_fd() {
+    let (a, b) = sys::socketpair().unwrap();
+    let (atx, arx) = unbounded();
+    let (btx, _brx) = unbounded();
+    let (ptx, _prx) = unbounded();
+    let (ptx2, _prx2) = unbounded();
+    // `receiver` is the child runtime's end (it announces first), `sender` the parent's (it answers).
+    let receiver = Channel::new(
+        a,
+        Decoder::new(false, 1 << 16),
+        Arc::new(TestSink(atx, ptx)),
+    );
+    receiver.announce_pipeline();
+    receiver.read_all().unwrap();
+    let sender = Channel::new(
+        b,
+        Decoder::new(false, 1 << 16),
+        Arc::new(TestSink(btx, ptx2)),
+    );
+    sender.answer_pipeline();
+    sender.read_all().unwrap();
+    let n = 300;
+    let mut partners = Vec::new();
+    for i in 0..n {
+        let (x, y) = sys::socketpair().unwrap();
+        sender
+            .write_handle(envelope(i).as_bytes(), x.as_fd())
+            .unwrap();
+        partners.push(UnixStream::from(y));
+    }
+    for (i, partner) in partners.iter_mut().enumerate() {
+        let Event::Handle {
+            envelope: Frame::Lines(text),
+            fd,
+        } = next(&arx)
+        else {
+            panic!("not a handle");
+        };
+        assert_eq!(text, envelope(i));
+        // The fd is handle i's: what goes in at its end comes out at partner i.
+        UnixStream::from(fd).write_all(&[i as u8]).unwrap();
+        let mut b = [0u8; 1];
+        partner.read_exact(&mut b).unwrap();
+        assert_eq!(b[0], i as u8);
+    }
+    assert!(sender.pipelines_handles() && receiver.pipelines_handles());
+    let acked = (0..500).any(|_| {
+        thread::sleep(Duration::from_millis(10));
+        !sender.awaiting_ack()
+    });
+    assert!(acked, "every handle was acknowledged");
 }

@@ -1,6 +1,10 @@
 //! The write side of a [`Channel`]: one ordered queue, written at once while the socket takes it and by the
 //! reactor when the socket has room again, with the sending half of the NODE_HANDLE handshake (held writes behind an
 //! unacknowledged handle, ACK, NACK and retransmission), write progress, and `close`.
+//!
+//! Pipelined (both ends forkline, handles.rs): up to `HANDLES_IN_FLIGHT` handles are on the wire unacknowledged,
+//! ACKs and NACKs answer them in order, and only a handle past that window holds what follows it; other writes never
+//! wait for an ACK.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -12,6 +16,7 @@ use nix::errno::Errno;
 
 use super::{Channel, Event, WriteProgress, Written};
 use crate::core::error::SysError;
+use crate::core::internal::HANDLES_IN_FLIGHT;
 use crate::os::sys;
 
 /// Most iovecs the reactor hands one sendmsg (Linux's UIO_MAXIOV is 1024).
@@ -82,9 +87,13 @@ struct Unacked {
 pub(super) struct WriteState {
     /// Ready to go, in order.
     queue: VecDeque<Chunk>,
-    /// Written after a handle whose ACK has not come yet: they wait, in order.
+    /// Written after a handle whose ACK has not come yet (pipelined: after a handle past the window): they wait, in
+    /// order.
     held: VecDeque<Chunk>,
-    unacked: Option<Unacked>,
+    /// Handles on the wire (or queued for it) whose ACK has not come, oldest first: at most one in Node's protocol.
+    unacked: VecDeque<Unacked>,
+    /// Both ends agreed to pipeline handles (handles.rs).
+    pub(super) pipelined: bool,
     queued_bytes: usize,
     /// close() was called (or the peer is gone): shut down once nothing is left to send.
     closing: bool,
@@ -101,7 +110,21 @@ pub(super) struct WriteState {
 
 impl WriteState {
     fn idle(&self) -> bool {
-        self.queue.is_empty() && self.held.is_empty() && self.unacked.is_none()
+        self.queue.is_empty() && self.held.is_empty() && self.unacked.is_empty()
+    }
+
+    /// Whether a write now (a handle's if `handle`) must wait behind an unacknowledged handle: in Node's protocol
+    /// anything while one is unacknowledged; pipelined, only a handle past the window; and anything behind a write
+    /// that waits.
+    pub(super) fn must_hold(&self, handle: bool) -> bool {
+        if !self.held.is_empty() {
+            return true;
+        }
+        if self.pipelined {
+            handle && self.unacked.len() >= HANDLES_IN_FLIGHT
+        } else {
+            !self.unacked.is_empty()
+        }
     }
 
     pub(super) fn queued_bytes(&self) -> usize {
@@ -129,19 +152,25 @@ impl WriteState {
         self.progress.queued_bytes = self.queued_bytes;
     }
 
-    /// After an ACK (or giving up): held writes go out, up to and including the next handle, which then waits.
-    fn release_held(&mut self) {
-        while let Some(chunk) = self.held.pop_front() {
+    /// After an ACK (or giving up): held writes go out, up to and including the next handle, which then waits
+    /// (pipelined: up to the first handle the window has no room for).
+    pub(super) fn release_held(&mut self) {
+        let window = if self.pipelined { HANDLES_IN_FLIGHT } else { 1 };
+        while let Some(chunk) = self.held.front() {
             let handle = chunk.fd.clone();
+            if handle.is_some() && self.unacked.len() >= window {
+                break;
+            }
+            let chunk = self.held.pop_front().expect("looked at above");
             if let Some(fd) = handle.clone() {
-                self.unacked = Some(Unacked {
+                self.unacked.push_back(Unacked {
                     envelope: chunk.data.clone(),
                     fd,
                     retransmissions: 0,
                 });
             }
             self.queue.push_back(chunk);
-            if handle.is_some() {
+            if handle.is_some() && !self.pipelined {
                 break;
             }
         }
@@ -151,7 +180,7 @@ impl WriteState {
     /// (and the rest with it), and marks the channel closing.
     pub(super) fn peer_gone(&mut self) {
         self.closing = true;
-        if !self.held.is_empty() || self.unacked.is_some() {
+        if !self.held.is_empty() || !self.unacked.is_empty() {
             self.fail_all(SysError::new(Errno::EPIPE, "write"));
         }
     }
@@ -167,7 +196,7 @@ impl WriteState {
             .unwrap_or(0);
         self.queue.clear();
         self.held.clear();
-        self.unacked = None;
+        self.unacked.clear();
         self.queued_bytes = 0;
         self.progress.queued_bytes = 0;
         if self.progress.error.is_none() {
@@ -249,7 +278,7 @@ impl Channel {
         }
         // Deferred answers ride in front of this write; where they cannot (a handle's fd must start its own
         // sendmsg; a queue or a hold in the way), they go first on their own.
-        if (fd.is_some() || !st.queue.is_empty() || st.unacked.is_some() || !st.held.is_empty())
+        if (fd.is_some() || !st.queue.is_empty() || st.must_hold(false))
             && self.flush_deferred(&mut st)
         {
             let err = st.progress.error;
@@ -261,7 +290,7 @@ impl Channel {
         // The seq is only taken by a write that is accepted, so the owner can count the same writes.
         let seq = if owners { st.next_seq + 1 } else { 0 };
         let counted = |n: usize| if owners { n } else { 0 };
-        if st.unacked.is_some() || !st.held.is_empty() {
+        if st.must_hold(fd.is_some()) {
             st.next_seq = st.next_seq.max(seq);
             st.add_queued(counted(data.len()));
             st.held.push_back(Chunk::new(data.into_owned(), seq, fd));
@@ -272,7 +301,7 @@ impl Channel {
             return Ok((written, None));
         }
         if let Some(fd) = &fd {
-            st.unacked = Some(Unacked {
+            st.unacked.push_back(Unacked {
                 envelope: data.to_vec(),
                 fd: fd.clone(),
                 retransmissions: 0,
@@ -299,7 +328,9 @@ impl Channel {
             match result {
                 Ok(n) => sent = n,
                 Err(err) => {
-                    st.unacked = None;
+                    if fd.is_some() {
+                        st.unacked.pop_back();
+                    }
                     st.progress.error = Some(err);
                     self.stats.write_failed(&err);
                     return Err(err);
@@ -390,7 +421,7 @@ impl Channel {
             return false;
         }
         let data = std::mem::take(&mut st.deferred);
-        self.control_locked(st, data, None)
+        self.control_locked(st, data, None, false)
     }
 
     /// The channel's own messages (ACK/NACK, retransmissions) go ahead of held and queued writes, but never into
@@ -401,18 +432,20 @@ impl Channel {
             st.deferred.extend_from_slice(&data);
             return;
         }
-        if self.control_locked(&mut st, data, fd) {
+        if self.control_locked(&mut st, data, fd, false) {
             drop(st);
             self.report_progress();
         }
     }
 
     /// `send_control` under the lock; true if the socket failed (progress to report once the lock is dropped).
+    /// `last`: after everything queued rather than ahead of it.
     fn control_locked(
         self: &Arc<Self>,
         st: &mut MutexGuard<'_, WriteState>,
         data: Vec<u8>,
         fd: Option<Arc<OwnedFd>>,
+        last: bool,
     ) -> bool {
         if st.closing || st.progress.error.is_some() {
             return false;
@@ -431,7 +464,11 @@ impl Channel {
         }
         let fd = if sent == 0 { fd } else { None };
         // Ahead of the owner's writes, but never inside one the socket has begun to take.
-        let at = usize::from(st.queue.front().is_some_and(|c| c.begun || c.sent > 0));
+        let at = if last {
+            st.queue.len()
+        } else {
+            usize::from(st.queue.front().is_some_and(|c| c.begun || c.sent > 0))
+        };
         st.queue
             .insert(at, Chunk::rest(Cow::Owned(data), sent, 0, fd));
         // A reactor that cannot run leaves the bytes queued; the channel then ends at the peer's next write.
@@ -441,12 +478,16 @@ impl Channel {
 
     pub(super) fn on_ack(self: &Arc<Self>) {
         let mut st = self.state();
-        if st.unacked.take().is_none() {
+        if st.unacked.pop_front().is_none() {
             return;
         }
         st.release_held();
-        // Send what the ACK released from here, without waking the reactor for it, as far as the socket takes it
-        // now (a handle at a time is the common case: the next connection, the next socket).
+        self.send_released(st);
+    }
+
+    /// Sends what an ACK (or the start of pipelining) released from here, without waking the reactor for it, as
+    /// far as the socket takes it now (a handle at a time is the common case: the next connection, the next socket).
+    pub(super) fn send_released(self: &Arc<Self>, mut st: MutexGuard<'_, WriteState>) {
         let mut progressed = false;
         while let Some(chunk) = st.queue.front_mut() {
             let fd = chunk.fd.clone().filter(|_| chunk.sent == 0);
@@ -474,20 +515,31 @@ impl Channel {
         }
     }
 
-    /// Sends the unacknowledged handle again; false once it has been sent too often (it is then dropped).
+    /// Sends the unacknowledged handle again (the oldest: answers come in order); false once it has been sent too
+    /// often (it is then dropped).
     pub(super) fn on_nack(self: &Arc<Self>) -> bool {
         let mut st = self.state();
-        let Some(unacked) = st.unacked.as_mut() else {
+        let Some(mut unacked) = st.unacked.pop_front() else {
             return true;
         };
         if unacked.retransmissions == MAX_HANDLE_RETRANSMISSIONS {
-            st.unacked = None;
             st.release_held();
             let _ = self.kick_writer(&mut st);
             return false;
         }
         unacked.retransmissions += 1;
         let (envelope, fd) = (unacked.envelope.clone(), unacked.fd.clone());
+        // Its answer now comes after those of the handles already on their way: pipelined, it goes after them too,
+        // so that answers and unacknowledged handles stay in the same order.
+        let pipelined = st.pipelined;
+        st.unacked.push_back(unacked);
+        if pipelined {
+            if self.control_locked(&mut st, envelope, Some(fd), true) {
+                drop(st);
+                self.report_progress();
+            }
+            return true;
+        }
         drop(st);
         self.send_control(envelope, Some(fd));
         true
@@ -584,10 +636,15 @@ impl Channel {
         self.sink.push(Event::Progress(progress));
     }
 
-    /// Whether a handle sent on this channel still waits for the peer's ACK: later writes are held behind it
-    /// (Node's `_handleQueue` exists meanwhile, and its send() answers accordingly).
+    /// Whether a handle (or memfd marker) sent on this channel still waits for the peer's ACK.
     pub fn awaiting_ack(&self) -> bool {
-        self.state().unacked.is_some()
+        !self.state().unacked.is_empty()
+    }
+
+    /// Whether a write now would wait behind an unacknowledged handle (Node's `_handleQueue` exists meanwhile, and
+    /// its send() answers accordingly). Pipelined, only while a handle waits for room in the window.
+    pub fn holds_writes(&self) -> bool {
+        self.state().must_hold(false)
     }
 
     /// Blocks until every write queued so far is on the wire (or can never be), for at most `timeout`; true if
