@@ -1,8 +1,8 @@
 'use strict';
 
-// Handles pipelined between two forkline ends (src/core/channel/handles.rs): a runtime child and its forkline
-// parent agree to keep up to 32 handles in flight instead of Node's one at a time; a plain node child never sees
-// anything of it. Real processes, real loopback sockets.
+// Handles pipelined between two forkline ends (src/core/channel/handles.rs), asked for with
+// FORKLINE_HANDLE_PIPELINE=1: a runtime child and its forkline parent agree to keep up to 32 handles in flight
+// instead of Node's one at a time; a plain node child never sees anything of it. Real processes, real loopback sockets.
 const test = require('./helpers').withNativeOnly(require('node:test'), {
   'between two forkline ends many handles are in flight at once and arrive in order, each with its own socket':
     'the child runtime',
@@ -79,8 +79,18 @@ function nextMessage(child) {
   });
 }
 
-function forkChild(t, forkFn, args = [], options = {}) {
-  const child = forkFn(CHILD, args, options);
+// Forks with pipelining asked for (`FORKLINE_HANDLE_PIPELINE=1`, read by this parent at the fork and inherited by
+// the child) or not.
+function forkChild(t, forkFn, args = [], options = {}, pipeline = true) {
+  const saved = process.env.FORKLINE_HANDLE_PIPELINE;
+  process.env.FORKLINE_HANDLE_PIPELINE = pipeline ? '1' : '0';
+  let child;
+  try {
+    child = forkFn(CHILD, args, options);
+  } finally {
+    if (saved === undefined) delete process.env.FORKLINE_HANDLE_PIPELINE;
+    else process.env.FORKLINE_HANDLE_PIPELINE = saved;
+  }
   t.after(() => child.kill('SIGKILL'));
   return child;
 }
@@ -120,15 +130,7 @@ test(
 // the parent saw: each callback's outcome, the events, and how many sockets the child answered.
 async function dieMidway(t, { n, dieAt, pipeline }) {
   const { accepted, said } = await connections(t, n);
-  const saved = process.env.FORKLINE_HANDLE_PIPELINE;
-  if (!pipeline) process.env.FORKLINE_HANDLE_PIPELINE = '0';
-  let child;
-  try {
-    child = forkChild(t, forkline.fork, [String(dieAt)], { childRuntime: 'forkline' });
-  } finally {
-    if (saved === undefined) delete process.env.FORKLINE_HANDLE_PIPELINE;
-    else process.env.FORKLINE_HANDLE_PIPELINE = saved;
-  }
+  const child = forkChild(t, forkline.fork, [String(dieAt)], { childRuntime: 'forkline' }, pipeline);
   assert.strictEqual(await nextMessage(child), 'ready');
   // The listening server, n clients, n accepted sockets and the channel.
   const held = socketFds();

@@ -9,7 +9,7 @@
 //! A plain Node child never announces, so the parent never answers it nor pipelines to it: it sees Node's protocol,
 //! one handle at a time, byte for byte. An end receives pipelined from the moment it announced (it then pairs in
 //! order, which for one handle at a time is the same as Node's pairing), and sends pipelined once the peer's announce
-//! has come too. `FORKLINE_HANDLE_PIPELINE=0` turns it off for a process and its children (lib/runtime_env.js).
+//! has come too. Only with `FORKLINE_HANDLE_PIPELINE=1` (napi/side.rs), inherited by children.
 
 use std::io::IoSlice;
 use std::os::fd::AsFd;
