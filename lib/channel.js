@@ -96,11 +96,11 @@ class Control extends EventEmitter {
 // process 'exit' too, so a parent that sends and then exits still delivers, as Node's synchronous writes do. An end
 // joins once rather than at each flush: a Set added to and deleted from at every flush of hundreds of channels
 // rehashes into new tables that live long enough to be promoted, then die (~1 MB/s of old space with 200 children).
-const unflushed = new Set();
+const exitList = new Set();
 let exitHookInstalled = false;
 
 function flushAll() {
-  for (const child of unflushed) if (child._flushScheduled) child._flush();
+  for (const child of exitList) if (child._flushScheduled) child._flush();
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -124,7 +124,7 @@ class ChannelEnd extends EventEmitter {
     this._outbox = [];
     this._outBytes = 0;
     this._flushScheduled = false;
-    // In `unflushed` (below).
+    // In `exitList` (above).
     this._listed = false;
     // True while _onWake emits a batch: sends made meanwhile are flushed when it ends.
     this._inWake = false;
@@ -195,7 +195,7 @@ class ChannelEnd extends EventEmitter {
       this._flushScheduled = true;
       if (!this._listed) {
         this._listed = true;
-        unflushed.add(this);
+        exitList.add(this);
       }
       if (!exitHookInstalled) {
         exitHookInstalled = true;
@@ -544,7 +544,7 @@ class ChannelEnd extends EventEmitter {
   _unlist() {
     if (this._listed) {
       this._listed = false;
-      unflushed.delete(this);
+      exitList.delete(this);
     }
   }
 }
