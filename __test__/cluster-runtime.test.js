@@ -23,7 +23,7 @@ function runPrimary(t, setting, env = {}) {
     env: childEnv,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  t.after(() => killQuietly(primary.pid));
+  t.after(() => killQuietly(primary));
   let stdout = '';
   let stderr = '';
   primary.stdout.setEncoding('utf8').on('data', (chunk) => (stdout += chunk));
@@ -94,7 +94,7 @@ test("a worker that never yields still says 'online' and can be killed, on eithe
         env,
         stdio: ['ignore', 'pipe', 'inherit'],
       });
-      t.after(() => killQuietly(primary.pid));
+      t.after(() => killQuietly(primary));
       let stdout = '';
       primary.stdout.setEncoding('utf8').on('data', (chunk) => (stdout += chunk));
       primary.on('error', reject);

@@ -69,8 +69,10 @@ function runPrimary(t, name, impl, args = [], { env = {}, timeout = 22_000 } = {
     env: childEnv,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  // Only while the primary is unreaped: after that its pid may be another test's process, and the descendants
+  // found through it that process's children.
   const cleanup = () => {
-    if (typeof primary.pid !== 'number') return;
+    if (typeof primary.pid !== 'number' || primary.exitCode !== null || primary.signalCode !== null) return;
     for (const pid of descendants(primary.pid)) killQuietly(pid);
     killQuietly(primary.pid);
   };

@@ -9,7 +9,7 @@ const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const http = require('node:http');
 const path = require('node:path');
-const { isAlive, waitUntil, tmpDir, killQuietly, BACKEND } = require('./helpers');
+const { isAlive, waitUntil, tmpDir, killQuietly, processRef, BACKEND } = require('./helpers');
 
 const CLI = path.join(__dirname, '..', 'index.js');
 const WORKER = path.join(__dirname, 'fixtures', 'cluster-worker-http.js');
@@ -125,7 +125,8 @@ test(
     const name = `vis-${process.pid}`;
     const launcher = launch(t, dir, ['-w', '2', '--restart', '--name', name], { NODE_DEBUG: 'forkline:cluster' });
     const workers = await portOf(dir, name);
-    t.after(() => workers.forEach((w) => killQuietly(w.pid)));
+    const workerRefs = workers.map((w) => processRef(w.pid));
+    t.after(() => workerRefs.forEach((w) => killQuietly(w)));
     assert.strictEqual(fs.statSync(dir).mode & 0o777, 0o700);
     assert.strictEqual(fs.statSync(path.join(dir, `${name}.sock`)).mode & 0o777, 0o600);
     const port = listeningPort(launcher.child.pid);
@@ -243,6 +244,7 @@ test(
       20_000,
       'the first launcher',
     );
+    const firstWorkers = workers.map((w) => processRef(w.pid));
     // The same name again is refused while the first runs.
     const second = launch(t, dir, ['-w', '1', '--name', name]);
     assert.deepStrictEqual(await second.exited, { code: 1, signal: null });
@@ -252,7 +254,7 @@ test(
     );
     first.child.kill('SIGKILL');
     await first.exited;
-    workers.forEach((w) => killQuietly(w.pid));
+    firstWorkers.forEach((w) => killQuietly(w));
     assert.ok(fs.existsSync(file));
     r = await ctl(dir, ['status', name]);
     assert.deepStrictEqual(
@@ -264,7 +266,8 @@ test(
     const third = launch(t, dir, ['-w', '1', '--name', name]);
     await waitUntil(async () => (await ctl(dir, ['status', name])).code === 0, 20_000, 'the third launcher');
     const s = await status(dir, name);
-    t.after(() => s.workers.forEach((w) => killQuietly(w.pid)));
+    const workerRefs = s.workers.map((w) => processRef(w.pid));
+    t.after(() => workerRefs.forEach((w) => killQuietly(w)));
     assert.strictEqual(s.pid, third.child.pid);
     third.child.kill('SIGTERM');
     assert.deepStrictEqual(await third.exited, { code: 0, signal: null });
@@ -284,7 +287,8 @@ test(
     launch(t, dir, ['-w', '1', '--name', name]);
     await waitUntil(async () => (await ctl(dir, ['status', name])).code === 0, 20_000, 'the launcher');
     const s = await status(dir, name);
-    t.after(() => s.workers.forEach((w) => killQuietly(w.pid)));
+    const workerRefs = s.workers.map((w) => processRef(w.pid));
+    t.after(() => workerRefs.forEach((w) => killQuietly(w)));
     const file = path.join(dir, `${name}.sock`);
     const client = clientCopy(t);
     const asNobody = (args) => ctl(dir, args, { uid: NOBODY, gid: NOBODY, ...client });

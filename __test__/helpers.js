@@ -70,14 +70,38 @@ const closed = new WeakMap();
 function spawnChild(t, forkFn, modulePath, args, options) {
   const child = forkFn(modulePath, args, options);
   child.on('close', (...args) => closed.set(child, args));
-  t.after(() => killQuietly(child.pid));
+  t.after(() => killQuietly(child));
   return child;
 }
 
-function killQuietly(pid, signal = 'SIGKILL') {
-  if (typeof pid !== 'number') return;
+// The start time of process `pid` (clock ticks since boot, from /proc), or null when there is no such process.
+function startTime(pid) {
   try {
-    process.kill(pid, signal);
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return null;
+  }
+}
+
+// A process the test did not start itself (a grandchild, a worker), named by its pid and its start time, taken
+// while it runs: killQuietly() then never reaches another process that got the same pid later.
+function processRef(pid) {
+  return { pid, start: startTime(pid) };
+}
+
+// Kills a process of the test's unless it is gone: a ChildProcess (only until Node or forkline has reaped it:
+// after that its pid may be anyone's, the system reuses pids and, with tests running side by side, does so within a
+// run), or a processRef(). Never a bare pid.
+function killQuietly(target, signal = 'SIGKILL') {
+  if (target === null || typeof target !== 'object' || typeof target.pid !== 'number') return;
+  const running =
+    'start' in target
+      ? target.start !== null && startTime(target.pid) === target.start
+      : target.exitCode === null && target.signalCode === null;
+  if (!running) return;
+  try {
+    process.kill(target.pid, signal);
   } catch {
     // already gone
   }
@@ -239,6 +263,7 @@ module.exports = {
   mustCall,
   mustNotCall,
   spawnChild,
+  processRef,
   killQuietly,
   once,
   recordEvents,

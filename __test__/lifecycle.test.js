@@ -22,6 +22,7 @@ const {
   mustNotCall,
   spawnChild,
   killQuietly,
+  processRef,
   once,
   recordEvents,
   untilDone,
@@ -202,7 +203,7 @@ test(
       expected.push([i, null]);
       // forkline's reaper must not take node's own children (nor the other way round).
       const other = spawn('/bin/sh', ['-c', `exit ${20 + i}`], { stdio: 'ignore' });
-      t.after(() => killQuietly(other.pid));
+      t.after(() => killQuietly(other));
       waits.push(whenClosed(other));
       expected.push([20 + i, null]);
     }
@@ -572,12 +573,13 @@ test('a parent that unrefs its child and channel exits by itself, as Node', { ti
       killSignal: 'SIGKILL',
     });
     const pid = Number(result.stdout.trim());
-    t.after(() => killQuietly(pid));
+    const orphan = processRef(pid);
+    t.after(() => killQuietly(orphan));
     assert.ok(pid > 0, `${impl}: no pid printed: ${result.stdout} ${result.stderr}`);
     assert.deepStrictEqual([result.status, result.signal, result.stderr], [0, null, ''], impl);
     // The orphan still runs.
     assert.ok(isAlive(pid), impl);
-    killQuietly(pid);
+    killQuietly(orphan);
   }
 });
 
@@ -586,13 +588,14 @@ test('a parent that does not unref stays alive while its child runs', { timeout:
     const parent = spawn(process.execPath, [fixture('parent-unref.js'), impl, 'ref'], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
-    t.after(() => killQuietly(parent.pid));
+    t.after(() => killQuietly(parent));
     let out = '';
     parent.stdout.setEncoding('utf8');
     parent.stdout.on('data', (chunk) => (out += chunk));
     await waitUntil(() => out.includes('\n'), 10_000, 'the child pid');
     const pid = Number(out.trim());
-    t.after(() => killQuietly(pid));
+    const orphan = processRef(pid);
+    t.after(() => killQuietly(orphan));
     await sleep(500);
     assert.strictEqual(parent.exitCode, null, `${impl}: the parent exited`);
     assert.ok(isAlive(parent.pid), impl);
@@ -600,7 +603,7 @@ test('a parent that does not unref stays alive while its child runs', { timeout:
     const exited = once(parent, 'exit');
     parent.kill('SIGKILL');
     await exited;
-    killQuietly(pid);
+    killQuietly(orphan);
   }
 });
 
@@ -617,7 +620,8 @@ test(
         killSignal: 'SIGKILL',
       });
       const pid = Number(result.stdout.trim());
-      t.after(() => killQuietly(pid));
+      const orphan = processRef(pid);
+      t.after(() => killQuietly(orphan));
       assert.deepStrictEqual([result.status, result.signal], [0, null], `${impl}: ${result.stderr}`);
       await waitUntil(() => fs.existsSync(marker), 10_000, `${impl}'s child to see 'disconnect'`);
       assert.strictEqual(fs.readFileSync(marker, 'utf8'), `disconnected ${pid}\n`);

@@ -10,7 +10,7 @@ const assert = require('node:assert');
 const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
-const { fixture, tmpDir, killQuietly } = require('./helpers');
+const { fixture, tmpDir, killQuietly, processRef } = require('./helpers');
 
 const ROOT = path.join(__dirname, '..');
 const PARENT = fixture('portable-parent.js');
@@ -36,12 +36,12 @@ function envWith(extra) {
 // Runs `node args...` to its end: { code, stdout, stderr, result } (result: the last stdout line as JSON).
 function run(t, args, env = {}, timeout = 30_000) {
   const child = spawn(process.execPath, args, { env: envWith(env), stdio: ['ignore', 'pipe', 'pipe'] });
-  t.after(() => killQuietly(child.pid));
+  t.after(() => killQuietly(child));
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
   child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
-  const timer = setTimeout(() => killQuietly(child.pid), timeout);
+  const timer = setTimeout(() => killQuietly(child), timeout);
   return new Promise((resolve) => {
     child.on('close', (code) => {
       clearTimeout(timer);
@@ -273,7 +273,7 @@ test('the launcher and its control socket in the portable backend: status, reloa
       stdio: ['ignore', 'ignore', 'pipe'],
     },
   );
-  t.after(() => killQuietly(launcher.pid));
+  t.after(() => killQuietly(launcher));
   let stderr = '';
   launcher.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
   const exited = new Promise((resolve) => launcher.on('close', (code) => resolve(code)));
@@ -287,7 +287,8 @@ test('the launcher and its control socket in the portable backend: status, reloa
     assert.ok(Date.now() < deadline, `no two listening workers: ${out.stderr}\n${stderr}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  t.after(() => status.workers.forEach((w) => killQuietly(w.pid)));
+  const workers = status.workers.map((w) => processRef(w.pid));
+  t.after(() => workers.forEach((w) => killQuietly(w)));
   assert.strictEqual(status.pid, launcher.pid);
   for (const w of status.workers) {
     assert.strictEqual(typeof w.channel.messagesReceived, 'number');

@@ -17,6 +17,7 @@ const {
   sleep,
   spawnChild,
   killQuietly,
+  processRef,
   once,
   recordEvents,
   whenClosed,
@@ -280,10 +281,11 @@ test("a child whose parent is killed sees 'disconnect' and can exit", { timeout:
   const parent = spawn(process.execPath, [fixture('runtime-parent.js'), marker], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  t.after(() => killQuietly(parent.pid));
+  t.after(() => killQuietly(parent));
   const [line] = await once(parent.stdout, 'data');
   const pid = Number(String(line).trim());
-  t.after(() => killQuietly(pid));
+  const orphan = processRef(pid);
+  t.after(() => killQuietly(orphan));
   assert.ok(isAlive(pid));
   parent.kill('SIGKILL');
   await waitUntil(() => fs.existsSync(marker), 10_000, "the child to see 'disconnect'");

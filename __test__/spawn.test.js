@@ -16,7 +16,7 @@ const SPAWNS = { node: nodeChildProcess.spawn, forkline: forkline.spawn };
 // Spawns with `spawnFn`, echoes two messages through the channel, lets the child exit 0 and returns its events.
 async function echoTwice(t, spawnFn, file, args, options) {
   const child = spawnFn(file, args, options);
-  t.after(() => killQuietly(child.pid));
+  t.after(() => killQuietly(child));
   child.on('close', () => {});
   const log = recordEvents(child);
   child.send({ n: 1 });
@@ -61,7 +61,7 @@ test('spawn() with stdio pipes beside the ipc slot, and advanced serialization',
     stdio: ['pipe', 'pipe', 'pipe', 'ipc'],
     serialization: 'advanced',
   });
-  t.after(() => killQuietly(child.pid));
+  t.after(() => killQuietly(child));
   child.on('error', mustNotCall());
   assert.ok(child instanceof forkline.ChildProcess);
   assert.ok(child.stdout && child.stderr && child.stdin, 'piped stdio streams');
@@ -75,7 +75,7 @@ test('spawn() with stdio pipes beside the ipc slot, and advanced serialization',
 
 test("spawn() without an 'ipc' slot is Node's own spawn", { timeout: 20_000 }, async (t) => {
   const child = forkline.spawn(process.execPath, ['-e', 'process.stdout.write("out")']);
-  t.after(() => killQuietly(child.pid));
+  t.after(() => killQuietly(child));
   assert.ok(child instanceof nodeChildProcess.ChildProcess);
   // forkline's own ChildProcess is another class, except in the portable backend, where it is Node's.
   if (BACKEND === 'native') assert.ok(!(child instanceof forkline.ChildProcess));
