@@ -77,20 +77,24 @@ impl Delivery {
         !self.rx.is_empty()
     }
 
-    /// Takes up to `MAX_BATCH` events; if more are waiting, asks for another wake-up.
-    pub fn drain(&self) -> Vec<Event> {
+    /// Events waiting for JS.
+    pub fn pending(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// Hands up to `MAX_BATCH` events to `take`, in order; if more are waiting, asks for another wake-up.
+    pub fn drain(&self, take: impl FnMut(Event)) {
         // A swap, not a store: a store could be ordered after the queue read below, and a push in between would
         // then find the flag still set and not wake anyone (a lost wake-up). As read-modify-writes, this and the
         // pusher's swap are ordered: either it sees the push, or the pusher sees the cleared flag and wakes JS.
         self.woken.swap(false, Ordering::AcqRel);
-        let batch: Vec<Event> = self.rx.try_iter().take(MAX_BATCH).collect();
+        self.rx.try_iter().take(MAX_BATCH).for_each(take);
         if !self.rx.is_empty() {
             self.wake();
         }
         if self.waiting.swap(false, Ordering::SeqCst) {
             self.resume_now();
         }
-        batch
     }
 
     fn resume_now(&self) {

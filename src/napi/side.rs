@@ -12,7 +12,7 @@ use crate::core::channel::{Channel, Event, ReadOutcome, Stats};
 use crate::core::error::SysError;
 use crate::core::frame::Frame;
 use crate::napi::busy_poll::BusyPoll;
-use crate::napi::delivery::{Delivery, KeepAlive};
+use crate::napi::delivery::{Delivery, KeepAlive, MAX_BATCH};
 use crate::napi::event::{ChannelEvent, Polled};
 use crate::napi::payload::{Line, Text};
 use crate::napi::stats::ChannelStats;
@@ -166,8 +166,8 @@ impl ChannelSide {
     }
 
     pub(crate) fn poll(&self) -> Vec<Polled> {
-        let mut out = Vec::new();
-        for event in self.delivery.drain() {
+        let mut out = Vec::with_capacity(self.delivery.pending().min(MAX_BATCH));
+        self.delivery.drain(|event| {
             match event {
                 // A burst is over: the JS thread reads again, in order after everything the thread read.
                 Event::ReaderIdle => {
@@ -178,7 +178,7 @@ impl ChannelSide {
                 Event::Frame(Frame::Lines(text)) => out.push(Either::A(Text(text))),
                 other => out.push(Either::B(ChannelEvent::from(other))),
             }
-        }
+        });
         out
     }
 
