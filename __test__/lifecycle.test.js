@@ -632,6 +632,30 @@ test(
 );
 
 test(
+  "a worker thread that forks is terminated while its child runs: no crash, the child gets 'disconnect', as Node",
+  { timeout: 30_000 },
+  async (t) => {
+    const dir = tmpDir(t);
+    for (const impl of ['node', 'forkline']) {
+      const marker = path.join(dir, `${impl}.marker`);
+      const result = spawnSync(process.execPath, [fixture('worker-forks.js'), impl, marker], {
+        encoding: 'utf8',
+        timeout: 10_000,
+        killSignal: 'SIGKILL',
+      });
+      const pid = Number(result.stdout.trim());
+      const orphan = processRef(pid);
+      t.after(() => killQuietly(orphan));
+      // The worker's teardown closes the channel's libuv handles after its napi environment is gone.
+      assert.deepStrictEqual([result.status, result.signal, result.stderr], [0, null, ''], impl);
+      await waitUntil(() => fs.existsSync(marker), 10_000, `${impl}'s child to see 'disconnect'`);
+      assert.strictEqual(fs.readFileSync(marker, 'utf8'), `disconnected ${pid}\n`);
+      await waitUntil(() => !isAlive(pid), 10_000, `${impl}'s child to exit`);
+    }
+  },
+);
+
+test(
   'child.ref()/unref() and channel.ref()/unref() are callable at any time; channel.fd is a number',
   { timeout: 20_000 },
   async (t) => {

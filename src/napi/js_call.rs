@@ -3,7 +3,10 @@
 //! afterwards, as after any I/O callback). This saves the thread-safe function's extra trip round the event loop
 //! for messages read on the JS thread itself.
 
+use std::cell::{Cell, RefCell};
+use std::ffi::c_void;
 use std::ptr;
+use std::rc::Rc;
 
 use napi::bindgen_prelude::{Function, JsValue};
 use napi::{sys, Env, Error, Result, Status};
@@ -13,6 +16,43 @@ pub struct DirectCall {
     env: sys::napi_env,
     func: sys::napi_ref,
     context: sys::napi_async_context,
+    /// Whether `env` is still there. The libuv handles that own a DirectCall are closed as their napi objects are
+    /// finalized, and when that is the environment's teardown (a worker thread ending), their close callbacks run
+    /// after the environment is gone: this one must then leave its reference and async context alone.
+    live: Rc<Cell<bool>>,
+}
+
+thread_local! {
+    /// The liveness of this thread's napi environment (each JS thread has one), set up with the first DirectCall.
+    static ENV_LIVE: RefCell<Option<Rc<Cell<bool>>>> = const { RefCell::new(None) };
+}
+
+/// The liveness flag of `env`, the environment of this thread: cleared by an environment cleanup hook, which Node
+/// runs before it takes the napi environment down (hooks run in reverse order of registration, and napi's own was
+/// registered first).
+fn env_live(env: sys::napi_env) -> Result<Rc<Cell<bool>>> {
+    ENV_LIVE.with(|slot| {
+        if let Some(live) = slot.borrow().as_ref().filter(|live| live.get()) {
+            return Ok(live.clone());
+        }
+        let live = Rc::new(Cell::new(true));
+        let arg = Rc::into_raw(live.clone()) as *mut c_void;
+        // SAFETY: a live env on the JS thread; `arg` is an Rc that on_env_cleanup takes back, once.
+        let status = unsafe { sys::napi_add_env_cleanup_hook(env, Some(on_env_cleanup), arg) };
+        if let Err(err) = check(status, "cleanup hook") {
+            // SAFETY: napi did not take `arg`: take it back here.
+            drop(unsafe { Rc::from_raw(arg as *const Cell<bool>) });
+            return Err(err);
+        }
+        *slot.borrow_mut() = Some(live.clone());
+        Ok(live)
+    })
+}
+
+unsafe extern "C" fn on_env_cleanup(arg: *mut c_void) {
+    // SAFETY: `arg` is the Rc that env_live leaked for this hook, which Node runs once, on the env's thread.
+    let live = unsafe { Rc::from_raw(arg as *const Cell<bool>) };
+    live.set(false);
 }
 
 impl std::fmt::Debug for DirectCall {
@@ -36,6 +76,7 @@ impl DirectCall {
             env,
             func: ptr::null_mut(),
             context: ptr::null_mut(),
+            live: env_live(env)?,
         };
         let mut name = ptr::null_mut();
         // SAFETY: plain napi calls on the JS thread with a live env; each out-pointer is a valid local.
@@ -98,7 +139,11 @@ impl DirectCall {
 
 impl Drop for DirectCall {
     fn drop(&mut self) {
-        // SAFETY: on the JS thread (the owner is a JS object's native half); both were created in `new`.
+        if !self.live.get() {
+            return; // The environment took its references and async contexts down with it.
+        }
+        // SAFETY: on the JS thread (the owner is a JS object's native half), with the env still there; both were
+        // created in `new` (null if `new` failed part way, which napi rejects harmlessly).
         unsafe {
             sys::napi_async_destroy(self.env, self.context);
             sys::napi_delete_reference(self.env, self.func);
