@@ -13,10 +13,11 @@ use napi_derive::napi;
 use crate::core::channel::{Channel, Event, EventSink};
 use crate::core::error::SysError;
 use crate::core::frame::Decoder;
-use crate::napi::delivery::{Delivery, KeepAlive};
+use crate::napi::delivery::Delivery;
 use crate::napi::error::sys_error;
 use crate::napi::event::Polled;
-use crate::napi::side::{keep_alive, start_reading, ChannelSide, DEFAULT_MAX_MESSAGE_SIZE};
+use crate::napi::loop_hold::{self, Hold};
+use crate::napi::side::{start_reading, ChannelSide, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::napi::stats::ChannelStats;
 use crate::os::process::Process;
 use crate::os::spawn::{self, SpawnOptions, Stdio};
@@ -63,7 +64,7 @@ pub struct NativeChild {
     process: Option<Arc<Process>>,
     spawn_error: Option<SysError>,
     pipes: Vec<Option<OwnedFd>>,
-    process_ref: Option<KeepAlive>,
+    process_ref: Option<Hold>,
 }
 
 #[napi]
@@ -285,7 +286,7 @@ impl NativeChild {
     #[napi]
     pub fn ref_process(&mut self, env: Env) -> Result<()> {
         if self.process_ref.is_none() && self.process.is_some() {
-            self.process_ref = Some(keep_alive(&self.side.wake_fn, &env)?);
+            self.process_ref = Some(loop_hold::hold(&self.side.wake_fn, &env)?);
         }
         Ok(())
     }

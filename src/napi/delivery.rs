@@ -27,9 +27,6 @@ pub const MAX_BATCH: usize = 64;
 /// The JS wake function: no arguments, weak (it never keeps the event loop alive by itself).
 pub type Wake = ThreadsafeFunction<(), (), (), Status, false, true>;
 
-/// The same function held strongly, purely to keep the event loop alive while a handle is ref'd.
-pub type KeepAlive = ThreadsafeFunction<(), (), (), Status, false, false>;
-
 pub struct Delivery {
     tx: Sender<Event>,
     rx: Receiver<Event>,

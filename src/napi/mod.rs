@@ -11,6 +11,7 @@ pub(crate) mod delivery;
 pub(crate) mod error;
 pub(crate) mod event;
 pub(crate) mod js_call;
+pub(crate) mod loop_hold;
 pub(crate) mod payload;
 pub(crate) mod runtime;
 pub(crate) mod server;

@@ -12,8 +12,9 @@ use crate::core::channel::{Channel, Event, ReadOutcome, Stats};
 use crate::core::error::SysError;
 use crate::core::frame::Frame;
 use crate::napi::busy_poll::BusyPoll;
-use crate::napi::delivery::{Delivery, KeepAlive, MAX_BATCH};
+use crate::napi::delivery::{Delivery, MAX_BATCH};
 use crate::napi::event::{ChannelEvent, Polled};
+use crate::napi::loop_hold::{self, Hold};
 use crate::napi::payload::{Line, Text};
 use crate::napi::stats::ChannelStats;
 use crate::napi::{js_call, uv};
@@ -139,7 +140,7 @@ pub(crate) struct ChannelSide {
     pub(crate) delivery: Arc<Delivery>,
     pub(crate) channel: Option<Arc<Channel>>,
     pub(crate) wake_fn: FunctionRef<(), ()>,
-    pub(crate) channel_ref: Option<KeepAlive>,
+    pub(crate) channel_ref: Option<Hold>,
     /// Watches the channel on the JS thread while the reactor does not read it.
     pub(crate) poller: Option<uv::Poll>,
     /// Keeps looking for the next message a while after each send and receive, if asked to.
@@ -231,7 +232,7 @@ impl ChannelSide {
 
     pub(crate) fn ref_channel(&mut self, env: &Env) -> Result<()> {
         if self.channel_ref.is_none() && self.channel.is_some() {
-            self.channel_ref = Some(keep_alive(&self.wake_fn, env)?);
+            self.channel_ref = Some(loop_hold::hold(&self.wake_fn, env)?);
         }
         Ok(())
     }
@@ -239,15 +240,6 @@ impl ChannelSide {
     pub(crate) fn unref_channel(&mut self) {
         self.channel_ref = None;
     }
-}
-
-/// A strong hold on the wake function, whose only job is to keep the event loop alive while it exists.
-pub(crate) fn keep_alive(wake_fn: &FunctionRef<(), ()>, env: &Env) -> Result<KeepAlive> {
-    wake_fn
-        .borrow_back(env)?
-        .build_threadsafe_function::<()>()
-        .callee_handled::<false>()
-        .build()
 }
 
 /// Whether this process's channels take large advanced messages as memfds (core/memfd.rs): yes, unless
