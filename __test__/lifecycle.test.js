@@ -636,9 +636,14 @@ test(
   { timeout: 30_000 },
   async (t) => {
     const dir = tmpDir(t);
-    for (const impl of ['node', 'forkline']) {
-      const marker = path.join(dir, `${impl}.marker`);
-      const result = spawnSync(process.execPath, [fixture('worker-forks.js'), impl, marker], {
+    // With busyPoll, the channel has an idle handle beside its poll handle: both must be closed by then.
+    for (const [impl, busyPoll] of [
+      ['node', 0],
+      ['forkline', 0],
+      ['forkline', 50],
+    ]) {
+      const marker = path.join(dir, `${impl}-${busyPoll}.marker`);
+      const result = spawnSync(process.execPath, [fixture('worker-forks.js'), impl, marker, String(busyPoll)], {
         encoding: 'utf8',
         timeout: 10_000,
         killSignal: 'SIGKILL',
@@ -647,7 +652,7 @@ test(
       const orphan = processRef(pid);
       t.after(() => killQuietly(orphan));
       // The worker's teardown closes the channel's libuv handles after its napi environment is gone.
-      assert.deepStrictEqual([result.status, result.signal, result.stderr], [0, null, ''], impl);
+      assert.deepStrictEqual([result.status, result.signal, result.stderr], [0, null, ''], `${impl} ${busyPoll}`);
       await waitUntil(() => fs.existsSync(marker), 10_000, `${impl}'s child to see 'disconnect'`);
       assert.strictEqual(fs.readFileSync(marker, 'utf8'), `disconnected ${pid}\n`);
       await waitUntil(() => !isAlive(pid), 10_000, `${impl}'s child to exit`);

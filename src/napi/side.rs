@@ -1,7 +1,7 @@
 //! The channel as either napi end holds it (`ChannelSide`, shared by `NativeChild` and `NativeChannel`), and
 //! `start_reading`, which sets up who reads it: libuv's poll on the JS thread, or the reactor.
 
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,10 +54,12 @@ pub(crate) fn start_reading(
         BusyPoll::new(uv_loop, busy_poll, read).map(Rc::new)
     };
     let read = JsThreadRead::new(env, channel, delivery, on_wake);
-    let armed = busy.clone();
+    // Weak: the busy poll's idle handle must close when its end lets it go, with the poll handle, not in the poll
+    // handle's close callback (a worker's loop ends right after those: a handle closed from one stays open).
+    let armed = busy.as_ref().map(Rc::downgrade);
     let on_readable = Box::new(move |stop: &dyn Fn()| {
         if read.read_once(stop) {
-            if let Some(busy) = &armed {
+            if let Some(busy) = armed.as_ref().and_then(Weak::upgrade) {
                 busy.arm();
             }
         }
