@@ -565,16 +565,26 @@ test(
 // ---------------------------------------------------------------------------------------------------------------
 // ref/unref and the parent's own exit.
 
+// Runs a parent fixture to its end; it prints the pid of a child it leaves running. Returns { result, pid }, the
+// child killed when the test ends if it still runs then.
+function runParent(t, args) {
+  const result = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 10_000, killSignal: 'SIGKILL' });
+  const pid = Number(result.stdout.trim());
+  const orphan = processRef(pid);
+  t.after(() => killQuietly(orphan));
+  return { result, pid, orphan };
+}
+
+// The child (disconnect-marker.js) saw 'disconnect', wrote its marker and then left by itself.
+async function assertDisconnectedAndGone(marker, pid, who) {
+  await waitUntil(() => fs.existsSync(marker), 10_000, `${who}'s child to see 'disconnect'`);
+  assert.strictEqual(fs.readFileSync(marker, 'utf8'), `disconnected ${pid}\n`);
+  await waitUntil(() => !isAlive(pid), 10_000, `${who}'s child to exit`);
+}
+
 test('a parent that unrefs its child and channel exits by itself, as Node', { timeout: 30_000 }, (t) => {
   for (const impl of ['node', 'forkline']) {
-    const result = spawnSync(process.execPath, [fixture('parent-unref.js'), impl, 'unref'], {
-      encoding: 'utf8',
-      timeout: 10_000,
-      killSignal: 'SIGKILL',
-    });
-    const pid = Number(result.stdout.trim());
-    const orphan = processRef(pid);
-    t.after(() => killQuietly(orphan));
+    const { result, pid, orphan } = runParent(t, [fixture('parent-unref.js'), impl, 'unref']);
     assert.ok(pid > 0, `${impl}: no pid printed: ${result.stdout} ${result.stderr}`);
     assert.deepStrictEqual([result.status, result.signal, result.stderr], [0, null, ''], impl);
     // The orphan still runs.
@@ -614,19 +624,10 @@ test(
     const dir = tmpDir(t);
     for (const impl of ['node', 'forkline']) {
       const marker = path.join(dir, `${impl}.marker`);
-      const result = spawnSync(process.execPath, [fixture('parent-exits.js'), impl, marker], {
-        encoding: 'utf8',
-        timeout: 10_000,
-        killSignal: 'SIGKILL',
-      });
-      const pid = Number(result.stdout.trim());
-      const orphan = processRef(pid);
-      t.after(() => killQuietly(orphan));
+      const { result, pid } = runParent(t, [fixture('parent-exits.js'), impl, marker]);
       assert.deepStrictEqual([result.status, result.signal], [0, null], `${impl}: ${result.stderr}`);
-      await waitUntil(() => fs.existsSync(marker), 10_000, `${impl}'s child to see 'disconnect'`);
-      assert.strictEqual(fs.readFileSync(marker, 'utf8'), `disconnected ${pid}\n`);
       // Having seen 'disconnect', the child leaves by itself.
-      await waitUntil(() => !isAlive(pid), 10_000, `${impl}'s child to exit`);
+      await assertDisconnectedAndGone(marker, pid, impl);
     }
   },
 );
@@ -643,19 +644,10 @@ test(
       ['forkline', 50],
     ]) {
       const marker = path.join(dir, `${impl}-${busyPoll}.marker`);
-      const result = spawnSync(process.execPath, [fixture('worker-forks.js'), impl, marker, String(busyPoll)], {
-        encoding: 'utf8',
-        timeout: 10_000,
-        killSignal: 'SIGKILL',
-      });
-      const pid = Number(result.stdout.trim());
-      const orphan = processRef(pid);
-      t.after(() => killQuietly(orphan));
+      const { result, pid } = runParent(t, [fixture('worker-forks.js'), impl, marker, String(busyPoll)]);
       // The worker's teardown closes the channel's libuv handles after its napi environment is gone.
       assert.deepStrictEqual([result.status, result.signal, result.stderr], [0, null, ''], `${impl} ${busyPoll}`);
-      await waitUntil(() => fs.existsSync(marker), 10_000, `${impl}'s child to see 'disconnect'`);
-      assert.strictEqual(fs.readFileSync(marker, 'utf8'), `disconnected ${pid}\n`);
-      await waitUntil(() => !isAlive(pid), 10_000, `${impl}'s child to exit`);
+      await assertDisconnectedAndGone(marker, pid, impl);
     }
   },
 );
