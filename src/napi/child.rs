@@ -116,7 +116,6 @@ impl NativeChild {
             .callee_handled::<false>()
             .weak::<true>()
             .build()?;
-        let wake_fn = on_wake.create_ref()?;
         let delivery = Arc::new(Delivery::new(wake));
         let sink: Arc<dyn EventSink> = delivery.clone();
 
@@ -180,7 +179,6 @@ impl NativeChild {
                 delivery,
                 stats: channel.as_ref().map(|c| c.stats()).unwrap_or_default(),
                 channel,
-                wake_fn,
                 channel_ref: None,
                 poller,
                 busy,
@@ -286,7 +284,7 @@ impl NativeChild {
     #[napi]
     pub fn ref_process(&mut self, env: Env) -> Result<()> {
         if self.process_ref.is_none() && self.process.is_some() {
-            self.process_ref = Some(loop_hold::hold(&self.side.wake_fn, &env)?);
+            self.process_ref = Some(loop_hold::hold(&env)?);
         }
         Ok(())
     }

@@ -6,9 +6,8 @@
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
-use napi::bindgen_prelude::FunctionRef;
 use napi::threadsafe_function::ThreadsafeFunction;
-use napi::{Env, Result, Status};
+use napi::{sys, Env, Result, Status};
 
 /// A thread-safe function held strongly (not weak): while it exists, the loop stays alive.
 type KeepAlive = ThreadsafeFunction<(), (), (), Status, false, false>;
@@ -24,16 +23,15 @@ thread_local! {
     static SHARED: RefCell<Weak<KeepAlive>> = const { RefCell::new(Weak::new()) };
 }
 
-/// A hold on this thread's loop. The first one makes the keep-alive out of `function` (any JS function: it is never
-/// called, only kept), later ones share it.
-pub(crate) fn hold(function: &FunctionRef<(), ()>, env: &Env) -> Result<Hold> {
+/// A hold on this thread's loop. The first one makes the keep-alive (over a function of its own that is never
+/// called: one of a child's would keep that child's JS object alive with it), later ones share it.
+pub(crate) fn hold(env: &Env) -> Result<Hold> {
     SHARED.with(|shared| {
         if let Some(alive) = shared.borrow().upgrade() {
             return Ok(Hold { _alive: alive });
         }
         let alive = Rc::new(
-            function
-                .borrow_back(env)?
+            env.create_function::<(), ()>("forklineKeepAlive", never_called)?
                 .build_threadsafe_function::<()>()
                 .callee_handled::<false>()
                 .build()?,
@@ -41,4 +39,12 @@ pub(crate) fn hold(function: &FunctionRef<(), ()>, env: &Env) -> Result<Hold> {
         *shared.borrow_mut() = Rc::downgrade(&alive);
         Ok(Hold { _alive: alive })
     })
+}
+
+/// The keep-alive's function. Nothing calls it (no one calls the thread-safe function); it returns undefined.
+unsafe extern "C" fn never_called(
+    _env: sys::napi_env,
+    _info: sys::napi_callback_info,
+) -> sys::napi_value {
+    std::ptr::null_mut()
 }

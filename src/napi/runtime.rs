@@ -46,7 +46,6 @@ impl NativeChannel {
             .callee_handled::<false>()
             .weak::<true>()
             .build()?;
-        let wake_fn = on_wake.create_ref()?;
         let delivery = Arc::new(Delivery::new(wake));
         let sink: Arc<dyn EventSink> = delivery.clone();
         let channel = Channel::new(sock, Decoder::new(advanced, DEFAULT_MAX_MESSAGE_SIZE), sink);
@@ -64,7 +63,6 @@ impl NativeChannel {
                 delivery,
                 stats: channel.stats(),
                 channel: Some(channel),
-                wake_fn,
                 channel_ref: None,
                 poller: reading.poller,
                 busy: reading.busy,

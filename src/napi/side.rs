@@ -5,7 +5,7 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::Duration;
 
-use napi::bindgen_prelude::{Buffer, Either, Function, FunctionRef};
+use napi::bindgen_prelude::{Buffer, Either, Function};
 use napi::{Env, Result};
 
 use crate::core::channel::{Channel, Event, ReadOutcome, Stats};
@@ -141,7 +141,6 @@ impl JsThreadRead {
 pub(crate) struct ChannelSide {
     pub(crate) delivery: Arc<Delivery>,
     pub(crate) channel: Option<Arc<Channel>>,
-    pub(crate) wake_fn: FunctionRef<(), ()>,
     pub(crate) channel_ref: Option<Hold>,
     /// Watches the channel on the JS thread while the reactor does not read it.
     pub(crate) poller: Option<uv::Poll>,
@@ -234,7 +233,7 @@ impl ChannelSide {
 
     pub(crate) fn ref_channel(&mut self, env: &Env) -> Result<()> {
         if self.channel_ref.is_none() && self.channel.is_some() {
-            self.channel_ref = Some(loop_hold::hold(&self.wake_fn, env)?);
+            self.channel_ref = Some(loop_hold::hold(env)?);
         }
         Ok(())
     }
