@@ -572,7 +572,16 @@ test(
     timeout: TIMEOUT,
   },
   async (t) => {
-    checkReload(await scenario(t, 'node', 'cluster-reload.js', [], { env: { NODE_CLUSTER_SCHED_POLICY: 'rr' } }));
+    const result = await scenario(t, 'node', 'cluster-reload.js', [], { env: { NODE_CLUSTER_SCHED_POLICY: 'rr' } });
+    if (await resetsOnlyByClose(result)) {
+      // node:cluster's own: a connection the primary had just handed to the old worker, not read by it yet when it
+      // disconnected, is closed by this Node's server.close() (forkline's reload() hands such connections on).
+      t.skip(
+        `${result.failures.length} ECONNRESET during the userland restart: this Node's server.close() closes them`,
+      );
+      return;
+    }
+    checkReload(result);
   },
 );
 
@@ -595,14 +604,13 @@ test(
     const result = await scenario(t, 'forkline', 'cluster-reload.js', [], {
       env: { NODE_CLUSTER_SCHED_POLICY: 'reuseport' },
     });
-    const resets = result.failures.filter((f) => f.error === 'ECONNRESET');
-    if (resets.length > 0 && resets.length === result.failures.length && (await closeDropsFreshConnections())) {
+    if (await resetsOnlyByClose(result)) {
       // Not the accept queue: the primary keeps a copy of every worker's socket, so what is queued on the old
       // worker's goes to the others. These are connections the old worker had accepted itself and not read yet
       // when it disconnected: this Node's server.close() closes them (nodejs/node#63470). Under reuse-port the
       // primary never held them, so it cannot hand them on as round-robin does.
       t.skip(
-        `${resets.length} ECONNRESET during reload: connections the old worker had accepted but not read, which ` +
+        `${result.failures.length} ECONNRESET during reload: connections the old worker had accepted but not read, which ` +
           "this Node's server.close() closes",
       );
       return;
@@ -610,6 +618,13 @@ test(
     checkReload(result);
   },
 );
+
+// Whether a reload's only failures are ECONNRESETs, on a Node whose server.close() closes the connections that have
+// sent no request yet.
+async function resetsOnlyByClose(result) {
+  const { failures } = result;
+  return failures.length > 0 && failures.every((f) => f.error === 'ECONNRESET') && (await closeDropsFreshConnections());
+}
 
 // Whether this Node's http server.close() also closes the connections that have not sent a request yet (Node 26:
 // nodejs/node#63470), asked of a real server: a cluster worker that disconnects then closes those it was handed.
