@@ -20,7 +20,7 @@ const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const util = require('node:util');
-const { procState, sleep, BACKEND } = require('./helpers');
+const { procState, statFields, sleep, BACKEND } = require('./helpers');
 
 const FIXTURES = path.join(__dirname, 'fixtures');
 const IMPLS = ['node', 'forkline'];
@@ -31,14 +31,11 @@ function descendants(pid) {
   const children = new Map();
   for (const entry of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (!children.has(ppid)) children.set(ppid, []);
-      children.get(ppid).push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
+    const fields = statFields(entry);
+    if (fields === null) continue; // gone meanwhile
+    const ppid = Number(fields[1]);
+    if (!children.has(ppid)) children.set(ppid, []);
+    children.get(ppid).push(Number(entry));
   }
   const out = [];
   const walk = (p) => {

@@ -74,14 +74,20 @@ function spawnChild(t, forkFn, modulePath, args, options) {
   return child;
 }
 
-// The start time of process `pid` (clock ticks since boot, from /proc), or null when there is no such process.
-function startTime(pid) {
+// The fields of /proc/<pid>/stat after the command name (fields[0] is the state, [1] the parent's pid, [19] the
+// start time in clock ticks since boot), or null when there is no such process.
+function statFields(pid) {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
     return null;
   }
+}
+
+// The start time of process `pid`, or null when there is no such process.
+function startTime(pid) {
+  return statFields(pid)?.[19] ?? null;
 }
 
 // A process the test did not start itself (a grandchild, a worker), named by its pid and its start time, taken
@@ -197,12 +203,7 @@ async function assertNoFdLeak(before, settleMs = 2000) {
 
 // The state letter of /proc/<pid>/stat, or null when the process is gone.
 function procState(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
-  } catch {
-    return null;
-  }
+  return statFields(pid)?.[0] ?? null;
 }
 
 // Asserts the (exited) child is neither running nor a zombie: /proc/<pid> is gone, allowing a short settle wait.
@@ -264,6 +265,7 @@ module.exports = {
   mustNotCall,
   spawnChild,
   processRef,
+  statFields,
   killQuietly,
   once,
   recordEvents,
