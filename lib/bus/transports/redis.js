@@ -17,6 +17,7 @@ const EventEmitter = require('node:events');
 const process = require('node:process');
 const { makeError } = require('../../errors');
 const { Clients } = require('./redis_clients');
+const { PublishOrder } = require('./publish_order');
 
 const GROUP = 'forkline';
 
@@ -43,6 +44,8 @@ class RedisTransport extends EventEmitter {
   #cmd = null;
   #sub = null;
   #durable = null;
+  // On a Cluster: publishes held until their node's connection is ready (publish_order.js).
+  #order = null;
   #closed = false;
   // The cmd connection answered since it was (re)made; on a Cluster, once pub/sub's kind is known too.
   #up = false;
@@ -130,6 +133,7 @@ class RedisTransport extends EventEmitter {
     const cmd = this.#watch(this.#clients.open(this.#publishOnly ? 'pub' : 'cmd', noQueue, noResend));
     this.#cmd = cmd;
     cmd.defineCommand('forklineTouch', { numberOfKeys: 1, lua: TOUCH_SCRIPT });
+    if (cluster) this.#order = new PublishOrder(cmd, this.#clients.Command);
     cmd.on('ready', () => this.#onReady());
     cmd.on('close', () => this.#onDown());
     if (cluster) {
@@ -265,8 +269,7 @@ class RedisTransport extends EventEmitter {
   }
 
   async publish(channel, text) {
-    const cmd = this.#commands();
-    const reached = await (this.#sharded ? cmd.spublish(channel, text) : cmd.publish(channel, text));
+    const reached = await this.#publishOn(this.#commands(), channel, text);
     // Classic PUBLISH on a Cluster counts only the subscribers of the node that took it, whichever that was.
     if (this.#clients.cluster && !this.#sharded) return;
     const before = this.#receivers.get(channel);
@@ -279,6 +282,15 @@ class RedisTransport extends EventEmitter {
     }
     if (before === undefined && this.#receivers.size >= 4096) this.#receivers.clear();
     this.#receivers.set(channel, reached);
+  }
+
+  #publishOn(cmd, channel, text) {
+    if (this.#order === null) return cmd.publish(channel, text);
+    // SPUBLISH goes to the channel's node; classic PUBLISH, which any node takes, to that one too rather than to one
+    // picked at random each time: one connection keeps one publisher's messages in order.
+    return this.#order.run(channel, (node) =>
+      this.#sharded ? cmd.spublish(channel, text) : (node ?? cmd).publish(channel, text),
+    );
   }
 
   add(stream, fields, maxLen) {

@@ -55,6 +55,11 @@ class Clients {
     } else parseUrl(config.url, 'bus.url');
   }
 
+  // ioredis's Command (its hashSlot of a key, for a Cluster).
+  get Command() {
+    return this.#Redis.Command;
+  }
+
   get cluster() {
     return this.#config.cluster !== undefined;
   }
