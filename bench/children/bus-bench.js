@@ -87,11 +87,48 @@ async function connectionsPerHost() {
   return Math.max(...HOSTS.map((host) => list.split('\n').filter((line) => line.includes(prefix(host))).length));
 }
 
+// everyone()'s replies, [primary, workers] per host.
+async function pairs(replies) {
+  const list = await replies;
+  return HOSTS.map((_, i) => [list[2 * i], list[2 * i + 1]]);
+}
+
+// Per trip (one ping in flight at a time, so the k-th stamp of each step is the k-th trip's): the publishing
+// worker's publish() → its PUBLISH handed to ioredis (forkline: the IPC hop and the gateway), → a subscriber
+// connection of the other host emitting it (Redis, and waiting for a CPU), → the subscribing worker's listener
+// (forkline: the gateway and the IPC hop). Medians, µs.
+function hops(publish, write, read, listen) {
+  const trips = publish.length;
+  if (write.length !== trips || read.length !== trips || listen.length !== trips) {
+    throw new Error(
+      `stamps: ${trips} publishes, ${write.length} writes, ${read.length} reads, ${listen.length} listens`,
+    );
+  }
+  const med = (values) => values.sort((a, b) => a - b)[Math.floor(values.length / 2)];
+  const each = (from, to) => med(from.map((t, i) => to[i] - t));
+  return { toBroker: each(publish, write), broker: each(write, read), fromBroker: each(read, listen) };
+}
+
 const runs = {
-  async latency({ n, warm }) {
+  // n timed round trips, then `traced` more with every process noting its steps (redis-stamps.js), for the hops.
+  async latency({ n, warm, traced }) {
     await command(hosts[1], 0, 'pong');
     const { oneWay } = await command(hosts[0], 0, 'ping', { n, warm });
-    return { oneWay };
+    const everyone = (op, args) =>
+      Promise.all(hosts.flatMap((host) => [command(host, 'primary', op, args), command(host, 'all', op, args)]));
+    await everyone('traceStart', { topic: 'ping' });
+    await command(hosts[0], 0, 'ping', { n: traced, warm: 0 });
+    const [[primary0, workers0], [primary1, workers1]] = await pairs(everyone('traceStop'));
+    const all = (replies, key) => replies.flatMap((reply) => reply[key]);
+    return {
+      oneWay,
+      hops: hops(
+        all(workers0, 'publish'),
+        all([primary0, ...workers0], 'write'),
+        all([primary1, ...workers1], 'read'),
+        all(workers1, 'listen'),
+      ),
+    };
   },
 
   // A warm-up of `warm` messages (JIT, connections) everyone must have got, then `n` timed.

@@ -11,6 +11,20 @@ const [impl, url, namespace, host, workerCount] = process.argv.slice(2);
 // 'forkline-direct': the same with `directPublish` (each worker publishes through a connection of its own).
 const forkline = impl.startsWith('forkline');
 const cluster = forkline ? require('../..').cluster : require('node:cluster');
+const stamps = require('./redis-stamps');
+
+// Tracing the latency scenario's extra trips (redis-stamps.js), in the primary and each worker alike.
+const tracing = { on: false, publish: [], listen: [] };
+const traceOps = {
+  traceStart({ topic }) {
+    Object.assign(tracing, { on: true, publish: [], listen: [] });
+    stamps.start(topic);
+  },
+  traceStop() {
+    tracing.on = false;
+    return { ...stamps.stop(), publish: tracing.publish, listen: tracing.listen };
+  },
+};
 
 if (cluster.isPrimary) {
   if (forkline) cluster.setupPrimary({ bus: { url, namespace, host, directPublish: impl === 'forkline-direct' } });
@@ -26,6 +40,7 @@ if (cluster.isPrimary) {
     });
   }
   process.on('message', (message) => {
+    if (message.to === 'primary') return process.send({ id: message.id, ...traceOps[message.op](message) });
     for (const [i, worker] of workers.entries()) if (message.to === 'all' || message.to === i) worker.send(message);
   });
   process.on('disconnect', () => {
@@ -36,6 +51,7 @@ if (cluster.isPrimary) {
   const index = Number(process.env.BENCH_WORKER);
   const transport = forkline ? forklineWorker() : baselineWorker(`baseline:${namespace}:${host}:${index}`);
   const ops = {
+    ...traceOps,
     // Counts messages on `topic`; says when each of `marks` (counts) is reached.
     async sub({ topic, marks }) {
       let count = 0;
@@ -45,7 +61,10 @@ if (cluster.isPrimary) {
     },
     // Answers every 'ping' with the same message on 'pong'.
     async pong() {
-      await transport.subscribe('ping', (m) => transport.publish('pong', m));
+      await transport.subscribe('ping', (m) => {
+        if (tracing.on) tracing.listen.push(stamps.now());
+        transport.publish('pong', m);
+      });
     },
     // n round trips ping → pong, one at a time; one-way latency is half of each.
     async ping({ n, warm }) {
@@ -55,6 +74,7 @@ if (cluster.isPrimary) {
       for (let i = 0; i < warm + n; i++) {
         const t0 = process.hrtime.bigint();
         const back = new Promise((resolve) => (waiting = resolve));
+        if (tracing.on) tracing.publish.push(stamps.now());
         await transport.publish('ping', { i });
         const m = await back;
         if (m.i !== i) throw new Error(`pong ${m.i} for ping ${i}`);

@@ -8,7 +8,7 @@
 
 const { spawnSync } = require('node:child_process');
 const nodeChildProcess = require('node:child_process');
-const { fmtRate, track } = require('../harness');
+const { fmtRate, track, median } = require('../harness');
 
 const WORKERS_PER_HOST = 4;
 let redis = null;
@@ -33,6 +33,15 @@ const fmtMicros = (v) => v.toFixed(0);
 const fmtCount = (v) => String(Math.round(v));
 const percentile = (sorted, p) => sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)];
 
+// Where one publish → deliver goes, from extra traced trips after the timed ones (bench/children/redis-stamps.js):
+// p50 of each hop of the ping's way. forkline's first and last hops hold its gateways and IPC; the baseline's, a
+// worker's own ioredis.
+const HOP_ROWS = [
+  ['toBroker', "hop 1: publish() → the PUBLISH handed to ioredis (forkline: IPC + the publisher's gateway)"],
+  ['broker', 'hop 2: → a subscriber connection of the other host has it (Redis, waiting for a CPU)'],
+  ['fromBroker', "hop 3: → the subscribing worker's listener (forkline: the subscriber's gateway + IPC)"],
+].map(([key, what]) => ({ name: `${what}, p50 µs`, key, higherIsBetter: false, format: fmtMicros }));
+
 function scenario(id, mode, params, rows, quickParams, impls = IMPLS) {
   const names = impls.map((i) => i.name);
   return {
@@ -52,7 +61,7 @@ function scenario(id, mode, params, rows, quickParams, impls = IMPLS) {
       const result = reply.result;
       if (result.oneWay) {
         const sorted = result.oneWay.sort((a, b) => a - b);
-        return { p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99) };
+        return { p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), ...result.hops };
       }
       return result;
     },
@@ -63,22 +72,24 @@ const scenarios = [
   scenario(
     'bus-latency',
     'latency',
-    { n: 2000, warm: 200 },
+    { n: 2000, warm: 200, traced: 500 },
     [
       { name: 'publish → deliver across hosts, p50 µs', key: 'p50', higherIsBetter: false, format: fmtMicros },
       { name: 'publish → deliver across hosts, p99 µs', key: 'p99', higherIsBetter: false, format: fmtMicros },
+      ...HOP_ROWS,
     ],
-    { n: 300, warm: 50 },
+    { n: 300, warm: 50, traced: 100 },
   ),
   scenario(
     'bus-latency-direct',
     'latency',
-    { n: 2000, warm: 200 },
+    { n: 2000, warm: 200, traced: 500 },
     [
       { name: 'publish → deliver with directPublish, p50 µs', key: 'p50', higherIsBetter: false, format: fmtMicros },
       { name: 'publish → deliver with directPublish, p99 µs', key: 'p99', higherIsBetter: false, format: fmtMicros },
+      ...HOP_ROWS.map((row) => ({ ...row, name: row.name.replace('hop', 'directPublish hop') })),
     ],
-    { n: 300, warm: 50 },
+    { n: 300, warm: 50, traced: 100 },
     DIRECT_IMPLS,
   ),
   scenario(
@@ -123,6 +134,32 @@ async function prepare() {
   });
 }
 
+// Issue #24's targets: queue jobs/s ≥ 1.5x the baseline's, publish → deliver p50 ≤ 1.5x the baseline's.
+const TARGETS = [
+  { scenario: 'bus-queue', key: 'jobs', what: 'queue jobs/s ≥ 1.5x the baseline', met: (f, b) => f / b >= 1.5 },
+  {
+    scenario: 'bus-latency',
+    key: 'p50',
+    what: 'publish → deliver p50 ≤ 1.5x the baseline',
+    met: (f, b) => f <= 1.5 * b,
+  },
+];
+
+function targetLines(group) {
+  const out = [];
+  for (const target of TARGETS) {
+    const measured = group.find(({ scenario: s }) => s.id === target.scenario);
+    if (measured === undefined) continue;
+    const [base, ours] = IMPLS.map(({ name }) =>
+      measured.runs[name].filter((r) => !r.error && !r.skipped).map((r) => r.values[target.key]),
+    );
+    if (base.length === 0 || ours.length === 0) continue;
+    const [b, f] = [median(base), median(ours)];
+    out.push(`${target.what}: ${(f / b).toFixed(2)}x of it, ${target.met(f, b) ? 'met' : 'missed'}`);
+  }
+  return out;
+}
+
 function section(lines, group, tableRows) {
   lines.push('');
   lines.push(`## forkline bus vs hand-wired ioredis: 2 hosts × ${WORKERS_PER_HOST} workers, one redis-server`);
@@ -131,6 +168,8 @@ function section(lines, group, tableRows) {
   lines.push('|---|---:|---:|---:|');
   tableRows(group);
   lines.push('');
+  const verdicts = targetLines(group);
+  if (verdicts.length > 0) lines.push(`Targets (issue #24): ${verdicts.join('; ')}.`, '');
   const sizes = group.map(({ scenario: s, params }) => `${s.id} ${JSON.stringify(params)}`).join(', ');
   lines.push(
     'forkline/baseline > 1 means forkline is better (for µs and connections, lower is better and the ratio is ' +
