@@ -586,3 +586,36 @@ test(
     assert.deepStrictEqual(results.forkline, results['node:child_process']);
   },
 );
+
+// When the ACK comes, Node sends what waited, up to and including the next handle, and what followed that handle
+// makes a new queue behind it: the next send() is its first one again and returns true. The child stops reading for
+// a while after its first answer, so that the second handle's ACK cannot come before the sends that check this.
+test('after an ACK, send() counts only what queued behind the next handle, as Node', { timeout: 20_000 }, async (t) => {
+  const results = {};
+  for (const [name, impl] of IMPLS) {
+    const child = spawnChild(t, impl, CHILD);
+    const server = net.createServer();
+    await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const served = [];
+    let onServed = null;
+    child.on('message', (msg) => {
+      if (msg && msg.got === 'server') served.push(msg);
+      if (onServed && served.length === onServed.count) onServed.resolve();
+    });
+    const servedCount = (count) => new Promise((resolve) => (onServed = { count, resolve }));
+    const first = servedCount(1);
+    const returned = [
+      child.send({ do: 'serve-then-block', ms: 1000 }, server),
+      child.send('two'),
+      child.send({ do: 'serve' }, server),
+    ];
+    // The child answers after its ACK, so by then this end has had the ACK: 'two' and the second server have gone.
+    await first;
+    returned.push(child.send('four'), child.send('five'));
+    await servedCount(2);
+    server.close();
+    results[name] = returned;
+  }
+  assert.deepStrictEqual(results['node:child_process'], [true, true, false, true, false], 'node:child_process');
+  assert.deepStrictEqual(results.forkline, results['node:child_process'], 'forkline');
+});

@@ -134,9 +134,8 @@ class ChannelEnd extends EventEmitter {
     this._bareSeqs = [];
     this._queuedBytes = 0;
     this._needDrain = false;
-    // A handle sent and not yet acknowledged (as far as we know), and the sends queued behind it since.
+    // A handle sent and not yet acknowledged, as far as we know (the core knows for sure).
     this._handleInFlight = false;
-    this._heldSends = 0;
     // Incoming: parsed messages and events not yet emitted, and messages waiting for a 'message' listener.
     this._inbox = [];
     this._inboxAt = 0;
@@ -225,20 +224,21 @@ class ChannelEnd extends EventEmitter {
     if (held) return held === 1;
     // This handle is the one in flight: what follows waits for its ACK.
     this._handleInFlight = true;
-    this._heldSends = 0;
     return this._belowHighWaterMark();
   }
 
   // While a handle waits for the peer's ACK, later sends queue behind it and, as Node's send() (which returns
-  // `_handleQueue.length === 1`), only the first one queued says true. Returns how many are queued with this one,
-  // or 0 when no handle is in flight. Asks the core only while one may be.
+  // `_handleQueue.length === 1`), only the first one queued says true. Returns how many are queued with this one:
+  // those the core holds and this tick's not flushed yet (all sent after the handle); 0 when no handle is in flight.
+  // The core's count follows an ACK as Node's queue does: what followed the next handle is queued behind it.
   _heldBehindHandle() {
     if (!this._handleInFlight) return 0;
-    if (!this._native.awaitingAck()) {
+    const held = this._native.heldWrites();
+    if (held < 0) {
       this._handleInFlight = false;
       return 0;
     }
-    return ++this._heldSends;
+    return held + this._outbox.length + 1;
   }
 
   // Notes whom to tell when write number `seq` completes or fails: the callback, or else (unless errors are

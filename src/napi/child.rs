@@ -251,11 +251,12 @@ impl NativeChild {
         self.side.stats()
     }
 
-    /// Whether later writes are held behind a handle sent to the child that waits for its ACK (with a runtime
-    /// child that pipelines handles, only behind one past the window).
+    /// How many writes wait behind a handle sent to the child that waits for its ACK, or -1 if a write now would
+    /// not wait (pipelined with a runtime peer: only behind a handle past the window). send()'s return value then
+    /// follows Node's `_handleQueue.length === 1`.
     #[napi]
-    pub fn awaiting_ack(&self) -> bool {
-        self.side.awaiting_ack()
+    pub fn held_writes(&self) -> i64 {
+        self.side.held_writes()
     }
 
     /// Closes the channel once queued writes are out (Node's disconnect()); the reader then reports 'eof'.

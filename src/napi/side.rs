@@ -163,8 +163,12 @@ impl ChannelSide {
         }
     }
 
-    pub(crate) fn awaiting_ack(&self) -> bool {
-        self.channel.as_ref().is_some_and(|c| c.holds_writes())
+    /// -1 when a write now would not wait behind a handle, else how many writes wait already.
+    pub(crate) fn held_writes(&self) -> i64 {
+        match self.channel.as_ref().and_then(|c| c.held_writes()) {
+            Some(n) => n as i64,
+            None => -1,
+        }
     }
 
     pub(crate) fn poll(&self) -> Vec<Polled> {

@@ -641,10 +641,20 @@ impl Channel {
         !self.state().unacked.is_empty()
     }
 
-    /// Whether a write now would wait behind an unacknowledged handle (Node's `_handleQueue` exists meanwhile, and
-    /// its send() answers accordingly). Pipelined, only while a handle waits for room in the window.
-    pub fn holds_writes(&self) -> bool {
-        self.state().must_hold(false)
+    /// How many writes wait behind an unacknowledged handle, if a write now would wait too (else None): Node's
+    /// `_handleQueue.length` before a send. After an ACK what waited goes out up to and including the next handle,
+    /// and what follows that handle is the new queue, as in Node's ACK handler.
+    pub fn held_writes(&self) -> Option<usize> {
+        let st = self.state();
+        if !st.must_hold(false) {
+            return None;
+        }
+        // Pipelined, writes wait only behind a handle past the window, the first held: Node's handle in flight.
+        Some(if st.pipelined {
+            st.held.len().saturating_sub(1)
+        } else {
+            st.held.len()
+        })
     }
 
     /// Blocks until every write queued so far is on the wire (or can never be), for at most `timeout`; true if
