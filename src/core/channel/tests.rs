@@ -296,6 +296,32 @@ fn writes_after_a_handle_wait_for_its_ack_and_a_nack_resends_it() {
 }
 
 #[test]
+fn held_writes_count_what_waits_behind_the_handle_in_flight_as_nodes_handle_queue() {
+    let (ch, mut peer, _rx, _) = open(1024);
+    let (x, _y) = sys::socketpair().unwrap();
+    assert_eq!(ch.held_writes(), None);
+    ch.write_handle(ENVELOPE.as_bytes(), x.as_fd()).unwrap();
+    assert_eq!(
+        ch.held_writes(),
+        Some(0),
+        "a write now would be the first queued"
+    );
+    ch.write(b"\"a\"\n").unwrap();
+    ch.write_handle(ENVELOPE.as_bytes(), x.as_fd()).unwrap();
+    ch.write(b"\"b\"\n").unwrap();
+    assert_eq!(ch.held_writes(), Some(3));
+    assert_eq!(recv_with_fds(&peer), (ENVELOPE.to_string(), 1));
+    // The ACK sends "a" and the second handle; "b" is the new queue behind that one.
+    peer.write_all(b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n").unwrap();
+    assert_eq!(read_line(&mut peer), "\"a\"");
+    assert_eq!(recv_with_fds(&peer), (ENVELOPE.to_string(), 1));
+    assert_eq!(ch.held_writes(), Some(1));
+    peer.write_all(b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n").unwrap();
+    assert_eq!(read_line(&mut peer), "\"b\"");
+    assert_eq!(ch.held_writes(), None);
+}
+
+#[test]
 fn the_cores_own_handles_keep_their_place_but_take_no_sequence_number() {
     let (ch, mut peer, rx, _) = open(1024);
     let (x, _y) = sys::socketpair().unwrap();
