@@ -9,7 +9,7 @@ const assert = require('node:assert');
 const { test, before, after } = require('node:test');
 const Redis = require('ioredis');
 const { RedisCluster, redisToolsMissing } = require('./redis-server');
-const { Host, busCases, until, sleep, ns } = require('./bus-suite');
+const { Host, busCases, clusterDeployment, until, sleep, ns } = require('./bus-suite');
 const { PublishOrder } = require('../lib/bus/transports/publish_order');
 
 const missing = redisToolsMissing();
@@ -23,32 +23,10 @@ let sharded;
 // The deployment as bus-suite.js sees it.
 const where = { nodes: 3 };
 
-// Every node's answer to `args`, summed (numbers) or joined (text).
-async function everyNode(...args) {
-  return Promise.all(admin.nodes('master').map((node) => node.call(...args)));
-}
-
 before(async () => {
   if (skip) return;
   cluster = await RedisCluster.create();
-  admin = new Redis.Cluster(
-    cluster.nodes.map(({ port }) => ({ host: '127.0.0.1', port })),
-    { redisOptions: { maxRetriesPerRequest: 1 } },
-  );
-  admin.on('error', () => {});
-  await new Promise((resolve) => admin.once('ready', resolve));
-  sharded = Array.isArray((await admin.call('COMMAND', 'INFO', 'SPUBLISH'))[0]);
-  Object.assign(where, {
-    env: { BUS_CLUSTER: cluster.urls.join(',') },
-    settings: { cluster: cluster.urls },
-    async numsub(channel) {
-      const replies = await everyNode('PUBSUB', sharded ? 'SHARDNUMSUB' : 'NUMSUB', channel);
-      return replies.reduce((sum, reply) => sum + Number(reply[1]), 0);
-    },
-    publish: (channel, text) => (sharded ? admin.spublish(channel, text) : admin.publish(channel, text)),
-    clientList: async () => (await everyNode('CLIENT', 'LIST')).join('\n'),
-    cli: { args: [], env: { FORKLINE_BUS_CLUSTER: cluster.urls.join(',') } },
-  });
+  ({ admin, sharded } = await clusterDeployment(where, cluster));
 });
 
 after(async () => {

@@ -15,6 +15,7 @@
 
 const assert = require('node:assert');
 const { fork } = require('node:child_process');
+const Redis = require('ioredis');
 const { test } = require('node:test');
 const { fixture } = require('./helpers');
 
@@ -410,4 +411,30 @@ function busCases(where, skip) {
   );
 }
 
-module.exports = { Host, busCases, until, sleep, ns, connectionsOf };
+// Fills `where` for a Redis Cluster (redis-server.js's RedisCluster); resolves with an admin client over its nodes
+// and whether its pub/sub is sharded (SPUBLISH known: Redis 7 and not renamed away).
+async function clusterDeployment(where, cluster) {
+  const admin = new Redis.Cluster(
+    cluster.nodes.map(({ port }) => ({ host: '127.0.0.1', port })),
+    { redisOptions: { maxRetriesPerRequest: 1 } },
+  );
+  admin.on('error', () => {});
+  await new Promise((resolve) => admin.once('ready', resolve));
+  const everyNode = (...args) => Promise.all(admin.nodes('master').map((node) => node.call(...args)));
+  const sharded = Array.isArray((await admin.call('COMMAND', 'INFO', 'SPUBLISH'))[0]);
+  Object.assign(where, {
+    nodes: cluster.nodes.length,
+    env: { BUS_CLUSTER: cluster.urls.join(',') },
+    settings: { cluster: cluster.urls },
+    async numsub(channel) {
+      const replies = await everyNode('PUBSUB', sharded ? 'SHARDNUMSUB' : 'NUMSUB', channel);
+      return replies.reduce((sum, reply) => sum + Number(reply[1]), 0);
+    },
+    publish: (channel, text) => (sharded ? admin.spublish(channel, text) : admin.publish(channel, text)),
+    clientList: async () => (await everyNode('CLIENT', 'LIST')).join('\n'),
+    cli: { args: [], env: { FORKLINE_BUS_CLUSTER: cluster.urls.join(',') } },
+  });
+  return { admin, sharded, everyNode };
+}
+
+module.exports = { Host, busCases, clusterDeployment, until, sleep, ns, connectionsOf };

@@ -219,13 +219,14 @@ class RedisCluster {
     this.urls = nodes.map((node) => node.url);
   }
 
-  static async create(count = 3) {
+  // `extra`: more redis-server arguments for every node.
+  static async create({ count = 3, extra: more = [] } = {}) {
     const major = redisMajor();
     const nodes = [];
     try {
       for (let i = 0; i < count; i++) {
         let port;
-        const extra = ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf'];
+        const extra = ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', ...more];
         extra.push('--cluster-node-timeout', '3000');
         if (major >= 7) {
           port = await freePort();

@@ -7,10 +7,10 @@
 // folder, so every process of a run is that Node.
 //
 // Only what a Node version can change runs here. These stay in the main pass: install.test.js (packing and the C
-// library), bench-svg.test.js (drawing), bus-cluster and bus-sentinel (Redis topologies: the bus suite itself runs
-// here in bus.test.js) and chaos.test.js (the native core's fault recovery). The runtime pass (children and workers on
-// forkline's child runtime, `npm run test:runtime`) runs under each major too, since the runtime leans on Node's
-// start-up. Two test files at a time, as `npm test` runs them (their children mostly wait).
+// library), bench-svg.test.js (drawing), bus-cluster, bus-cluster-classic and bus-sentinel (Redis topologies: the
+// bus suite itself runs here in bus.test.js) and chaos.test.js (the native core's fault recovery). The runtime pass
+// (children and workers on forkline's child runtime, `npm run test:runtime`) runs under each major too, since the
+// runtime leans on Node's start-up. Two test files at a time, as `npm test` runs them (their children mostly wait).
 //
 //   node scripts/test-matrix.js [--majors=22,24,26]
 
@@ -25,6 +25,7 @@ const NOT_VERSION_DEPENDENT = [
   'install.test.js',
   'bench-svg.test.js',
   'bus-cluster.test.js',
+  'bus-cluster-classic.test.js',
   'bus-sentinel.test.js',
   'chaos.test.js',
 ];
