@@ -87,16 +87,10 @@ async function connectionsPerHost() {
   return Math.max(...HOSTS.map((host) => list.split('\n').filter((line) => line.includes(prefix(host))).length));
 }
 
-// everyone()'s replies, [primary, workers] per host.
-async function pairs(replies) {
-  const list = await replies;
-  return HOSTS.map((_, i) => [list[2 * i], list[2 * i + 1]]);
-}
-
-// Per trip (one ping in flight at a time, so the k-th stamp of each step is the k-th trip's): the publishing
+// Per trip (one ping in flight at a time, so the k-th stamp of each step is the k-th trip's), µs: the publishing
 // worker's publish() → its PUBLISH handed to ioredis (forkline: the IPC hop and the gateway), → a subscriber
 // connection of the other host emitting it (Redis, and waiting for a CPU), → the subscribing worker's listener
-// (forkline: the gateway and the IPC hop). Medians, µs.
+// (forkline: the gateway and the IPC hop).
 function hops(publish, write, read, listen) {
   const trips = publish.length;
   if (write.length !== trips || read.length !== trips || listen.length !== trips) {
@@ -104,8 +98,7 @@ function hops(publish, write, read, listen) {
       `stamps: ${trips} publishes, ${write.length} writes, ${read.length} reads, ${listen.length} listens`,
     );
   }
-  const med = (values) => values.sort((a, b) => a - b)[Math.floor(values.length / 2)];
-  const each = (from, to) => med(from.map((t, i) => to[i] - t));
+  const each = (from, to) => from.map((t, i) => to[i] - t);
   return { toBroker: each(publish, write), broker: each(write, read), fromBroker: each(read, listen) };
 }
 
@@ -114,11 +107,14 @@ const runs = {
   async latency({ n, warm, traced }) {
     await command(hosts[1], 0, 'pong');
     const { oneWay } = await command(hosts[0], 0, 'ping', { n, warm });
+    // Per host: [the primary's reply, the workers' replies].
     const everyone = (op, args) =>
-      Promise.all(hosts.flatMap((host) => [command(host, 'primary', op, args), command(host, 'all', op, args)]));
+      Promise.all(
+        hosts.map((host) => Promise.all([command(host, 'primary', op, args), command(host, 'all', op, args)])),
+      );
     await everyone('traceStart', { topic: 'ping' });
     await command(hosts[0], 0, 'ping', { n: traced, warm: 0 });
-    const [[primary0, workers0], [primary1, workers1]] = await pairs(everyone('traceStop'));
+    const [[primary0, workers0], [primary1, workers1]] = await everyone('traceStop');
     const all = (replies, key) => replies.flatMap((reply) => reply[key]);
     return {
       oneWay,

@@ -8,7 +8,7 @@
 
 const { spawnSync } = require('node:child_process');
 const nodeChildProcess = require('node:child_process');
-const { fmtRate, track, median } = require('../harness');
+const { fmtRate, track, median, percentile } = require('../harness');
 
 const WORKERS_PER_HOST = 4;
 let redis = null;
@@ -31,7 +31,6 @@ const DIRECT_IMPLS = [impl('baseline'), impl('forkline-direct')];
 
 const fmtMicros = (v) => v.toFixed(0);
 const fmtCount = (v) => String(Math.round(v));
-const percentile = (sorted, p) => sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)];
 
 // Where one publish → deliver goes, from extra traced trips after the timed ones (bench/children/redis-stamps.js):
 // p50 of each hop of the ping's way. forkline's first and last hops hold its gateways and IPC; the baseline's, a
@@ -61,7 +60,8 @@ function scenario(id, mode, params, rows, quickParams, impls = IMPLS) {
       const result = reply.result;
       if (result.oneWay) {
         const sorted = result.oneWay.sort((a, b) => a - b);
-        return { p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), ...result.hops };
+        const hopMedians = Object.entries(result.hops).map(([hop, values]) => [hop, median(values)]);
+        return { p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), ...Object.fromEntries(hopMedians) };
       }
       return result;
     },

@@ -11,6 +11,8 @@ const SLOT_CACHE = 4096;
 
 // A node connection's states on the way to 'ready' (the others: 'ready', and 'close' or 'end' once it failed).
 const OPENING = new Set(['wait', 'connecting', 'connect', 'reconnecting']);
+// The events that end that way.
+const OPENED = ['ready', 'close', 'end'];
 
 class PublishOrder {
   #cluster;
@@ -36,10 +38,10 @@ class PublishOrder {
       if (!OPENING.has(node.status)) return send(node);
       ready = new Promise((resolve) => {
         const done = () => {
-          for (const event of ['ready', 'close', 'end']) node.off(event, done);
+          for (const event of OPENED) node.off(event, done);
           resolve();
         };
-        for (const event of ['ready', 'close', 'end']) node.on(event, done);
+        for (const event of OPENED) node.on(event, done);
       });
       // First in line, so that a publish made after the ones waiting now cannot go before them.
       ready.then(() => this.#waiting.delete(node));
