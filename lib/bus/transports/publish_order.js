@@ -31,7 +31,7 @@ class PublishOrder {
   // Runs `send(node)` now, or once `node`'s connection is ready: the node that serves `channel` (undefined while the
   // slot map is not known: ioredis then holds the command in the Cluster's own offline queue).
   run(channel, send) {
-    const node = this.#nodeOf(channel);
+    const node = this.nodeOf(channel);
     if (node === undefined) return send(undefined);
     let ready = this.#waiting.get(node);
     if (ready === undefined) {
@@ -51,7 +51,8 @@ class PublishOrder {
     return ready.then(() => send(node));
   }
 
-  #nodeOf(channel) {
+  // The connection of the node that serves `channel` (a primary), or undefined while the slot map is not known.
+  nodeOf(channel) {
     let slot = this.#slots.get(channel);
     if (slot === undefined) {
       slot = new this.#Command('spublish', [channel]).getSlot();
