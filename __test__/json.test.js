@@ -199,6 +199,44 @@ test('100k messages each way arrive in order', { timeout: 30_000 }, async (t) =>
   await untilDone(child);
 });
 
+// Replies made while a batch of messages is emitted leave partly one write each and partly in one write at the
+// batch's end (lib/channel.js, EARLY_WRITES_MAX): neither their order nor their callbacks may tell the two apart.
+test('replies sent from message listeners keep their order and callbacks, as Node', { timeout: 20_000 }, async (t) => {
+  const results = {};
+  for (const [name, forkFn] of Object.entries(IMPLS)) {
+    const child = spawnChild(t, forkFn, ECHO, [], QUIET);
+    const ROUNDS = 200;
+    const IN_FLIGHT = 24;
+    const replies = [];
+    const called = [];
+    const done = new Promise((resolve) => {
+      child.on('message', (msg) => {
+        if (msg.back !== undefined) {
+          replies.push(msg.back);
+          if (replies.length === ROUNDS * IN_FLIGHT) resolve();
+          return;
+        }
+        // A first trip's echo: answer it from the listener, with a callback.
+        const back = msg.round * IN_FLIGHT + msg.k;
+        child.send({ back }, (err) => called.push(err ?? back));
+        if (msg.k === IN_FLIGHT - 1 && msg.round + 1 < ROUNDS) send(msg.round + 1);
+      });
+    });
+    const send = (round) => {
+      for (let k = 0; k < IN_FLIGHT; k++) child.send({ round, k });
+    };
+    send(0);
+    await done;
+    await new Promise((resolve) => setImmediate(resolve));
+    results[name] = { replies, called };
+    child.send('exit:0');
+    await untilDone(child);
+  }
+  const expected = Array.from({ length: 200 * 24 }, (_, i) => i);
+  assert.deepStrictEqual(results.forkline, { replies: expected, called: expected });
+  assert.deepStrictEqual(results.node, results.forkline);
+});
+
 test('send callbacks fire once each, in order, with null; send() returns a boolean', { timeout: 20_000 }, async (t) => {
   const results = {};
   for (const [name, forkFn] of Object.entries(IMPLS)) {

@@ -97,6 +97,12 @@ class Control extends EventEmitter {
 // joins once rather than at each flush: a Set added to and deleted from at every flush of hundreds of channels
 // rehashes into new tables that live long enough to be promoted, then die (~1 MB/s of old space with 200 children).
 const exitList = new Set();
+// Replies sent while a wake's batch is emitted: the first half of them (at most EARLY_WRITES_MAX) go out one write
+// each, the rest in one write when the batch ends. A peer that waits for replies (a pipelined echo: a few requests
+// in flight) then wakes on the first and works on it while this end builds the rest, instead of the two ends taking
+// turns a batch at a time; a stream's large batches still leave in few writes. Measured on a node child with 8 in
+// flight: ~0.9x of node's parent with one write per batch, ~1.1x with this.
+const EARLY_WRITES_MAX = 8;
 let exitHookInstalled = false;
 
 function flushAll() {
@@ -126,8 +132,10 @@ class ChannelEnd extends EventEmitter {
     this._flushScheduled = false;
     // In `exitList` (above).
     this._listed = false;
-    // True while _onWake emits a batch: sends made meanwhile are flushed when it ends.
+    // True while _onWake emits a batch: sends made meanwhile are flushed when it ends, but for the first few
+    // (`_earlyWrites`, see EARLY_WRITES_MAX).
     this._inWake = false;
+    this._earlyWrites = 0;
     this._writeSeq = 0;
     this._callbacks = [];
     // Batches holding sends with neither callback nor swallowErrors: a failed write is an 'error' event for those.
@@ -200,8 +208,12 @@ class ChannelEnd extends EventEmitter {
         exitHookInstalled = true;
         process.on('exit', flushAll);
       }
-      // Inside _onWake the flush comes at its end.
+      // Inside _onWake the flush comes at its end, but for the wake's early writes.
       if (!this._inWake) process.nextTick(flushNT, this);
+      else if (this._earlyWrites > 0) {
+        this._earlyWrites--;
+        this._flush();
+      }
     }
     return held ? held === 1 : this._belowHighWaterMark();
   }
@@ -356,6 +368,7 @@ class ChannelEnd extends EventEmitter {
       }
     }
     this._inWake = true;
+    this._earlyWrites = Math.min(EARLY_WRITES_MAX, Math.ceil((this._inbox.length - this._inboxAt) / 2));
     try {
       this._drainInbox();
     } finally {
