@@ -28,6 +28,14 @@ function handleWraps() {
   return wraps;
 }
 
+let httpCommon;
+// node:_http_common, loaded at the first socket sent (not at start: a parent that sends none does not pay for it) and
+// kept: a require() per socket cost more than the rest of the socket's hand-over.
+function httpParsers() {
+  if (!httpCommon) httpCommon = require('node:_http_common');
+  return httpCommon;
+}
+
 // net.BoundSocket crosses a channel as it crosses to a worker thread (Node's handleConversion does the same): its
 // worker_threads transfer hooks give up its TCP handle and build one from a received handle. They are symbols on its
 // prototype, found by their names; null where this Node has no BoundSocket.
@@ -84,7 +92,7 @@ const HANDLE_TYPES = {
       handle.onread = nop;
       socket._handle = null;
       socket.setTimeout(0);
-      const { freeParser, HTTPParser } = require('node:_http_common');
+      const { freeParser, HTTPParser } = httpParsers();
       if (socket.parser && socket.parser instanceof HTTPParser) {
         freeParser(socket.parser, null, socket);
         if (socket._httpMessage) socket._httpMessage.detachSocket(socket);
