@@ -28,6 +28,7 @@ const v8 = require('node:v8');
 const vm = require('node:vm');
 const nodeChildProcess = require('node:child_process');
 const forkline = require('..');
+const { busyShareOver } = require('./machine_cpu');
 
 const CHILDREN = path.join(__dirname, 'children');
 
@@ -269,6 +270,8 @@ function machineInfo() {
     os: `${os.type()} ${os.release()} ${os.arch()}`,
     memoryGiB: Number((os.totalmem() / 1024 ** 3).toFixed(1)),
     loadAverage: os.loadavg().map((v) => Number(v.toFixed(2))),
+    // Measured over half a second before the first row: the load average lags by minutes.
+    busyAtStart: busyShareOver(500, cpus.length),
     forkline: require('../package.json').version,
     commit,
     addonBuilt,
@@ -278,7 +281,9 @@ function machineInfo() {
 function machineLine(machine) {
   return (
     `node ${machine.node} (V8 ${machine.v8}) · ${machine.cpus} CPUs (${machine.cpuModel}) · ${machine.os} · ` +
-    `${machine.memoryGiB} GiB · load ${machine.loadAverage.join(' ')} at start · forkline ${machine.forkline}` +
+    `${machine.memoryGiB} GiB · load ${machine.loadAverage.join(' ')} at start` +
+    (machine.busyAtStart === null ? '' : ` (CPUs ${Math.round(machine.busyAtStart * 100)}% busy)`) +
+    ` · forkline ${machine.forkline}` +
     (machine.commit ? ` (${machine.commit})` : '') +
     (machine.addonBuilt ? ` · forkline.node built ${machine.addonBuilt}` : '')
   );

@@ -20,6 +20,7 @@ if (!['node', 'forkline'].includes(implName) || !process.send) {
   console.error('usage: forked with an IPC channel: scale-parent.js <node|forkline>');
   process.exit(2);
 }
+const { machineBusyMicros } = require('../machine_cpu');
 const { fork } = implName === 'node' ? require('node:child_process') : require('../..');
 const ECHO = path.join(__dirname, 'echo-child.js');
 const SMALL = 'hello';
@@ -28,13 +29,6 @@ const now = process.hrtime.bigint;
 const millis = (t0, t1) => Number(t1 - t0) / 1e6;
 const threads = () => fs.readdirSync('/proc/self/task').length;
 const rssMB = () => process.memoryUsage.rss() / (1024 * 1024);
-
-// The machine's busy CPU time in µs (all CPUs, /proc/stat; USER_HZ is 100 on every Linux ABI).
-function machineBusyMicros() {
-  const fields = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  // user nice system idle iowait irq softirq steal: all but idle and iowait.
-  return fields.slice(0, 8).reduce((sum, v, k) => (k === 3 || k === 4 ? sum : sum + v), 0) * 1e4;
-}
 
 const children = [];
 let stopping = false;

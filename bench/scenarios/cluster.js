@@ -13,6 +13,7 @@ const path = require('node:path');
 const nodeChildProcess = require('node:child_process');
 const forkline = require('../..');
 const { CHILDREN, now, median, fmtRate, track, untrack } = require('../harness');
+const { CLOCK_TICK_MICROS, machineBusyMicros } = require('../machine_cpu');
 
 const CLUSTER_WORKERS = 2;
 const CLUSTER_CONNECTIONS = 32;
@@ -142,13 +143,9 @@ function parseWrk(out) {
   };
 }
 
-// CPU time, in µs: the machine's busy time (all CPUs, from /proc/stat) and each pid's user + system time.
-const CLOCK_TICK_MICROS = 1e6 / 100; // USER_HZ is 100 on every Linux ABI.
+// CPU time, in µs: the machine's busy time (all CPUs) and each pid's user + system time.
 function cpuSnapshot(pids) {
-  const fields = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  // user nice system idle iowait irq softirq steal (guest time is already in user).
-  const busy = fields.slice(0, 8).reduce((sum, v, k) => (k === 3 || k === 4 ? sum : sum + v), 0);
-  return { time: now(), busy: busy * CLOCK_TICK_MICROS, perPid: pids.map(pidCpuMicros) };
+  return { time: now(), busy: machineBusyMicros(), perPid: pids.map(pidCpuMicros) };
 }
 
 // The backlog of every socket listening on 127.0.0.1:port, from `ss -ltn` (Send-Q); null without ss.
