@@ -202,11 +202,11 @@ test('100k messages each way arrive in order', { timeout: 30_000 }, async (t) =>
 // Replies made while a batch of messages is emitted leave partly one write each and partly in one write at the
 // batch's end (lib/channel.js, EARLY_WRITES_MAX): neither their order nor their callbacks may tell the two apart.
 test('replies sent from message listeners keep their order and callbacks, as Node', { timeout: 20_000 }, async (t) => {
+  const ROUNDS = 200;
+  const IN_FLIGHT = 24;
   const results = {};
   for (const [name, forkFn] of Object.entries(IMPLS)) {
     const child = spawnChild(t, forkFn, ECHO, [], QUIET);
-    const ROUNDS = 200;
-    const IN_FLIGHT = 24;
     const replies = [];
     const called = [];
     const done = new Promise((resolve) => {
@@ -232,7 +232,7 @@ test('replies sent from message listeners keep their order and callbacks, as Nod
     child.send('exit:0');
     await untilDone(child);
   }
-  const expected = Array.from({ length: 200 * 24 }, (_, i) => i);
+  const expected = Array.from({ length: ROUNDS * IN_FLIGHT }, (_, i) => i);
   assert.deepStrictEqual(results.forkline, { replies: expected, called: expected });
   assert.deepStrictEqual(results.node, results.forkline);
 });
