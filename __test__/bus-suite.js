@@ -17,7 +17,7 @@ const assert = require('node:assert');
 const { fork } = require('node:child_process');
 const Redis = require('ioredis');
 const { test } = require('node:test');
-const { fixture } = require('./helpers');
+const { fixture, tmpDir } = require('./helpers');
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -331,10 +331,15 @@ function busCases(where, skip) {
       await bus.subscribe('done', (m) => done.push(m.job.n));
       const { args, env } = where.cli;
       const cli = fork(require.resolve('..'), ['cluster', '-w', '2', ...args, fixture('bus-cli-app.js')], {
-        env: { ...process.env, ...env, FORKLINE_BUS_NAMESPACE: namespace },
+        // A control directory of this test's own: the bus files run at once and each starts this app, whose
+        // control socket is named after it.
+        env: { ...process.env, ...env, FORKLINE_BUS_NAMESPACE: namespace, FORKLINE_CONTROL_DIR: tmpDir(t) },
         detached: true,
-        stdio: 'ignore',
+        stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       });
+      // What the launcher and its workers print, for the message of a failure below.
+      let output = '';
+      for (const stream of [cli.stdout, cli.stderr]) stream.on('data', (chunk) => (output += chunk));
       t.after(() => {
         try {
           process.kill(-cli.pid, 'SIGKILL');
@@ -342,7 +347,13 @@ function busCases(where, skip) {
           // gone
         }
       });
-      await until('hello from both workers', () => hellos.size === 2);
+      let exit = null;
+      cli.on('exit', (code, signal) => (exit = { code, signal }));
+      await until('hello from both workers', () => hellos.size === 2 || exit !== null).catch((error) => {
+        error.message += `; hellos from ${JSON.stringify([...hellos])}; the launcher printed:\n${output}`;
+        throw error;
+      });
+      assert.strictEqual(exit, null, `the launcher ended early; it printed:\n${output}`);
       assert.deepStrictEqual([...hellos.values()], ['worker', 'worker']);
       for (let n = 0; n < 4; n++) await bus.enqueue('cli-jobs', { n });
       await until('the jobs done by the workers', () => done.length === 4);
