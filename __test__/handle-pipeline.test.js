@@ -1,8 +1,8 @@
 'use strict';
 
-// Handles pipelined between two forkline ends (src/core/channel/handles.rs), asked for with
-// FORKLINE_HANDLE_PIPELINE=1: a runtime child and its forkline parent agree to keep up to 32 handles in flight
-// instead of Node's one at a time; a plain node child never sees anything of it. Real processes, real loopback sockets.
+// Handles pipelined between two forkline ends (src/core/channel/handles.rs; off with FORKLINE_HANDLE_PIPELINE=0): a
+// runtime child and its forkline parent agree to keep up to 32 handles in flight instead of Node's one at a time; a
+// plain node child never sees anything of it. Real processes, real loopback sockets.
 const test = require('./helpers').withNativeOnly(require('node:test'), {
   'between two forkline ends many handles are in flight at once and arrive in order, each with its own socket':
     'the child runtime',
@@ -10,6 +10,7 @@ const test = require('./helpers').withNativeOnly(require('node:test'), {
     'the child runtime',
   'a plain node child still gets one handle at a time: the same send() answers and internal messages as from Node':
     "forkline's parent (the portable backend is Node's)",
+  "a handle whose fd was lost comes again in its first place: Node's order, pipelined or not": 'the child runtime',
 });
 const assert = require('node:assert');
 const net = require('node:net');
@@ -81,12 +82,12 @@ function nextMessage(child) {
 
 // Forks with pipelining asked for (`FORKLINE_HANDLE_PIPELINE=1`, read by this parent at the fork and inherited by
 // the child) or not.
-function forkChild(t, forkFn, args = [], options = {}, pipeline = true) {
+function forkChild(t, forkFn, args = [], options = {}, pipeline = true, script = CHILD) {
   const saved = process.env.FORKLINE_HANDLE_PIPELINE;
   process.env.FORKLINE_HANDLE_PIPELINE = pipeline ? '1' : '0';
   let child;
   try {
-    child = forkFn(CHILD, args, options);
+    child = forkFn(script, args, options);
   } finally {
     if (saved === undefined) delete process.env.FORKLINE_HANDLE_PIPELINE;
     else process.env.FORKLINE_HANDLE_PIPELINE = saved;
@@ -204,5 +205,29 @@ test(
     }
     assert.deepStrictEqual(seen.forkline, seen['node:child_process']);
     assert.deepStrictEqual(seen.forkline.answers.slice(0, 3), [true, true, false], 'one handle at a time');
+  },
+);
+
+test(
+  "a handle whose fd was lost comes again in its first place: Node's order, pipelined or not",
+  { timeout: 30_000 },
+  async (t) => {
+    const seen = {};
+    for (const pipeline of [false, true]) {
+      const { accepted } = await connections(t, 2);
+      const script = path.join(__dirname, 'fixtures', 'pipeline-emfile-child.js');
+      const child = forkChild(t, forkline.fork, [], { childRuntime: 'forkline' }, pipeline, script);
+      assert.strictEqual(await nextMessage(child), 'hogged');
+      // Pipelined, 'm1', the second socket and 'm2' are on their way before the first socket's NACK comes back;
+      // the child holds them until that socket comes again.
+      child.send('h1', accepted[0]);
+      child.send('m1');
+      child.send('h2', accepted[1]);
+      child.send('m2');
+      child.send('done');
+      seen[pipeline] = (await nextMessage(child)).got;
+    }
+    assert.deepStrictEqual(seen[false], ['FORKLINE_FD_LOST', 'h1+Socket', 'm1', 'h2+Socket', 'm2', 'done']);
+    assert.deepStrictEqual(seen[true], seen[false]);
   },
 );

@@ -617,5 +617,13 @@ test('after an ACK, send() counts only what queued behind the next handle, as No
     results[name] = returned;
   }
   assert.deepStrictEqual(results['node:child_process'], [true, true, false, true, false], 'node:child_process');
-  assert.deepStrictEqual(results.forkline, results['node:child_process'], 'forkline');
+  // A forkline runtime child pipelines handles (src/core/channel/handles.rs) from its announce, which this end reads
+  // after the first three sends and before the first ACK: from then on nothing waits behind a handle, so 'five'
+  // is not held either.
+  const pipelined =
+    BACKEND === 'native' &&
+    process.env.FORKLINE_CHILD_RUNTIME === 'forkline' &&
+    process.env.FORKLINE_HANDLE_PIPELINE !== '0';
+  const expected = pipelined ? [true, true, false, true, true] : results['node:child_process'];
+  assert.deepStrictEqual(results.forkline, expected, 'forkline');
 });

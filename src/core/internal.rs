@@ -16,6 +16,12 @@ pub enum Handshake {
     /// their fds in flight, paired in order, see pairing.rs) and will send them so once the peer says the same.
     /// Only ever sent to a forkline peer (core/channel/handles.rs): a plain Node end never sees it.
     Pipeline,
+    /// forkline's own, pipelined only, `{cmd: 'NODE_HANDLE_RESEND'}`: the next envelope with an fd is one sent
+    /// again after a NACK, which the receiver delivers in its first place (core/nack_hold.rs).
+    Resend,
+    /// forkline's own, pipelined only, `{cmd: 'NODE_HANDLE_DROPPED'}`: the sender gave up on the handle NACKed
+    /// first; the receiver delivers what it held behind it.
+    Dropped,
 }
 
 /// Handles a pipelining sender keeps in flight (sent, not yet acknowledged) before it holds the next one; each
@@ -29,6 +35,8 @@ impl Handshake {
             b"NODE_HANDLE_ACK" => Some(Handshake::Ack),
             b"NODE_HANDLE_NACK" => Some(Handshake::Nack),
             b"NODE_HANDLE_PIPELINE" => Some(Handshake::Pipeline),
+            b"NODE_HANDLE_RESEND" => Some(Handshake::Resend),
+            b"NODE_HANDLE_DROPPED" => Some(Handshake::Dropped),
             _ => None,
         }
     }
@@ -39,6 +47,8 @@ impl Handshake {
             Handshake::Ack => "NODE_HANDLE_ACK",
             Handshake::Nack => "NODE_HANDLE_NACK",
             Handshake::Pipeline => "NODE_HANDLE_PIPELINE",
+            Handshake::Resend => "NODE_HANDLE_RESEND",
+            Handshake::Dropped => "NODE_HANDLE_DROPPED",
         }
     }
 }

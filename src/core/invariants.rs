@@ -302,6 +302,8 @@ fn cmd(kind: Handshake) -> &'static str {
         Handshake::Ack => "NODE_HANDLE_ACK",
         Handshake::Nack => "NODE_HANDLE_NACK",
         Handshake::Pipeline => "NODE_HANDLE_PIPELINE",
+        Handshake::Resend => "NODE_HANDLE_RESEND",
+        Handshake::Dropped => "NODE_HANDLE_DROPPED",
     }
 }
 
@@ -485,6 +487,8 @@ pub fn check_encoders(key: &str, seq: u64, ack: u64, accepted: bool, order: usiz
         Handshake::Ack,
         Handshake::Nack,
         Handshake::Pipeline,
+        Handshake::Resend,
+        Handshake::Dropped,
     ] {
         let line = internal::encode(kind, false);
         let text = std::str::from_utf8(&line).expect("UTF-8");

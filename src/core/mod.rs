@@ -13,6 +13,7 @@ pub(crate) mod internal;
 #[cfg(test)]
 mod invariants;
 pub(crate) mod memfd;
+pub(crate) mod nack_hold;
 pub(crate) mod pairing;
 #[cfg(test)]
 mod proptests;

@@ -253,10 +253,9 @@ pub(crate) fn memfd_enabled() -> bool {
     std::env::var_os("FORKLINE_MEMFD").is_none_or(|v| v != "0")
 }
 
-/// Whether handles may be pipelined with a forkline peer (core/channel/handles.rs): only with
-/// `FORKLINE_HANDLE_PIPELINE=1` (inherited by children, so both ends announce). Opt-in, as it departs from Node's
-/// order: a NACKed handle is sent again after those already on their way, so its message then arrives after later
-/// ones, where Node holds every later message until the handle is through.
+/// Whether handles may be pipelined with a forkline peer (core/channel/handles.rs): yes, unless
+/// `FORKLINE_HANDLE_PIPELINE=0` (inherited by children, so then neither end announces). Messages keep Node's order
+/// around a NACKed handle: the receiver holds what follows it until it comes again (core/nack_hold.rs).
 pub(crate) fn handle_pipeline_enabled() -> bool {
-    std::env::var_os("FORKLINE_HANDLE_PIPELINE").is_some_and(|v| v == "1")
+    std::env::var_os("FORKLINE_HANDLE_PIPELINE").is_none_or(|v| v != "0")
 }

@@ -9,7 +9,11 @@
 //! A plain Node child never announces, so the parent never answers it nor pipelines to it: it sees Node's protocol,
 //! one handle at a time, byte for byte. An end receives pipelined from the moment it announced (it then pairs in
 //! order, which for one handle at a time is the same as Node's pairing), and sends pipelined once the peer's announce
-//! has come too. Only with `FORKLINE_HANDLE_PIPELINE=1` (napi/side.rs), inherited by children.
+//! has come too. Unless `FORKLINE_HANDLE_PIPELINE=0` (napi/side.rs), inherited by children.
+//!
+//! A NACK (the receiver's fd was lost, e.g. at EMFILE) is answered by sending that handle again after those on
+//! their way, behind a `NODE_HANDLE_RESEND` marker, or `NODE_HANDLE_DROPPED` once it was sent too often; the receiver
+//! holds what followed the NACKed envelope until then (core/nack_hold.rs), so messages arrive in Node's order.
 
 use std::io::IoSlice;
 use std::os::fd::AsFd;
@@ -27,6 +31,9 @@ pub(super) struct PipelineState {
     ours: AtomicBool,
     /// We announce in answer to the peer's announce (the parent's end of a runtime child).
     answer: AtomicBool,
+    /// The peer announced: it pairs in order and holds what follows a NACKed handle, so a handle sent again goes
+    /// with our markers (`Handshake::Resend`, `Handshake::Dropped`; core/nack_hold.rs).
+    peer: AtomicBool,
 }
 
 impl Channel {
@@ -60,6 +67,25 @@ impl Channel {
         self.state().pipelined
     }
 
+    /// Whether the peer holds what follows a handle it NACKed until our marker says it comes again.
+    pub(super) fn peer_holds_after_nack(&self) -> bool {
+        self.pipeline.peer.load(Ordering::Acquire)
+    }
+
+    /// A marker for the peer's hold, behind everything queued (`control_locked`'s `last`); true if the socket
+    /// failed.
+    pub(super) fn resend_marker(
+        self: &Arc<Self>,
+        st: &mut std::sync::MutexGuard<'_, super::write::WriteState>,
+        kind: Handshake,
+    ) -> bool {
+        let frame = internal::encode(kind, self.advanced);
+        let len = frame.len();
+        let failed = self.control_locked(st, frame, None, true);
+        self.stats.own_sent(len);
+        failed
+    }
+
     /// The peer announced (`len` bytes, on the reader's thread, `pairing` being its fd pairing): answer if we are
     /// to, and send pipelined from now on if we announced.
     pub(super) fn peer_pipelines(
@@ -68,6 +94,7 @@ impl Channel {
         pairing: &mut crate::core::pairing::Pairing<std::os::fd::OwnedFd>,
     ) {
         self.stats.own_received(len);
+        self.pipeline.peer.store(true, Ordering::Release);
         if self.pipeline.answer.load(Ordering::Acquire)
             && !self.pipeline.ours.swap(true, Ordering::AcqRel)
         {

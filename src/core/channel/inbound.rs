@@ -9,18 +9,77 @@ use super::{Channel, Event};
 use crate::core::error::Code;
 use crate::core::frame::{Frame, FrameSink};
 use crate::core::internal::{self, Handshake, NewconnReply};
+use crate::core::nack_hold::NackHold;
 use crate::core::pairing::Pairing;
 
 /// The reader's view of decoded frames: pairs a received fd with its NODE_HANDLE envelope and answers the
-/// handshake; everything else passes through.
+/// handshake; everything else passes through, in order also around a handle sent again (nack_hold.rs).
 pub(super) struct Inbound<'a> {
     pub(super) channel: &'a Arc<Channel>,
     pub(super) pending_fd: &'a mut Pairing<OwnedFd>,
+    pub(super) hold: &'a mut NackHold<Event>,
 }
 
 impl Inbound<'_> {
-    fn push(&self, frame: Frame) {
-        self.channel.sink.push(Event::Frame(frame));
+    /// Errors go out at once; messages in order, behind a NACKed handle still to come.
+    fn push(&mut self, frame: Frame) {
+        match frame {
+            Frame::Error { .. } => self.channel.sink.push(Event::Frame(frame)),
+            frame => self.deliver(Event::Frame(frame)),
+        }
+    }
+
+    pub(super) fn deliver(&mut self, event: Event) {
+        let sink = &self.channel.sink;
+        self.hold.pass(event, |event| sink.push(event));
+    }
+
+    /// What an envelope (or large-message marker) whose fd came brings: in its place if it was sent again.
+    pub(super) fn deliver_with_fd(&mut self, event: Event) {
+        let sink = &self.channel.sink;
+        if self.hold.take_resend() {
+            self.hold.resent(event, |event| sink.push(event));
+        } else {
+            self.hold.pass(event, |event| sink.push(event));
+        }
+    }
+
+    /// An envelope (or marker) whose fd did not come: NACK it, and while pipelined hold what follows until the
+    /// sender sends it again or gives up.
+    pub(super) fn nack(&mut self, advanced: bool) {
+        self.channel
+            .send_control(internal::encode(Handshake::Nack, advanced), None);
+        if !self.pending_fd.pipelined() {
+            return;
+        }
+        let sink = &self.channel.sink;
+        if self.hold.take_resend() {
+            self.hold.nacked_again(|event| sink.push(event));
+        } else {
+            self.hold.nacked();
+        }
+    }
+
+    /// What was sent again in a gap's place came, but cannot be delivered: the gap is over all the same.
+    pub(super) fn resent_lost(&mut self) {
+        if self.hold.take_resend() {
+            let sink = &self.channel.sink;
+            self.hold.dropped(|event| sink.push(event));
+        }
+    }
+
+    /// The sender's own markers around a handle sent again (pipelined only; counted as no message).
+    fn resend_marker(&mut self, kind: Handshake, envelope: &Frame) {
+        if let Frame::Lines(line) = envelope {
+            self.channel.stats.own_received(line.len());
+        } else if let Frame::Frames(frame) = envelope {
+            self.channel.stats.own_received(frame.len());
+        }
+        let sink = &self.channel.sink;
+        match kind {
+            Handshake::Resend => self.hold.resend_announced(),
+            _ => self.hold.dropped(|event| sink.push(event)),
+        }
     }
 
     /// Acts on one handshake message; returns whether it is delivered on to JS (as Node emits it as
@@ -33,16 +92,19 @@ impl Inbound<'_> {
                     self.channel.stats.received_handle();
                     self.channel
                         .send_control(internal::encode(Handshake::Ack, advanced), None);
-                    self.channel.sink.push(Event::Handle { envelope, fd });
+                    self.deliver_with_fd(Event::Handle { envelope, fd });
                     None
                 }
                 None => {
                     // Node's answer to an envelope whose fd did not make it (e.g. MSG_CTRUNC): send it again.
-                    self.channel
-                        .send_control(internal::encode(Handshake::Nack, advanced), None);
+                    self.nack(advanced);
                     None
                 }
             },
+            Handshake::Resend | Handshake::Dropped => {
+                self.resend_marker(kind, &envelope);
+                None
+            }
             Handshake::Ack => {
                 self.channel.on_ack();
                 self.delivered(envelope)

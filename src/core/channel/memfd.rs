@@ -250,8 +250,7 @@ impl Inbound<'_> {
     fn memfd_marker(&mut self, size: u64) {
         let Some(fd) = self.pending_fd.envelope() else {
             // As for a handle's envelope without its fd: NACK, and the sender tries again (at most three times).
-            self.channel
-                .send_control(internal::encode(Handshake::Nack, true), None);
+            self.nack(true);
             return self.pass_on(Frame::Error {
                 code: Code::BadMemfd,
                 message: "a large message's marker arrived without its memfd; it was not delivered (the sender \
@@ -269,10 +268,14 @@ impl Inbound<'_> {
                 let frame = Frame::Frames(frame);
                 self.channel.stats.received(&frame, true);
                 if let Frame::Frames(frame) = frame {
-                    self.channel.sink.push(Event::LargeFrame(frame));
+                    self.deliver_with_fd(Event::LargeFrame(frame));
                 }
             }
-            Err(error) => self.pass_on(error),
+            Err(error) => {
+                // Refused: if it was one sent again, nothing will fill its place.
+                self.resent_lost();
+                self.pass_on(error)
+            }
         }
     }
 }

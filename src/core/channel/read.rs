@@ -13,6 +13,7 @@ use super::inbound::Inbound;
 use super::{reactor_error, Channel, Event, EventSink, ReadOutcome};
 use crate::core::error::{Code, SysError};
 use crate::core::frame::{Decoder, Frame};
+use crate::core::nack_hold::NackHold;
 use crate::core::pairing::Pairing;
 use crate::os::{reactor, sys};
 
@@ -46,6 +47,8 @@ pub(super) struct ReadState {
     pub(super) decoder: Decoder,
     /// An fd waiting for its NODE_HANDLE envelope.
     pub(super) pending_fd: Pairing<OwnedFd>,
+    /// Pipelined: what arrived after a NACKed envelope, until it comes again.
+    pub(super) hold: NackHold<Event>,
     /// The channel's own buffer once grown (`size` bytes, mapped at the first read of that size); none at
     /// `READ_BUFFER_MIN`, where the thread's shared one serves.
     buf: Option<sys::ReadBuf>,
@@ -62,6 +65,7 @@ impl ReadState {
         ReadState {
             decoder,
             pending_fd: Pairing::default(),
+            hold: NackHold::default(),
             buf: None,
             size: READ_BUFFER_MIN,
             ended: false,
@@ -318,12 +322,14 @@ impl Channel {
             let ReadState {
                 decoder,
                 pending_fd,
+                hold,
                 buf,
                 ..
             } = rs;
             let mut inbound = Inbound {
                 channel: self,
                 pending_fd,
+                hold,
             };
             if direct {
                 decoder.direct_filled(&mut inbound);
@@ -397,12 +403,16 @@ impl Channel {
         let ReadState {
             decoder,
             pending_fd,
+            hold,
             ..
         } = rs;
         decoder.finish(&mut Inbound {
             channel: self,
             pending_fd,
+            hold,
         });
+        // A handle NACKed and never sent again holds nothing back once the stream is over.
+        rs.hold.release_all(|event| sink.push(event));
         while let Some(fd) = rs.pending_fd.finish() {
             stray(
                 sink,

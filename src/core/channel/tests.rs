@@ -798,7 +798,12 @@ fn pipelined_a_window_of_handles_goes_at_once_and_answers_match_them_in_order() 
     let next_one = format!("{}{}\n", envelope(HANDLES_IN_FLIGHT), HANDLES_IN_FLIGHT);
     assert_eq!(recv_text(&peer, &next_one), (next_one, 1));
     peer.write_all(b"{\"cmd\":\"NODE_HANDLE_NACK\"}\n").unwrap();
-    assert_eq!(recv_with_fds(&peer), (envelope(1), 1), "handle 1 again");
+    let again = format!("{RESEND}{}", envelope(1));
+    assert_eq!(
+        recv_text(&peer, &again),
+        (again, 1),
+        "handle 1 again, behind the marker"
+    );
     // The resent handle holds its place in the window: the last one still waits for an ACK.
     assert!(!sys::wait_readable(peer.as_fd(), 100));
     peer.write_all(b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n").unwrap();
@@ -859,4 +864,133 @@ fn between_two_pipelining_channels_every_handle_arrives_in_order_with_its_own_fd
         !sender.awaiting_ack()
     });
     assert!(acked, "every handle was acknowledged");
+}
+
+/// A receiver that pipelines (it announced, as a runtime child's end does) and the raw peer that sends to it.
+fn pipelining_receiver() -> (Arc<Channel>, UnixStream, Receiver<Event>) {
+    let (ch, mut peer, rx, _) = open(1024);
+    ch.announce_pipeline();
+    assert_eq!(read_line(&mut peer), PIPELINE);
+    peer.write_all(format!("{PIPELINE}\n").as_bytes()).unwrap();
+    (ch, peer, rx)
+}
+
+/// Sends `text` with a fresh socket's fd on its first byte (as forkline's sender does), or without one: the fd the
+/// receiver's kernel would have dropped.
+fn send_envelope(peer: &UnixStream, text: &str, with_fd: bool) {
+    let (x, _y) = sys::socketpair().unwrap();
+    let fd = with_fd.then(|| x.as_fd());
+    sys::send(peer.as_fd(), &[IoSlice::new(text.as_bytes())], fd, true).unwrap();
+}
+
+/// What the receiver delivered, as short names: `h<msg>` for a handle, the line for a message, `eof`.
+fn delivered(rx: &Receiver<Event>, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| match next(rx) {
+            Event::Handle {
+                envelope: Frame::Lines(text),
+                ..
+            } => format!("h{}", &text[text.rfind(':').unwrap() + 1..text.len() - 2]),
+            Event::Frame(Frame::Lines(text)) => text.trim_end().to_string(),
+            Event::Eof => "eof".to_string(),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+fn nothing_delivered(rx: &Receiver<Event>) {
+    match rx.recv_timeout(Duration::from_millis(100)) {
+        Err(_) | Ok(Event::Progress(_)) => {}
+        Ok(other) => panic!("delivered too early: {other:?}"),
+    }
+}
+
+const RESEND: &str = "{\"cmd\":\"NODE_HANDLE_RESEND\"}\n";
+const DROPPED: &str = "{\"cmd\":\"NODE_HANDLE_DROPPED\"}\n";
+
+#[test]
+fn pipelined_what_follows_a_nacked_handle_waits_for_it_and_keeps_nodes_order() {
+    let (_ch, mut peer, rx) = pipelining_receiver();
+    // Each answer is awaited before the next fd goes, so that an envelope sent without one finds none waiting (as
+    // after MSG_CTRUNC, where the lost fd keeps its place: pairing.rs).
+    let answer = |peer: &mut UnixStream, kind: &str| {
+        assert_eq!(
+            read_line(peer),
+            format!("{{\"cmd\":\"NODE_HANDLE_{kind}\"}}")
+        );
+    };
+    send_envelope(&peer, &envelope(0), true);
+    answer(&mut peer, "ACK");
+    send_envelope(&peer, &envelope(1), false);
+    answer(&mut peer, "NACK");
+    peer.write_all(b"\"a\"\n").unwrap();
+    send_envelope(&peer, &envelope(2), true);
+    answer(&mut peer, "ACK");
+    peer.write_all(b"\"b\"\n").unwrap();
+    assert_eq!(delivered(&rx, 1), ["h0"]);
+    nothing_delivered(&rx);
+    // Handle 1 again, behind the sender's marker: it takes its first place, and what waited follows it.
+    peer.write_all(RESEND.as_bytes()).unwrap();
+    send_envelope(&peer, &envelope(1), true);
+    assert_eq!(read_line(&mut peer), "{\"cmd\":\"NODE_HANDLE_ACK\"}");
+    assert_eq!(delivered(&rx, 4), ["h1", "\"a\"", "h2", "\"b\""]);
+    peer.write_all(b"\"c\"\n").unwrap();
+    assert_eq!(delivered(&rx, 1), ["\"c\""], "nothing waits any more");
+}
+
+#[test]
+fn pipelined_a_dropped_handle_lets_what_waited_go_and_the_end_lets_everything_go() {
+    let (_ch, mut peer, rx) = pipelining_receiver();
+    send_envelope(&peer, &envelope(0), false);
+    peer.write_all(b"\"a\"\n").unwrap();
+    // Sent again, and lost again: it still holds its place.
+    peer.write_all(RESEND.as_bytes()).unwrap();
+    send_envelope(&peer, &envelope(0), false);
+    peer.write_all(b"\"b\"\n").unwrap();
+    assert_eq!(read_line(&mut peer), "{\"cmd\":\"NODE_HANDLE_NACK\"}");
+    assert_eq!(read_line(&mut peer), "{\"cmd\":\"NODE_HANDLE_NACK\"}");
+    nothing_delivered(&rx);
+    // A handle with its fd still goes behind the gap.
+    send_envelope(&peer, &envelope(2), true);
+    assert_eq!(read_line(&mut peer), "{\"cmd\":\"NODE_HANDLE_ACK\"}");
+    nothing_delivered(&rx);
+    peer.write_all(DROPPED.as_bytes()).unwrap();
+    assert_eq!(delivered(&rx, 3), ["\"a\"", "\"b\"", "h2"]);
+    // A handle lost and never sent again: what follows it arrives all the same when the stream ends.
+    send_envelope(&peer, &envelope(1), false);
+    peer.write_all(b"\"c\"\n").unwrap();
+    assert_eq!(read_line(&mut peer), "{\"cmd\":\"NODE_HANDLE_NACK\"}");
+    nothing_delivered(&rx);
+    drop(peer);
+    assert_eq!(delivered(&rx, 2), ["\"c\"", "eof"]);
+}
+
+#[test]
+fn without_pipelining_a_nack_holds_nothing_back_and_markers_are_never_sent() {
+    // Node's protocol: the sender holds everything behind the handle, so the receiver has nothing to hold.
+    let (_ch, mut peer, rx, _) = open(1024);
+    send_envelope(&peer, &envelope(0), false);
+    peer.write_all(b"\"a\"\n").unwrap();
+    assert_eq!(read_line(&mut peer), "{\"cmd\":\"NODE_HANDLE_NACK\"}");
+    assert_eq!(delivered(&rx, 1), ["\"a\""]);
+}
+
+#[test]
+fn pipelined_a_nacked_handle_goes_again_behind_a_marker_and_one_given_up_is_said_dropped() {
+    let (ch, mut peer, _rx, _) = open(1024);
+    ch.answer_pipeline();
+    peer.write_all(format!("{PIPELINE}\n").as_bytes()).unwrap();
+    assert_eq!(read_line(&mut peer), PIPELINE, "answered");
+    let (x, _y) = sys::socketpair().unwrap();
+    ch.write_handle(envelope(0).as_bytes(), x.as_fd()).unwrap();
+    ch.write(b"\"after\"\n").unwrap();
+    let first = format!("{}\"after\"\n", envelope(0));
+    assert_eq!(recv_text(&peer, &first), (first, 1));
+    for _ in 0..MAX_HANDLE_RETRANSMISSIONS {
+        peer.write_all(b"{\"cmd\":\"NODE_HANDLE_NACK\"}\n").unwrap();
+        let again = format!("{RESEND}{}", envelope(0));
+        assert_eq!(recv_text(&peer, &again), (again, 1));
+    }
+    peer.write_all(b"{\"cmd\":\"NODE_HANDLE_NACK\"}\n").unwrap();
+    assert_eq!(read_line(&mut peer), DROPPED.trim_end());
 }

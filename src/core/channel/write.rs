@@ -16,7 +16,7 @@ use nix::errno::Errno;
 
 use super::{Channel, Event, WriteProgress, Written};
 use crate::core::error::SysError;
-use crate::core::internal::HANDLES_IN_FLIGHT;
+use crate::core::internal::{Handshake, HANDLES_IN_FLIGHT};
 use crate::os::sys;
 
 /// Most iovecs the reactor hands one sendmsg (Linux's UIO_MAXIOV is 1024).
@@ -440,7 +440,7 @@ impl Channel {
 
     /// `send_control` under the lock; true if the socket failed (progress to report once the lock is dropped).
     /// `last`: after everything queued rather than ahead of it.
-    fn control_locked(
+    pub(super) fn control_locked(
         self: &Arc<Self>,
         st: &mut MutexGuard<'_, WriteState>,
         data: Vec<u8>,
@@ -522,19 +522,29 @@ impl Channel {
         let Some(mut unacked) = st.unacked.pop_front() else {
             return true;
         };
+        let marked = self.peer_holds_after_nack();
         if unacked.retransmissions == MAX_HANDLE_RETRANSMISSIONS {
             st.release_held();
+            // The peer lets go of what it held for this handle.
+            if marked && self.resend_marker(&mut st, Handshake::Dropped) {
+                drop(st);
+                self.report_progress();
+                return false;
+            }
             let _ = self.kick_writer(&mut st);
             return false;
         }
         unacked.retransmissions += 1;
         let (envelope, fd) = (unacked.envelope.clone(), unacked.fd.clone());
         // Its answer now comes after those of the handles already on their way: pipelined, it goes after them too,
-        // so that answers and unacknowledged handles stay in the same order.
+        // so that answers and unacknowledged handles stay in the same order; the marker before it tells the peer
+        // to deliver it in its first place.
         let pipelined = st.pipelined;
         st.unacked.push_back(unacked);
-        if pipelined {
-            if self.control_locked(&mut st, envelope, Some(fd), true) {
+        if pipelined || marked {
+            let failed = (marked && self.resend_marker(&mut st, Handshake::Resend))
+                || self.control_locked(&mut st, envelope, Some(fd), true);
+            if failed {
                 drop(st);
                 self.report_progress();
             }
