@@ -157,13 +157,19 @@ mod tests {
         assert_eq!(run(&mut h, |h, out| h.pass(4, out)), [4]);
     }
 
-    #[test]
-    fn two_gaps_fill_in_the_order_of_their_nacks() {
+    /// Handles 1 and 3 NACKed, 2 and 4 held behind them.
+    fn two_gaps() -> NackHold<i32> {
         let mut h = NackHold::default();
         h.nacked();
         h.pass(2, |_| panic!("held"));
         h.nacked();
         h.pass(4, |_| panic!("held"));
+        h
+    }
+
+    #[test]
+    fn two_gaps_fill_in_the_order_of_their_nacks() {
+        let mut h = two_gaps();
         assert_eq!(
             run(&mut h, |h, out| h.resent(1, out)),
             [1, 2],
@@ -186,11 +192,7 @@ mod tests {
 
     #[test]
     fn a_second_nack_with_other_gaps_waiting_lets_everything_go() {
-        let mut h = NackHold::default();
-        h.nacked();
-        h.pass(2, |_| panic!("held"));
-        h.nacked();
-        h.pass(4, |_| panic!("held"));
+        let mut h = two_gaps();
         assert_eq!(run(&mut h, |h, out| h.nacked_again(out)), [2, 4]);
         assert_eq!(run(&mut h, |h, out| h.pass(5, out)), [5]);
         assert_eq!(

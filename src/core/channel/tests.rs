@@ -765,13 +765,19 @@ fn envelope(i: usize) -> String {
     format!("{{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Socket\",\"msg\":{i}}}\n")
 }
 
-#[test]
-fn pipelined_a_window_of_handles_goes_at_once_and_answers_match_them_in_order() {
-    use crate::core::internal::HANDLES_IN_FLIGHT;
+/// A sender that pipelines (it answers the peer's announce, as a runtime child's parent does) and its raw peer.
+fn pipelining_sender() -> (Arc<Channel>, UnixStream) {
     let (ch, mut peer, _rx, _) = open(1024);
     ch.answer_pipeline();
     peer.write_all(format!("{PIPELINE}\n").as_bytes()).unwrap();
     assert_eq!(read_line(&mut peer), PIPELINE, "answered");
+    (ch, peer)
+}
+
+#[test]
+fn pipelined_a_window_of_handles_goes_at_once_and_answers_match_them_in_order() {
+    use crate::core::internal::HANDLES_IN_FLIGHT;
+    let (ch, mut peer) = pipelining_sender();
     assert!(ch.pipelines_handles());
     let pairs: Vec<_> = (0..HANDLES_IN_FLIGHT + 2)
         .map(|_| sys::socketpair().unwrap())
@@ -977,10 +983,7 @@ fn without_pipelining_a_nack_holds_nothing_back_and_markers_are_never_sent() {
 
 #[test]
 fn pipelined_a_nacked_handle_goes_again_behind_a_marker_and_one_given_up_is_said_dropped() {
-    let (ch, mut peer, _rx, _) = open(1024);
-    ch.answer_pipeline();
-    peer.write_all(format!("{PIPELINE}\n").as_bytes()).unwrap();
-    assert_eq!(read_line(&mut peer), PIPELINE, "answered");
+    let (ch, mut peer) = pipelining_sender();
     let (x, _y) = sys::socketpair().unwrap();
     ch.write_handle(envelope(0).as_bytes(), x.as_fd()).unwrap();
     ch.write(b"\"after\"\n").unwrap();
