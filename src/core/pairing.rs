@@ -42,11 +42,6 @@ impl<T> Pairing<T> {
         self.pipelined = true;
     }
 
-    /// Whether fds queue in order (the peer pipelines handles).
-    pub fn pipelined(&self) -> bool {
-        self.pipelined
-    }
-
     /// The fds that came with one read, in order. In Node's protocol each replaces the one waiting, which `stray`
     /// gets: an fd that nobody's envelope claimed before the next one came. Pipelined, each queues; past
     /// `PIPELINE_MAX` the oldest is a stray.

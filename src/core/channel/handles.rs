@@ -72,6 +72,11 @@ impl Channel {
         self.pipeline.peer.load(Ordering::Acquire)
     }
 
+    /// Whether this end holds what follows a handle it NACKed: it announced, so the peer marks what it sends again.
+    pub(super) fn holds_after_nack(&self) -> bool {
+        self.pipeline.ours.load(Ordering::Acquire)
+    }
+
     /// A marker for the peer's hold, behind everything queued (`control_locked`'s `last`); true if the socket
     /// failed.
     pub(super) fn resend_marker(

@@ -49,7 +49,7 @@ impl Inbound<'_> {
     pub(super) fn nack(&mut self, advanced: bool) {
         self.channel
             .send_control(internal::encode(Handshake::Nack, advanced), None);
-        if !self.pending_fd.pipelined() {
+        if !self.channel.holds_after_nack() {
             return;
         }
         let sink = &self.channel.sink;
