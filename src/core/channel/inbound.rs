@@ -31,16 +31,17 @@ impl Inbound<'_> {
 
     pub(super) fn deliver(&mut self, event: Event) {
         let sink = &self.channel.sink;
-        self.hold.pass(event, |event| sink.push(event));
+        let bytes = weight(&event);
+        self.hold.pass(event, bytes, |event| sink.push(event));
     }
 
     /// What an envelope (or large-message marker) whose fd came brings: in its place if it was sent again.
     pub(super) fn deliver_with_fd(&mut self, event: Event) {
-        let sink = &self.channel.sink;
         if self.hold.take_resend() {
+            let sink = &self.channel.sink;
             self.hold.resent(event, |event| sink.push(event));
         } else {
-            self.hold.pass(event, |event| sink.push(event));
+            self.deliver(event);
         }
     }
 
@@ -192,6 +193,20 @@ impl Inbound<'_> {
         if !pass.is_empty() {
             self.push(Frame::Frames(pass));
         }
+    }
+}
+
+/// What a message held behind a NACKed handle weighs, for the hold's bound.
+fn weight(event: &Event) -> usize {
+    match event {
+        Event::Frame(Frame::Lines(text)) => text.len(),
+        Event::Frame(Frame::Frames(bytes)) | Event::LargeFrame(bytes) => bytes.len(),
+        Event::Handle { envelope, .. } => match envelope {
+            Frame::Lines(text) => text.len(),
+            Frame::Frames(bytes) => bytes.len(),
+            Frame::Error { .. } => 0,
+        },
+        _ => 0,
     }
 }
 
