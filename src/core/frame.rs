@@ -20,6 +20,17 @@ pub enum Frame {
     Error { code: Code, message: String },
 }
 
+impl Frame {
+    /// The wire bytes it holds (none for an error).
+    pub fn wire_len(&self) -> usize {
+        match self {
+            Frame::Lines(text) => text.len(),
+            Frame::Frames(run) => run.len(),
+            Frame::Error { .. } => 0,
+        }
+    }
+}
+
 /// Where decoded frames go; a closure or a `Vec<Frame>` in tests.
 pub trait FrameSink {
     fn frame(&mut self, frame: Frame);

@@ -71,11 +71,7 @@ impl Inbound<'_> {
 
     /// The sender's own markers around a handle sent again (pipelined only; counted as no message).
     fn resend_marker(&mut self, kind: Handshake, envelope: &Frame) {
-        if let Frame::Lines(line) = envelope {
-            self.channel.stats.own_received(line.len());
-        } else if let Frame::Frames(frame) = envelope {
-            self.channel.stats.own_received(frame.len());
-        }
+        self.channel.stats.own_received(envelope.wire_len());
         let sink = &self.channel.sink;
         match kind {
             Handshake::Resend => self.hold.resend_announced(),
@@ -111,12 +107,8 @@ impl Inbound<'_> {
                 self.delivered(envelope)
             }
             Handshake::Pipeline => {
-                let len = match &envelope {
-                    Frame::Lines(line) => line.len(),
-                    Frame::Frames(frame) => frame.len(),
-                    Frame::Error { .. } => 0,
-                };
-                self.channel.peer_pipelines(len, self.pending_fd);
+                self.channel
+                    .peer_pipelines(envelope.wire_len(), self.pending_fd);
                 None
             }
             Handshake::Nack => {
@@ -199,13 +191,11 @@ impl Inbound<'_> {
 /// What a message held behind a NACKed handle weighs, for the hold's bound.
 fn weight(event: &Event) -> usize {
     match event {
-        Event::Frame(Frame::Lines(text)) => text.len(),
-        Event::Frame(Frame::Frames(bytes)) | Event::LargeFrame(bytes) => bytes.len(),
-        Event::Handle { envelope, .. } => match envelope {
-            Frame::Lines(text) => text.len(),
-            Frame::Frames(bytes) => bytes.len(),
-            Frame::Error { .. } => 0,
-        },
+        Event::Frame(frame)
+        | Event::Handle {
+            envelope: frame, ..
+        } => frame.wire_len(),
+        Event::LargeFrame(bytes) => bytes.len(),
         _ => 0,
     }
 }
