@@ -91,15 +91,11 @@ impl Delivery {
         // then find the flag still set and not wake anyone (a lost wake-up). As read-modify-writes, this and the
         // pusher's swap are ordered: either it sees the push, or the pusher sees the cleared flag and wakes JS.
         self.woken.swap(false, Ordering::AcqRel);
-        // One event out at a time: `take` runs without the lock, so a reactor pushing meanwhile never waits on JS.
-        for _ in 0..MAX_BATCH {
-            let Some(event) = self.queue().pop_front() else {
-                break;
-            };
-            take(event);
-        }
+        // One lock for the batch: `take` only moves each event into the caller's list (napi/side.rs `poll`).
         let more = {
             let mut queue = self.queue();
+            let n = queue.len().min(MAX_BATCH);
+            queue.drain(..n).for_each(&mut take);
             if queue.is_empty() && queue.capacity() > 4 * KEPT_CAPACITY {
                 queue.shrink_to(KEPT_CAPACITY);
             }
