@@ -19,9 +19,10 @@ export interface ForkOptions extends NodeForkOptions {
   /** Largest message accepted from the child, in bytes (default 512 MiB). Longer ones are dropped with a
    * `FORKLINE_MESSAGE_TOO_LARGE` error event; the messages around them still arrive. */
   maxMessageSize?: number | undefined;
-  /** Busy polling, in µs (default 0 = off; `FORKLINE_BUSY_POLL` sets the process default): after each send and
-   * receive the channel keeps looking for the next message that long without sleeping, on the event loop (timers
-   * and I/O still run). Lower round-trip latency for more CPU; an idle channel costs nothing. Passed on to a
+  /** Busy polling, in µs (`FORKLINE_BUSY_POLL` sets the process default): how long the channel keeps looking for
+   * the next message after each send and receive instead of sleeping, on the event loop (timers and I/O still run).
+   * Absent: 50 µs, only while it pays (a window that caught nothing makes later ones skipped, up to 63 in 64, and a
+   * busy CPU ends one). A number: that long, always; 0: never (Node's behaviour). Passed on to a
    * `childRuntime: 'forkline'` child. */
   busyPoll?: number | undefined;
   /** What serves the child's `process.send` / `process.on('message')`: `'node'` (Node's own channel, the default)

@@ -35,8 +35,8 @@ function startChildRuntime() {
   const env = process.env;
   const fd = Number(env[RUNTIME_FD]);
   const serialization = env[RUNTIME_MODE] || 'json';
-  // The parent's busyPoll, else this process's default (as fork() takes it).
-  const busyPoll = Number(env[RUNTIME_BUSY_POLL] ?? env.FORKLINE_BUSY_POLL ?? 0);
+  // The parent's busyPoll, else this process's default (as fork() takes it), else polling while it pays.
+  const busyPoll = env[RUNTIME_BUSY_POLL] || env.FORKLINE_BUSY_POLL || undefined;
   const uniqueId = env[RUNTIME_UNIQUE_ID];
   let nodeOptions = null;
   try {
@@ -63,7 +63,9 @@ function startChildRuntime() {
   let nat;
   let end = null;
   try {
-    const us = Number.isInteger(busyPoll) && busyPoll > 0 && busyPoll <= 1_000_000 ? busyPoll : 0;
+    // One that is not an integer from 0 to 1 s (only an env the parent did not check) leaves the default.
+    let us = Number(busyPoll);
+    if (!(Number.isInteger(us) && us >= 0 && us <= 1_000_000)) us = undefined;
     nat = native.NativeChannel.open(fd, serialization, () => end._onWake(), us);
   } catch (err) {
     runtimeFailed(`cannot open the channel on fd ${fd} (${err.message})`);

@@ -16,7 +16,7 @@ const RUNTIME_FD = 'FORKLINE_CHANNEL_FD';
 const RUNTIME_MODE = 'FORKLINE_CHANNEL_SERIALIZATION_MODE';
 // The child's NODE_OPTIONS as its parent meant it (JSON: a string, or null for none), restored at start.
 const RUNTIME_NODE_OPTIONS = 'FORKLINE_NODE_OPTIONS';
-// The parent's busyPoll, for the child's end (µs; absent: off).
+// The parent's busyPoll, for the child's end (µs, 0 = off; absent: the child's default).
 const RUNTIME_BUSY_POLL = 'FORKLINE_CHANNEL_BUSY_POLL';
 // A cluster worker's id (Node's NODE_UNIQUE_ID).
 const RUNTIME_UNIQUE_ID = 'FORKLINE_UNIQUE_ID';
@@ -64,8 +64,8 @@ function quoteNodeOption(text) {
 }
 
 // The child's environment for the forkline runtime: the channel (and a cluster worker's id) under forkline's names,
-// lib/runtime.js preloaded, and the parent's busyPoll.
-function childRuntimeEnv(envPairs, ipcIndex, serialization, busyPoll = 0) {
+// lib/runtime.js preloaded, and the parent's busyPoll if it has one (else the child's end takes its own default).
+function childRuntimeEnv(envPairs, ipcIndex, serialization, busyPoll) {
   const preload = `--require ${quoteNodeOption(PRELOAD)}`;
   let nodeOptions = null;
   let uniqueId = null;
@@ -91,7 +91,7 @@ function childRuntimeEnv(envPairs, ipcIndex, serialization, busyPoll = 0) {
     `${RUNTIME_NODE_OPTIONS}=${JSON.stringify(nodeOptions)}`,
     `${RUNTIME_FD}=${ipcIndex}`,
     `${RUNTIME_MODE}=${serialization}`,
-    ...(busyPoll > 0 ? [`${RUNTIME_BUSY_POLL}=${busyPoll}`] : []),
+    ...(busyPoll === undefined ? [] : [`${RUNTIME_BUSY_POLL}=${busyPoll}`]),
     ...(uniqueId === null ? [] : [`${RUNTIME_UNIQUE_ID}=${uniqueId}`]),
   ];
 }

@@ -126,7 +126,8 @@ function validateMaxMessageSize(max) {
   }
 }
 
-// forkline's `busyPoll` (µs after each send and receive, 0 = off), else the process default FORKLINE_BUSY_POLL.
+// forkline's `busyPoll` (µs after each send and receive, 0 = off), else the process default FORKLINE_BUSY_POLL;
+// undefined when neither is set: the channel then polls while it pays (src/core/spin.rs).
 const MAX_BUSY_POLL = 1_000_000;
 function busyPollOf(options) {
   if (options.busyPoll != null) {
@@ -137,7 +138,7 @@ function busyPollOf(options) {
     return us;
   }
   const fromEnv = process.env.FORKLINE_BUSY_POLL;
-  if (fromEnv === undefined || fromEnv === '') return 0;
+  if (fromEnv === undefined || fromEnv === '') return undefined;
   const us = Number(fromEnv);
   if (!Number.isInteger(us) || us < 0 || us > MAX_BUSY_POLL) {
     throw makeError('ERR_OUT_OF_RANGE', 'env.FORKLINE_BUSY_POLL', `an integer from 0 to ${MAX_BUSY_POLL}`, fromEnv);

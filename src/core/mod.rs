@@ -17,3 +17,4 @@ pub(crate) mod nack_hold;
 pub(crate) mod pairing;
 #[cfg(test)]
 mod proptests;
+pub(crate) mod spin;

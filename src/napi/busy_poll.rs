@@ -1,55 +1,95 @@
-//! Busy polling (`busyPoll`, µs): after each send and receive, the JS thread keeps looking for the next message
-//! for a while instead of going to sleep in epoll, as Linux's SO_BUSY_POLL does for NICs. A round trip then costs
-//! no wake-up on either end that polls. It runs as a libuv idle handle, so the event loop stays responsive: libuv
-//! calls it once per loop turn and polls for I/O without blocking while it is started, so timers and other I/O
-//! still run. An idle channel costs nothing: the handle stops when the window passes without a message.
+//! Busy polling on the JS thread: after a send or a receive the loop keeps looking for the next message for a
+//! short window instead of going to sleep in epoll, as Linux's SO_BUSY_POLL does for NICs; `core/spin.rs` decides
+//! when and how long (always for a user's `busyPoll`, by default only while it pays). It runs as one libuv idle
+//! handle per thread: while it is started libuv polls for I/O without blocking, so the ends' own poll handles read
+//! what arrives, and timers and other I/O still run. An idle process costs nothing: the handle stops when the
+//! window passes.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::ffi::c_void;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
-use crate::napi::side::JsThreadRead;
+use crate::core::spin::{SpinPolicy, Turn, Window};
 use crate::napi::uv;
 
-/// The busy poll of one channel end. Not `Send`: it lives on the JS thread.
-pub(crate) struct BusyPoll {
+/// The thread's busy poll, shared by its ends (each holds an `Rc`: it closes with the last of them). Not `Send`.
+pub(crate) struct Spinner {
     idle: uv::Idle,
-    until: Rc<Cell<Instant>>,
-    window: Duration,
+    policy: Rc<RefCell<SpinPolicy>>,
+    uv_loop: *mut c_void,
 }
 
-impl BusyPoll {
-    pub(crate) fn new(
-        uv_loop: *mut c_void,
-        window: Duration,
-        read: JsThreadRead,
-    ) -> Option<BusyPoll> {
-        let until = Rc::new(Cell::new(Instant::now()));
-        let deadline = until.clone();
-        let on_turn = Box::new(move |stop: &dyn Fn()| {
-            if Instant::now() >= deadline.get() {
-                return stop();
+thread_local! {
+    static SPINNER: RefCell<Weak<Spinner>> = const { RefCell::new(Weak::new()) };
+}
+
+impl Spinner {
+    /// The spinner of `uv_loop`'s thread (made at its first end). None without libuv.
+    pub(crate) fn for_loop(uv_loop: *mut c_void) -> Option<Rc<Spinner>> {
+        SPINNER.with(|cell| {
+            if let Some(spinner) = cell.borrow().upgrade().filter(|s| s.uv_loop == uv_loop) {
+                return Some(spinner);
             }
-            if read.read_once(stop) {
-                deadline.set(Instant::now() + window);
-            } else {
-                // A peer we just woke is often queued on this CPU (a socket write wakes its reader where the
-                // writer runs, expecting the writer to sleep): let it run rather than spin in its way.
-                std::thread::yield_now();
-            }
-        });
-        let idle = uv::Idle::new(uv_loop, on_turn)?;
-        Some(BusyPoll {
-            idle,
-            until,
-            window,
+            let policy = Rc::new(RefCell::new(SpinPolicy::default()));
+            let turns = policy.clone();
+            let mut gave_away = Duration::ZERO;
+            let on_turn = Box::new(move |stop: &dyn Fn()| {
+                let turn = turns.borrow_mut().turn(Instant::now(), gave_away);
+                gave_away = Duration::ZERO;
+                match turn {
+                    Turn::Stop => stop(),
+                    Turn::Yield => {
+                        let before = Instant::now();
+                        std::thread::yield_now();
+                        gave_away = before.elapsed();
+                    }
+                    Turn::Poll => {}
+                }
+            });
+            let idle = uv::Idle::new(uv_loop, on_turn)?;
+            let spinner = Rc::new(Spinner {
+                idle,
+                policy,
+                uv_loop,
+            });
+            *cell.borrow_mut() = Rc::downgrade(&spinner);
+            Some(spinner)
         })
     }
 
-    /// Polls for `window` from now (a send or a receive just happened).
-    pub(crate) fn arm(&self) {
-        self.until.set(Instant::now() + self.window);
-        self.idle.start();
+    /// An end sent something.
+    pub(crate) fn sent(&self, window: Window) {
+        if self.policy.borrow_mut().sent(Instant::now(), window) {
+            self.idle.start();
+        }
+    }
+
+    /// A read on an end brought something.
+    pub(crate) fn received(&self, window: Window) {
+        if self.policy.borrow_mut().received(Instant::now(), window) {
+            self.idle.start();
+        }
+    }
+}
+
+/// One end's busy polling: the thread's spinner and the end's window.
+pub(crate) struct BusyPoll {
+    pub(crate) spinner: Rc<Spinner>,
+    pub(crate) window: Window,
+}
+
+impl BusyPoll {
+    pub(crate) fn sent(&self) {
+        self.spinner.sent(self.window);
+    }
+}
+
+/// The window of a `busyPoll` option in µs: absent polls while it pays (the default), 0 never, else always that long.
+pub(crate) fn window_of(busy_poll: Option<u32>) -> Option<Window> {
+    match busy_poll {
+        None => Some(Window::Auto),
+        Some(0) => None,
+        Some(us) => Some(Window::Fixed(Duration::from_micros(us.into()))),
     }
 }

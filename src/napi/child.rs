@@ -53,7 +53,7 @@ pub struct NativeSpawnOptions {
     /// 'json' | 'advanced'
     pub serialization: Option<String>,
     pub max_message_size: Option<f64>,
-    /// µs to keep polling after each send and receive (0 or absent: off).
+    /// µs to keep polling after each send and receive (0: never; absent: while it pays).
     pub busy_poll: Option<u32>,
 }
 
@@ -135,7 +135,7 @@ impl NativeChild {
         {
             channel.answer_pipeline();
         }
-        let busy_poll = std::time::Duration::from_micros(options.busy_poll.unwrap_or(0).into());
+        let busy_poll = crate::napi::busy_poll::window_of(options.busy_poll);
         let reading = match &channel {
             Some(channel) => match start_reading(&env, channel, &delivery, &on_wake, busy_poll) {
                 Ok(reading) => Some(reading),

@@ -30,7 +30,7 @@ pub struct NativeChannel {
 impl NativeChannel {
     /// Takes over the inherited channel socket at `fd` and starts reading it. `onWake` is called (with no
     /// arguments) whenever `poll()` has something. The channel starts unref'd, as Node's child channel does.
-    /// `busyPoll`: µs to keep polling after each send and receive (0 or absent: off).
+    /// `busyPoll`: µs to keep polling after each send and receive (0: never; absent: while it pays).
     #[napi(factory)]
     pub fn open(
         env: Env,
@@ -55,7 +55,7 @@ impl NativeChannel {
         if crate::napi::side::handle_pipeline_enabled() {
             channel.announce_pipeline();
         }
-        let busy_poll = std::time::Duration::from_micros(busy_poll.unwrap_or(0).into());
+        let busy_poll = crate::napi::busy_poll::window_of(busy_poll);
         let reading =
             start_reading(&env, &channel, &delivery, &on_wake, busy_poll).map_err(sys_error)?;
         Ok(NativeChannel {

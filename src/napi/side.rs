@@ -1,9 +1,8 @@
 //! The channel as either napi end holds it (`ChannelSide`, shared by `NativeChild` and `NativeChannel`), and
 //! `start_reading`, which sets up who reads it: libuv's poll on the JS thread, or the reactor.
 
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
 
 use napi::bindgen_prelude::{Buffer, Either, Function};
 use napi::{Env, Result};
@@ -11,7 +10,8 @@ use napi::{Env, Result};
 use crate::core::channel::{Channel, Event, ReadOutcome, Stats};
 use crate::core::error::SysError;
 use crate::core::frame::Frame;
-use crate::napi::busy_poll::BusyPoll;
+use crate::core::spin::Window;
+use crate::napi::busy_poll::{BusyPoll, Spinner};
 use crate::napi::delivery::{Delivery, MAX_BATCH};
 use crate::napi::event::{ChannelEvent, Polled};
 use crate::napi::loop_hold::{self, Hold};
@@ -22,23 +22,23 @@ use crate::napi::{js_call, uv};
 /// Default cap on one message: V8's longest string is just under 512 MiB, so nothing larger could be delivered.
 pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: usize = 512 * 1024 * 1024;
 
-/// Who reads a channel on the JS thread: libuv's poll, and the busy poll if one was asked for.
+/// Who reads a channel on the JS thread: libuv's poll, and the thread's busy poll unless it is off.
 pub(crate) struct Reading {
     pub(crate) poller: Option<uv::Poll>,
-    pub(crate) busy: Option<Rc<BusyPoll>>,
+    pub(crate) busy: Option<BusyPoll>,
 }
 
 /// Reads the channel on the JS thread while traffic is light: one wake-up per message, as Node's own channel has.
 /// A read that fills the whole buffer hands the channel to the reactor, which reads off the JS thread in big
 /// batches until the socket goes quiet and then hands it back. Without libuv at hand the reactor does it all.
-/// With `busy_poll` (not zero) the loop also keeps looking for the next message for that long after each send
-/// and receive (busy_poll.rs).
+/// With a `busy_poll` window the loop also keeps looking for the next message a while after each send and
+/// receive (busy_poll.rs; None: never).
 pub(crate) fn start_reading(
     env: &Env,
     channel: &Arc<Channel>,
     delivery: &Arc<Delivery>,
     on_wake: &Function<(), ()>,
-    busy_poll: Duration,
+    busy_poll: Option<Window>,
 ) -> std::result::Result<Reading, SysError> {
     let Some(uv_loop) = env.get_uv_event_loop().ok().map(|l| l.cast()) else {
         channel.read_all()?;
@@ -47,20 +47,18 @@ pub(crate) fn start_reading(
             busy: None,
         });
     };
-    let busy = if busy_poll.is_zero() {
-        None
-    } else {
-        let read = JsThreadRead::new(env, channel, delivery, on_wake);
-        BusyPoll::new(uv_loop, busy_poll, read).map(Rc::new)
-    };
+    let busy = busy_poll
+        .and_then(|window| Spinner::for_loop(uv_loop).map(|spinner| BusyPoll { spinner, window }));
     let read = JsThreadRead::new(env, channel, delivery, on_wake);
-    // Weak: the busy poll's idle handle must close when its end lets it go, with the poll handle, not in the poll
+    // Weak: the spinner's idle handle must close when the last end lets it go, with the poll handles, not in a poll
     // handle's close callback (a worker's loop ends right after those: a handle closed from one stays open).
-    let armed = busy.as_ref().map(Rc::downgrade);
+    let armed = busy.as_ref().map(|b| (Rc::downgrade(&b.spinner), b.window));
     let on_readable = Box::new(move |stop: &dyn Fn()| {
         if read.read_once(stop) {
-            if let Some(busy) = armed.as_ref().and_then(Weak::upgrade) {
-                busy.arm();
+            if let Some((spinner, window)) = &armed {
+                if let Some(spinner) = spinner.upgrade() {
+                    spinner.received(*window);
+                }
             }
         }
     });
@@ -83,7 +81,7 @@ pub(crate) fn start_reading(
 }
 
 /// One read on the JS thread, and one call into JS for what it brought.
-pub(crate) struct JsThreadRead {
+struct JsThreadRead {
     channel: Arc<Channel>,
     delivery: Arc<Delivery>,
     direct: Option<js_call::DirectCall>,
@@ -105,7 +103,7 @@ impl JsThreadRead {
 
     /// Reads once; `stop` stops the caller's polling (at EOF, or once the reactor has the channel). True if
     /// something arrived.
-    pub(crate) fn read_once(&self, stop: &dyn Fn()) -> bool {
+    fn read_once(&self, stop: &dyn Fn()) -> bool {
         let mut outcome = ReadOutcome::Idle;
         // Until JS has seen what this read brought, our ACKs wait to leave with its replies (one write, one
         // wake-up of the peer, as a cluster worker's ACK and newconn answer); whatever is left goes at the end.
@@ -144,8 +142,8 @@ pub(crate) struct ChannelSide {
     pub(crate) channel_ref: Option<Hold>,
     /// Watches the channel on the JS thread while the reactor does not read it.
     pub(crate) poller: Option<uv::Poll>,
-    /// Keeps looking for the next message a while after each send and receive, if asked to.
-    pub(crate) busy: Option<Rc<BusyPoll>>,
+    /// Keeps looking for the next message a while after each send and receive, unless it is off.
+    pub(crate) busy: Option<BusyPoll>,
     /// The channel's counters, kept after the channel is released.
     pub(crate) stats: Arc<Stats>,
 }
@@ -214,7 +212,7 @@ impl ChannelSide {
             (Either::B(frames), None) => channel.write_frames(&frames),
         };
         if let Some(busy) = &self.busy {
-            busy.arm();
+            busy.sent();
         }
         match result {
             Ok(w) => w.queued_bytes as f64,
