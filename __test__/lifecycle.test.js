@@ -637,14 +637,17 @@ test(
   { timeout: 30_000 },
   async (t) => {
     const dir = tmpDir(t);
-    // With busyPoll, the channel has an idle handle beside its poll handle: both must be closed by then.
+    // Unless busyPoll is 0, the thread has an idle handle beside the channel's poll handle: both must be closed by
+    // then (the default polls while it pays, a number always).
     for (const [impl, busyPoll] of [
-      ['node', 0],
-      ['forkline', 0],
-      ['forkline', 50],
+      ['node', 'default'],
+      ['forkline', 'default'],
+      ['forkline', '0'],
+      ['forkline', '50'],
     ]) {
       const marker = path.join(dir, `${impl}-${busyPoll}.marker`);
-      const { result, pid } = runParent(t, [fixture('worker-forks.js'), impl, marker, String(busyPoll)]);
+      const args = [fixture('worker-forks.js'), impl, marker, ...(busyPoll === 'default' ? [] : [busyPoll])];
+      const { result, pid } = runParent(t, args);
       // The worker's teardown closes the channel's libuv handles after its napi environment is gone.
       assert.deepStrictEqual([result.status, result.signal, result.stderr], [0, null, ''], `${impl} ${busyPoll}`);
       await assertDisconnectedAndGone(marker, pid, impl);
