@@ -5,8 +5,9 @@
 //! whole message (tens of µs, most of an end's CPU per round trip). So after a send or a receive an end polls for a
 //! short window, one episode, before it sleeps. A window given by the user (`busyPoll: µs`) is always polled.
 //! By default (`Window::Auto`) the end polls only while polling pays: an episode in which nothing arrived doubles
-//! the number of later episodes skipped (up to `MAX_SKIP`), and one in which something arrived resets it. A peer
-//! that answers at once is then met awake; a slow or silent peer costs one window in `MAX_SKIP` sends.
+//! the number of later episodes skipped (up to `MAX_SKIP`), and one in which something arrived resets it; a yield
+//! that kept the CPU away for `CONTENDED` ends a default episode as a miss, since someone else had work for the
+//! CPU. A peer that answers at once is then met awake; a slow or silent peer costs one window in `MAX_SKIP` sends.
 
 use std::time::{Duration, Instant};
 
