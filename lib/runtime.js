@@ -11,6 +11,7 @@ const util = require('node:util');
 const process = require('node:process');
 const native = require('./binding');
 const { setupChannel, flushPendingMessages, flushNow } = require('./channel');
+const { isBusyPoll } = require('./validators');
 const {
   RUNTIME_BUSY_POLL,
   RUNTIME_FD,
@@ -63,10 +64,9 @@ function startChildRuntime() {
   let nat;
   let end = null;
   try {
-    // One that is not an integer from 0 to 1 s (only an env the parent did not check) leaves the default.
-    let us = Number(busyPoll);
-    if (!(Number.isInteger(us) && us >= 0 && us <= 1_000_000)) us = undefined;
-    nat = native.NativeChannel.open(fd, serialization, () => end._onWake(), us);
+    // One that is no valid window (only an env the parent did not check) leaves the default.
+    const us = Number(busyPoll);
+    nat = native.NativeChannel.open(fd, serialization, () => end._onWake(), isBusyPoll(us) ? us : undefined);
   } catch (err) {
     runtimeFailed(`cannot open the channel on fd ${fd} (${err.message})`);
   }

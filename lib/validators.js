@@ -129,10 +129,11 @@ function validateMaxMessageSize(max) {
 // forkline's `busyPoll` (µs after each send and receive, 0 = off), else the process default FORKLINE_BUSY_POLL;
 // undefined when neither is set: the channel then polls while it pays (src/core/spin.rs).
 const MAX_BUSY_POLL = 1_000_000;
+const isBusyPoll = (us) => Number.isInteger(us) && us >= 0 && us <= MAX_BUSY_POLL;
 function busyPollOf(options) {
   if (options.busyPoll != null) {
     const us = options.busyPoll;
-    if (!Number.isInteger(us) || us < 0 || us > MAX_BUSY_POLL) {
+    if (!isBusyPoll(us)) {
       throw makeError('ERR_OUT_OF_RANGE', 'options.busyPoll', `an integer from 0 to ${MAX_BUSY_POLL}`, us);
     }
     return us;
@@ -140,7 +141,7 @@ function busyPollOf(options) {
   const fromEnv = process.env.FORKLINE_BUSY_POLL;
   if (fromEnv === undefined || fromEnv === '') return undefined;
   const us = Number(fromEnv);
-  if (!Number.isInteger(us) || us < 0 || us > MAX_BUSY_POLL) {
+  if (!isBusyPoll(us)) {
     throw makeError('ERR_OUT_OF_RANGE', 'env.FORKLINE_BUSY_POLL', `an integer from 0 to ${MAX_BUSY_POLL}`, fromEnv);
   }
   return us;
@@ -165,4 +166,5 @@ module.exports = {
   sanitizeKillSignal,
   validateMaxMessageSize,
   busyPollOf,
+  isBusyPoll,
 };
