@@ -12,6 +12,8 @@ const test = require('./helpers').withNativeOnly(require('node:test'), {
     "FORKLINE_BAD_HANDLE (Node's channel throws on an envelope of an unknown type)",
   'a peer that dies between envelope and ACK: later sends fail with EPIPE, no fd kept':
     "the native handshake's held sends failing with EPIPE (Node's never call back)",
+  'handles queued behind an ACK go on while the sending thread is busy: the reactor reads the ACKs':
+    'the native core reading ACKs off the JS thread',
   'EMFILE in the receiving child: the fd is lost, NACKed, retried, given up with a warning; later messages arrive':
     "resending a NACKed net.Server (Node's channel resends only sockets)",
 });
@@ -627,3 +629,35 @@ test('after an ACK, send() counts only what queued behind the next handle, as No
   const expected = pipelined ? [true, true, false, true, true] : results['node:child_process'];
   assert.deepStrictEqual(results.forkline, expected, 'forkline');
 });
+
+// Node's sender answers an ACK from its event loop, so a handle queued behind another waits while the sender's JS
+// runs; forkline's core reads the ACKs on the reactor while handles wait (src/napi/side.rs, queue_handle).
+test(
+  'handles queued behind an ACK go on while the sending thread is busy: the reactor reads the ACKs',
+  { timeout: 20_000 },
+  async (t) => {
+    const child = spawnChild(t, forkline, CHILD);
+    const server = net.createServer();
+    await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.after(() => server.close());
+    const stamps = [];
+    const all = new Promise((resolve) =>
+      child.on('message', (msg) => {
+        if (msg && msg.stamped) stamps.push(msg);
+        if (stamps.length === 3) resolve();
+      }),
+    );
+    for (const n of [1, 2, 3]) child.send({ do: 'stamp', n }, server);
+    // Blocks this thread (no event loop turn) for 1.5 s.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1500);
+    const unblocked = Date.now();
+    await all;
+    assert.deepStrictEqual(
+      stamps.map((s) => s.stamped),
+      [1, 2, 3],
+    );
+    for (const { stamped, at } of stamps) {
+      assert.ok(at < unblocked, `handle ${stamped} arrived ${at - unblocked} ms after this thread was free again`);
+    }
+  },
+);

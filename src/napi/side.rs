@@ -7,7 +7,7 @@ use std::sync::Arc;
 use napi::bindgen_prelude::{Buffer, Either, Function};
 use napi::{Env, Result};
 
-use crate::core::channel::{Channel, Event, ReadOutcome, Stats};
+use crate::core::channel::{Channel, Event, ReadOutcome, Stats, Written};
 use crate::core::error::SysError;
 use crate::core::frame::Frame;
 use crate::core::spin::Window;
@@ -199,8 +199,8 @@ impl ChannelSide {
             None => None,
         };
         let result = match (data, fd) {
-            (Either::A(Line(envelope)), Some(fd)) => channel.write_handle(&envelope, fd),
-            (Either::B(envelope), Some(fd)) => channel.write_handle(&envelope, fd),
+            (Either::A(Line(envelope)), Some(fd)) => self.queue_handle(channel, &envelope, fd),
+            (Either::B(envelope), Some(fd)) => self.queue_handle(channel, &envelope, fd),
             // A json line is ours to queue as it is, and comes back for the next one if it went at once.
             (Either::A(Line(mut line)), None) => {
                 let result = channel.write_from(&mut line);
@@ -218,6 +218,26 @@ impl ChannelSide {
             Ok(w) => w.queued_bytes as f64,
             Err(e) => e.uv_errno() as f64,
         }
+    }
+
+    /// A handle that has to wait behind another's ACK means handles come faster than the peer acknowledges them:
+    /// the reactor reads for a while, so that each ACK sends the next handle at once rather than when this thread
+    /// is next free (Node's sender answers an ACK from its event loop, behind whatever else the loop has to do).
+    fn queue_handle(
+        &self,
+        channel: &Arc<Channel>,
+        envelope: &[u8],
+        fd: std::os::fd::BorrowedFd<'_>,
+    ) -> std::result::Result<Written, SysError> {
+        let written = channel.write_handle(envelope, fd)?;
+        if written.held {
+            if let Some(poller) = &self.poller {
+                if channel.read_burst().is_ok() {
+                    poller.stop();
+                }
+            }
+        }
+        Ok(written)
     }
 
     pub(crate) fn close(&self) {

@@ -166,6 +166,10 @@ impl Poll {
             unsafe { (api.poll_start)(self.handle, UV_READABLE, on_poll) };
         }
     }
+
+    pub fn stop(&self) {
+        stop_handle(self.handle, |api| api.poll_stop);
+    }
 }
 
 unsafe extern "C" fn on_poll(handle: *mut c_void, status: c_int, _events: c_int) {

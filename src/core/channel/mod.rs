@@ -144,11 +144,13 @@ impl std::fmt::Debug for Channel {
     }
 }
 
-/// The result of one `write`: its sequence number and what is still queued behind the socket.
+/// The result of one `write`: its sequence number, what is still queued behind the socket, and whether it waits
+/// behind an unacknowledged handle (it leaves when the peer's ACK is read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Written {
     pub seq: u64,
     pub queued_bytes: usize,
+    pub held: bool,
 }
 
 fn reactor_error(errno: Errno) -> SysError {

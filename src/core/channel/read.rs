@@ -181,8 +181,13 @@ impl Channel {
         }
     }
 
-    /// Nothing has been read since `turn`: the burst is over, reading goes back to the owner.
+    /// Nothing has been read since `turn`: the burst is over, reading goes back to the owner. Not while writes wait
+    /// for a handle's ACK: that ACK is what they wait for, and the owner's thread may be busy when it comes (the
+    /// next read starts the quiet over).
     fn burst_quiet(self: &Arc<Self>, turn: u64) {
+        if self.writes_held() {
+            return;
+        }
         {
             let mut reading = self.reading();
             if reading.mode != Mode::Burst || reading.turn != turn {

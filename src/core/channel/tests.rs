@@ -322,6 +322,44 @@ fn held_writes_count_what_waits_behind_the_handle_in_flight_as_nodes_handle_queu
 }
 
 #[test]
+fn a_burst_reads_on_while_writes_wait_for_an_ack_and_the_ack_sends_them_without_the_owner() {
+    let (ours, theirs) = sys::socketpair().unwrap();
+    let (tx, rx) = unbounded();
+    let (ptx, _prx) = unbounded();
+    let ch = Channel::new(ours, Decoder::new(false, 1024), Arc::new(TestSink(tx, ptx)));
+    let mut peer = UnixStream::from(theirs);
+    let (x, _y) = sys::socketpair().unwrap();
+    assert!(
+        !ch.write_handle(ENVELOPE.as_bytes(), x.as_fd())
+            .unwrap()
+            .held
+    );
+    assert!(
+        ch.write_handle(ENVELOPE.as_bytes(), x.as_fd())
+            .unwrap()
+            .held,
+        "a second handle waits for the first one's ACK"
+    );
+    assert_eq!(recv_with_fds(&peer), (ENVELOPE.to_string(), 1));
+    ch.read_burst().unwrap();
+    // Something read, then a quiet far longer than a burst's: the reader stays while the handle waits.
+    peer.write_all(b"1\n").unwrap();
+    assert!(matches!(next(&rx), Event::Frame(Frame::Lines(s)) if s == "1\n"));
+    thread::sleep(Duration::from_millis(50));
+    assert!(rx.try_iter().all(|e| !matches!(e, Event::ReaderIdle)));
+    // Nobody reads as the owner: the reactor reads the ACK, which sends the second handle.
+    peer.write_all(b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n").unwrap();
+    assert_eq!(recv_with_fds(&peer), (ENVELOPE.to_string(), 1));
+    // Nothing waits any more: the next quiet ends the burst.
+    peer.write_all(b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n").unwrap();
+    loop {
+        if matches!(next(&rx), Event::ReaderIdle) {
+            break;
+        }
+    }
+}
+
+#[test]
 fn the_cores_own_handles_keep_their_place_but_take_no_sequence_number() {
     let (ch, mut peer, rx, _) = open(1024);
     let (x, _y) = sys::socketpair().unwrap();

@@ -297,6 +297,7 @@ impl Channel {
             let written = Written {
                 seq,
                 queued_bytes: st.queued_bytes,
+                held: true,
             };
             return Ok((written, None));
         }
@@ -348,6 +349,7 @@ impl Channel {
                 let written = Written {
                     seq,
                     queued_bytes: st.queued_bytes,
+                    held: false,
                 };
                 let back = match data {
                     Cow::Owned(data) => Some(data),
@@ -363,7 +365,14 @@ impl Channel {
         st.queue.push_back(Chunk::rest(data, sent, seq, fd));
         let queued_bytes = st.queued_bytes;
         self.kick_writer(&mut st)?;
-        Ok((Written { seq, queued_bytes }, None))
+        Ok((
+            Written {
+                seq,
+                queued_bytes,
+                held: false,
+            },
+            None,
+        ))
     }
 
     /// Writes without blocking until done or the socket is full; returns the bytes written.
@@ -644,6 +653,11 @@ impl Channel {
             st.progress
         };
         self.sink.push(Event::Progress(progress));
+    }
+
+    /// Whether writes wait behind an unacknowledged handle.
+    pub(super) fn writes_held(&self) -> bool {
+        !self.state().held.is_empty()
     }
 
     /// Whether a handle (or memfd marker) sent on this channel still waits for the peer's ACK.
