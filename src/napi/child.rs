@@ -2,6 +2,7 @@
 //! process and holds its channel and stdio pipes.
 
 use std::os::fd::{IntoRawFd, OwnedFd};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use napi::bindgen_prelude::{Buffer, Either, Function};
@@ -16,9 +17,11 @@ use crate::core::frame::Decoder;
 use crate::napi::delivery::Delivery;
 use crate::napi::error::sys_error;
 use crate::napi::event::Polled;
+use crate::napi::js_call::DirectCall;
 use crate::napi::loop_hold::{self, Hold};
 use crate::napi::side::{start_reading, ChannelSide, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::napi::stats::ChannelStats;
+use crate::napi::wake;
 use crate::os::process::Process;
 use crate::os::spawn::{self, SpawnOptions, Stdio};
 
@@ -111,12 +114,9 @@ impl NativeChild {
             .max_message_size
             .map_or(DEFAULT_MAX_MESSAGE_SIZE, |m| m as usize);
 
-        let wake = on_wake
-            .build_threadsafe_function::<()>()
-            .callee_handled::<false>()
-            .weak::<true>()
-            .build()?;
-        let delivery = Arc::new(Delivery::new(wake));
+        let call = Rc::new(DirectCall::new(&env, &on_wake)?);
+        let (waker, wakeable) = wake::register(&env, call.clone())?;
+        let delivery = Arc::new(Delivery::new(waker));
         let sink: Arc<dyn EventSink> = delivery.clone();
 
         let spawned = spawn::spawn(&opts).map_err(sys_error)?;
@@ -137,7 +137,7 @@ impl NativeChild {
         }
         let busy_poll = crate::napi::busy_poll::window_of(options.busy_poll);
         let reading = match &channel {
-            Some(channel) => match start_reading(&env, channel, &delivery, &on_wake, busy_poll) {
+            Some(channel) => match start_reading(&env, channel, &delivery, &call, busy_poll) {
                 Ok(reading) => Some(reading),
                 Err(e) => {
                     if let Some(pid) = spawned.pid {
@@ -182,6 +182,7 @@ impl NativeChild {
                 channel_ref: None,
                 poller,
                 busy,
+                _wakeable: wakeable,
             },
             process,
             spawn_error: spawned.error,

@@ -6,16 +6,15 @@
 //! one each. Once the queue holds enough, the reactor stops reading for this channel (`has_room`) until JS has
 //! drained it (`on_room`), and the kernel pushes back on the peer. Reads on the JS thread are never held back.
 //!
-//! In napi/, not core/: the wake-up is a napi `ThreadsafeFunction`. The core sees only its `EventSink`.
+//! In napi/, not core/: the wake-up is the JS thread's shared thread-safe function (wake.rs). The core sees only its
+//! `EventSink`.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
-use napi::Status;
-
 use crate::core::channel::{Event, EventSink};
+use crate::napi::wake::Waker;
 
 /// Events the reactor may read ahead of JS. With ≤ 256 KiB read per event this bounds memory at a few MiB per
 /// channel.
@@ -29,13 +28,10 @@ pub const MAX_BATCH: usize = 64;
 /// of hundreds of mostly idle children wants each channel to hold little.
 const KEPT_CAPACITY: usize = 8;
 
-/// The JS wake function: no arguments, weak (it never keeps the event loop alive by itself).
-pub type Wake = ThreadsafeFunction<(), (), (), Status, false, true>;
-
 pub struct Delivery {
     queue: Mutex<VecDeque<Event>>,
     woken: AtomicBool,
-    wake: Wake,
+    waker: Waker,
     /// Set while the JS thread itself reads: it calls JS right after, so pushes need not wake it.
     quiet: AtomicBool,
     /// What to call once JS has drained: the reactor's reads, held back for room.
@@ -45,26 +41,20 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    pub fn new(wake: Wake) -> Self {
+    pub fn new(waker: Waker) -> Self {
         Delivery {
             queue: Mutex::new(VecDeque::new()),
             woken: AtomicBool::new(false),
-            wake,
+            waker,
             quiet: AtomicBool::new(false),
             resume: Mutex::new(None),
             waiting: AtomicBool::new(false),
         }
     }
 
-    /// Wakes JS through the thread-safe function, for events pushed quietly.
-    pub fn push_wake(&self) {
-        self.wake();
-    }
-
     fn wake(&self) {
         if !self.woken.swap(true, Ordering::AcqRel) {
-            // Closing (the JS environment is going away) is the only failure, and then nobody is listening.
-            let _ = self.wake.call((), ThreadsafeFunctionCallMode::NonBlocking);
+            self.waker.wake();
         }
     }
 

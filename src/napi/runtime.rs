@@ -2,6 +2,7 @@
 //! made, served by the same `Channel` and `Delivery` as the parent's `NativeChild`. lib/runtime.js installs it as the
 //! child's `process.send` / `process.on('message')` before user code runs.
 
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +17,10 @@ use crate::core::frame::Decoder;
 use crate::napi::delivery::Delivery;
 use crate::napi::error::sys_error;
 use crate::napi::event::Polled;
+use crate::napi::js_call::DirectCall;
 use crate::napi::side::{start_reading, ChannelSide, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::napi::stats::ChannelStats;
+use crate::napi::wake;
 use crate::os::sys;
 
 /// The child's end of its IPC channel.
@@ -41,12 +44,9 @@ impl NativeChannel {
     ) -> Result<NativeChannel> {
         let sock = sys::adopt_inherited_socket(fd).map_err(sys_error)?;
         let advanced = serialization == "advanced";
-        let wake = on_wake
-            .build_threadsafe_function::<()>()
-            .callee_handled::<false>()
-            .weak::<true>()
-            .build()?;
-        let delivery = Arc::new(Delivery::new(wake));
+        let call = Rc::new(DirectCall::new(&env, &on_wake)?);
+        let (waker, wakeable) = wake::register(&env, call.clone())?;
+        let delivery = Arc::new(Delivery::new(waker));
         let sink: Arc<dyn EventSink> = delivery.clone();
         let channel = Channel::new(sock, Decoder::new(advanced, DEFAULT_MAX_MESSAGE_SIZE), sink);
         if crate::napi::side::memfd_enabled() {
@@ -57,7 +57,7 @@ impl NativeChannel {
         }
         let busy_poll = crate::napi::busy_poll::window_of(busy_poll);
         let reading =
-            start_reading(&env, &channel, &delivery, &on_wake, busy_poll).map_err(sys_error)?;
+            start_reading(&env, &channel, &delivery, &call, busy_poll).map_err(sys_error)?;
         Ok(NativeChannel {
             side: ChannelSide {
                 delivery,
@@ -66,6 +66,7 @@ impl NativeChannel {
                 channel_ref: None,
                 poller: reading.poller,
                 busy: reading.busy,
+                _wakeable: wakeable,
             },
         })
     }

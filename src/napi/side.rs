@@ -4,7 +4,7 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use napi::bindgen_prelude::{Buffer, Either, Function};
+use napi::bindgen_prelude::{Buffer, Either};
 use napi::{Env, Result};
 
 use crate::core::channel::{Channel, Event, ReadOutcome, Stats, Written};
@@ -14,10 +14,12 @@ use crate::core::spin::Window;
 use crate::napi::busy_poll::{BusyPoll, Spinner};
 use crate::napi::delivery::{Delivery, MAX_BATCH};
 use crate::napi::event::{ChannelEvent, Polled};
+use crate::napi::js_call::DirectCall;
 use crate::napi::loop_hold::{self, Hold};
 use crate::napi::payload::{Line, Text};
 use crate::napi::stats::ChannelStats;
-use crate::napi::{js_call, uv};
+use crate::napi::uv;
+use crate::napi::wake::Wakeable;
 
 /// Default cap on one message: V8's longest string is just under 512 MiB, so nothing larger could be delivered.
 pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: usize = 512 * 1024 * 1024;
@@ -37,7 +39,7 @@ pub(crate) fn start_reading(
     env: &Env,
     channel: &Arc<Channel>,
     delivery: &Arc<Delivery>,
-    on_wake: &Function<(), ()>,
+    call: &Rc<DirectCall>,
     busy_poll: Option<Window>,
 ) -> std::result::Result<Reading, SysError> {
     let Some(uv_loop) = env.get_uv_event_loop().ok().map(|l| l.cast()) else {
@@ -49,7 +51,11 @@ pub(crate) fn start_reading(
     };
     let busy = busy_poll
         .and_then(|window| Spinner::for_loop(uv_loop).map(|spinner| BusyPoll { spinner, window }));
-    let read = JsThreadRead::new(env, channel, delivery, on_wake);
+    let read = JsThreadRead {
+        channel: channel.clone(),
+        delivery: delivery.clone(),
+        call: call.clone(),
+    };
     // Weak: the spinner's idle handle must close when the last end lets it go, with the poll handles, not in a poll
     // handle's close callback (a worker's loop ends right after those: a handle closed from one stays open).
     let armed = busy.as_ref().map(|b| (Rc::downgrade(&b.spinner), b.window));
@@ -84,23 +90,10 @@ pub(crate) fn start_reading(
 struct JsThreadRead {
     channel: Arc<Channel>,
     delivery: Arc<Delivery>,
-    direct: Option<js_call::DirectCall>,
+    call: Rc<DirectCall>,
 }
 
 impl JsThreadRead {
-    fn new(
-        env: &Env,
-        channel: &Arc<Channel>,
-        delivery: &Arc<Delivery>,
-        on_wake: &Function<(), ()>,
-    ) -> Self {
-        JsThreadRead {
-            channel: channel.clone(),
-            delivery: delivery.clone(),
-            direct: js_call::DirectCall::new(env, on_wake).ok(),
-        }
-    }
-
     /// Reads once; `stop` stops the caller's polling (at EOF, or once the reactor has the channel). True if
     /// something arrived.
     fn read_once(&self, stop: &dyn Fn()) -> bool {
@@ -123,10 +116,7 @@ impl JsThreadRead {
             }
         }
         if pending {
-            match &self.direct {
-                Some(direct) => direct.call(),
-                None => self.delivery.push_wake(),
-            }
+            self.call.call();
         }
         self.channel.defer_control(false);
         pending
@@ -146,6 +136,8 @@ pub(crate) struct ChannelSide {
     pub(crate) busy: Option<BusyPoll>,
     /// The channel's counters, kept after the channel is released.
     pub(crate) stats: Arc<Stats>,
+    /// Where the thread's wake-up finds this end's JS function, for as long as the end is there.
+    pub(crate) _wakeable: Wakeable,
 }
 
 impl ChannelSide {
