@@ -36,6 +36,15 @@ fn open(max: usize) -> (Arc<Channel>, UnixStream, Receiver<Event>, Receiver<()>)
     (ch, UnixStream::from(theirs), rx, prx)
 }
 
+/// A channel its owner reads (as on the JS thread, `read_ready`, `read_burst`), not the reactor until EOF.
+fn open_owned() -> (Arc<Channel>, UnixStream, Receiver<Event>) {
+    let (ours, theirs) = sys::socketpair().unwrap();
+    let (tx, rx) = unbounded();
+    let (ptx, _prx) = unbounded();
+    let ch = Channel::new(ours, Decoder::new(false, 1024), Arc::new(TestSink(tx, ptx)));
+    (ch, UnixStream::from(theirs), rx)
+}
+
 /// The next event other than write progress.
 fn next(rx: &Receiver<Event>) -> Event {
     loop {
@@ -206,11 +215,7 @@ fn an_envelope_with_its_fd_becomes_one_handle_event_and_is_acked() {
 
 /// A channel the owner reads itself (as on the JS thread), with a handle from the peer read during its turn.
 fn handle_read_in_turn() -> (Arc<Channel>, UnixStream, Receiver<Event>) {
-    let (ours, theirs) = sys::socketpair().unwrap();
-    let (tx, rx) = unbounded();
-    let (ptx, _prx) = unbounded();
-    let ch = Channel::new(ours, Decoder::new(false, 1024), Arc::new(TestSink(tx, ptx)));
-    let peer = UnixStream::from(theirs);
+    let (ch, peer, rx) = open_owned();
     let (x, _y) = sys::socketpair().unwrap();
     sys::send(
         peer.as_fd(),
@@ -323,11 +328,7 @@ fn held_writes_count_what_waits_behind_the_handle_in_flight_as_nodes_handle_queu
 
 #[test]
 fn a_burst_reads_on_while_writes_wait_for_an_ack_and_the_ack_sends_them_without_the_owner() {
-    let (ours, theirs) = sys::socketpair().unwrap();
-    let (tx, rx) = unbounded();
-    let (ptx, _prx) = unbounded();
-    let ch = Channel::new(ours, Decoder::new(false, 1024), Arc::new(TestSink(tx, ptx)));
-    let mut peer = UnixStream::from(theirs);
+    let (ch, mut peer, rx) = open_owned();
     let (x, _y) = sys::socketpair().unwrap();
     assert!(
         !ch.write_handle(ENVELOPE.as_bytes(), x.as_fd())
@@ -442,11 +443,7 @@ fn advanced_envelope_with_fd_is_acked_in_v8_format() {
 
 #[test]
 fn a_burst_reader_hands_reading_back_when_idle() {
-    let (ours, theirs) = sys::socketpair().unwrap();
-    let (tx, rx) = unbounded();
-    let (ptx, _prx) = unbounded();
-    let ch = Channel::new(ours, Decoder::new(false, 1024), Arc::new(TestSink(tx, ptx)));
-    let mut peer = UnixStream::from(theirs);
+    let (ch, mut peer, rx) = open_owned();
     assert_eq!(ch.read_ready(1), ReadOutcome::Idle, "nothing to read yet");
     // More than the socket holds, so the writer blocks until the reactor drains it.
     let burst = "1\n".repeat(400_000);
