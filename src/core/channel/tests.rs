@@ -455,15 +455,15 @@ fn a_burst_reader_hands_reading_back_when_idle() {
     loop {
         match next(&rx) {
             Event::Frame(Frame::Lines(s)) => lines += s.len() / 2,
-            Event::ReaderIdle => break,
+            Event::ReaderIdle if lines == 400_000 => break,
+            // The writer stalled for longer than a burst's quiet (a busy machine): the burst ended early, and the
+            // owner hands reading back, as the napi layer does when its next read fills the buffer.
+            Event::ReaderIdle => ch.read_burst().unwrap(),
             other => panic!("{other:?}"),
         }
     }
     writing.join().unwrap();
-    assert_eq!(
-        lines, 400_000,
-        "the reactor read the whole burst, then went idle"
-    );
+    assert_eq!(lines, 400_000, "every line read once, then idle");
     peer.write_all(b"2\n").unwrap();
     assert!(sys::wait_readable(ch.sock.as_fd(), 5000));
     assert_eq!(ch.read_ready(1), ReadOutcome::Idle);
