@@ -1,6 +1,7 @@
 //! The napi layer, thin: the classes the JS layer sees (`NativeChild` in child.rs, `NativeChannel` in runtime.rs,
 //! `NativeServer` in server.rs), what they share (`side.rs`, `event.rs`, `payload.rs`, `delivery.rs`, `error.rs`)
-//! and the ways onto Node's own thread (`js_call.rs`, `uv.rs`, `wake.rs`). It may import every other layer; none imports it.
+//! and the ways onto Node's own thread (`js_call.rs`, `uv.rs`, `wake.rs`). It may import every other layer; none
+//! imports it.
 //! Its `unsafe` is FFI into Node (napi_sys calls, libuv's functions) and borrows of fds that JS owns, each block
 //! with its `// SAFETY:` line; the syscalls stay in os/.
 
