@@ -803,3 +803,31 @@ test("sends queued behind an unacknowledged handle to a child that exits: no 'er
     for (const code of got) assert.ok([null, 'EPIPE', 'ECONNRESET', 'ERR_IPC_CHANNEL_CLOSED'].includes(code), code);
   }
 });
+
+// Node's ChildProcess can be collected once it has closed; forkline's native end held its JS wake function (and
+// through it the ChildProcess) from Rust until it retires at 'close'.
+test('a ChildProcess that has closed is collected, as Node', { timeout: 30_000 }, async () => {
+  require('node:v8').setFlagsFromString('--expose-gc');
+  const gc = require('node:vm').runInNewContext('gc');
+  const EMPTY = fixture('exit-at-once.js');
+  for (const [name, fork] of Object.entries(IMPLS)) {
+    const refs = [];
+    await Promise.all(
+      Array.from(
+        { length: 10 },
+        () =>
+          new Promise((resolve) => {
+            const child = fork(EMPTY);
+            refs.push(new WeakRef(child));
+            child.on('close', resolve);
+          }),
+      ),
+    );
+    // Collections run between turns: whatever the close's own callbacks still held is let go by then.
+    for (let i = 0; i < 40 && refs.some((ref) => ref.deref()); i++) {
+      await sleep(25);
+      gc();
+    }
+    assert.strictEqual(refs.filter((ref) => ref.deref()).length, 0, `${name}: children still reachable after 'close'`);
+  }
+});

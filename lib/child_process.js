@@ -243,7 +243,10 @@ function flushStdio(child) {
 
 function maybeClose(child) {
   child._closesGot++;
-  if (child._closesGot === child._closesNeeded) child.emit('close', child.exitCode, child.signalCode);
+  if (child._closesGot !== child._closesNeeded) return;
+  // Nothing native is left to report: let go of it, or its reference to this object would keep both forever.
+  if (child._native) child._native.retire();
+  child.emit('close', child.exitCode, child.signalCode);
 }
 
 // Every 'pipe' slot is a socketpair, as libuv makes them: the parent's end is writable in every slot (stdout and

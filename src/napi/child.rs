@@ -182,7 +182,7 @@ impl NativeChild {
                 channel_ref: None,
                 poller,
                 busy,
-                _wakeable: wakeable,
+                wakeable: Some(wakeable),
             },
             process,
             spawn_error: spawned.error,
@@ -271,6 +271,13 @@ impl NativeChild {
     #[napi]
     pub fn release_channel(&mut self) {
         self.side.release();
+    }
+
+    /// Everything the child will report has been reported (JS emitted 'close'): lets go of the channel and of what
+    /// keeps the JS object reachable from here, so that both can be collected, as Node's are.
+    #[napi]
+    pub fn retire(&mut self) {
+        self.side.retire();
     }
 
     /// Sends a signal: 0 on success, else -errno (ESRCH once the child is gone).

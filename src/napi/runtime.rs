@@ -66,7 +66,7 @@ impl NativeChannel {
                 channel_ref: None,
                 poller: reading.poller,
                 busy: reading.busy,
-                _wakeable: wakeable,
+                wakeable: Some(wakeable),
             },
         })
     }

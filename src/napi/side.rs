@@ -136,8 +136,8 @@ pub(crate) struct ChannelSide {
     pub(crate) busy: Option<BusyPoll>,
     /// The channel's counters, kept after the channel is released.
     pub(crate) stats: Arc<Stats>,
-    /// Where the thread's wake-up finds this end's JS function, for as long as the end is there.
-    pub(crate) _wakeable: Wakeable,
+    /// Where the thread's wake-up finds this end's JS function, until the end retires.
+    pub(crate) wakeable: Option<Wakeable>,
 }
 
 impl ChannelSide {
@@ -243,6 +243,14 @@ impl ChannelSide {
         self.busy = None;
         self.channel_ref = None;
         self.channel = None;
+    }
+
+    /// Nothing more will be reported (the process exited and the channel ended): lets go of the channel and of this
+    /// end's place in the thread's wake-up table. That table holds the end's JS function, whose closure holds the
+    /// JS object that holds this end: until then neither could be collected.
+    pub(crate) fn retire(&mut self) {
+        self.release();
+        self.wakeable = None;
     }
 
     pub(crate) fn ref_channel(&mut self, env: &Env) -> Result<()> {
