@@ -824,7 +824,7 @@ test('a ChildProcess that has closed is collected, as Node', { timeout: 30_000 }
       ),
     );
     // Collections run between turns: whatever the close's own callbacks still held is let go by then.
-    for (let i = 0; i < 40 && refs.some((ref) => ref.deref()); i++) {
+    for (let i = 0; i < 80 && refs.some((ref) => ref.deref()); i++) {
       await sleep(25);
       gc();
     }
