@@ -831,3 +831,24 @@ test('a ChildProcess that has closed is collected, as Node', { timeout: 30_000 }
     assert.strictEqual(refs.filter((ref) => ref.deref()).length, 0, `${name}: children still reachable after 'close'`);
   }
 });
+
+// In Node 'exit' comes from the process handle, an I/O callback of its own, so the ticks and promise jobs of what
+// came before it (the last messages, 'disconnect') run first. forkline can read the EOF after the exit is known
+// (here: JS is blocked while the child exits), and then hands both to JS in one batch.
+test(
+  "'exit' comes after the promise jobs of 'disconnect' and the last messages, as Node",
+  { timeout: 30_000 },
+  async () => {
+    for (const [name, fork] of Object.entries(IMPLS)) {
+      const child = fork(fixture('burst-exit.js'), ['1']);
+      child.once('message', () => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1000));
+      await new Promise((resolve, reject) => {
+        child.on('disconnect', async () => {
+          await null;
+          if (child.exitCode !== null || child.signalCode !== null) reject(new Error(`${name}: 'exit' came first`));
+          else child.once('exit', resolve);
+        });
+      });
+    }
+  },
+);

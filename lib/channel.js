@@ -449,10 +449,20 @@ class ChannelEnd extends EventEmitter {
   // in Node), and the rest of the inbox goes out on the next tick instead of being lost.
   _drainInbox() {
     let finished = false;
+    let later = false;
     try {
       const inbox = this._inbox;
+      const start = this._inboxAt;
       while (this._inboxAt < inbox.length) {
-        const item = inbox[this._inboxAt++];
+        const item = inbox[this._inboxAt];
+        // Node's 'exit' comes from the process handle, an I/O callback of its own: the ticks and promise jobs of
+        // what this batch emitted run before it (so a listener they add still sees it).
+        if (item instanceof Signal && item.kind === 'exit' && this._inboxAt > start) {
+          later = true;
+          setImmediate(() => this._drainInbox());
+          return;
+        }
+        this._inboxAt++;
         if (item instanceof Signal) this._onSignal(item);
         else if (this._receiving()) this._emitMessage('message', item, undefined);
       }
@@ -461,7 +471,7 @@ class ChannelEnd extends EventEmitter {
       if (finished) {
         this._inbox.length = 0;
         this._inboxAt = 0;
-      } else {
+      } else if (!later) {
         process.nextTick(() => this._drainInbox());
       }
     }
