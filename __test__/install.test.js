@@ -19,6 +19,7 @@ const path = require('node:path');
 const { spawn, spawnSync } = require('node:child_process');
 const { test, before, after } = require('node:test');
 const { check, muslSymbols, highestGlibc, compare, GLIBC_BASELINE } = require('../scripts/elf');
+const { cleanNpmEnv } = require('../scripts/npm_env');
 const { PREBUILT_PLATFORMS } = require('../lib/addon_path');
 
 const ROOT = path.join(__dirname, '..');
@@ -34,12 +35,6 @@ let tarball; // as packed
 let badTarball; // the same with a prebuilt binary that does not load, as on another architecture or libc
 let noneTarball; // the same without this platform's prebuilt binary
 
-// The environment of the npm and node runs: none of the npm_* variables of an enclosing `npm test`.
-function cleanEnv(extra = {}) {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^npm_|^INIT_CWD$/i.test(key)));
-  return { ...env, npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false', ...extra };
-}
-
 // An environment where cargo cannot be found: PATH without any directory that holds cargo (node, npm and sh are
 // linked from a directory of their own, in case they shared one with it), and a HOME without ~/.cargo.
 function noCargoEnv() {
@@ -52,7 +47,11 @@ function noCargoEnv() {
   const dirs = process.env.PATH.split(':').filter((dir) => dir && !fs.existsSync(path.join(dir, 'cargo')));
   const home = path.join(tmp, 'home');
   fs.mkdirSync(home, { recursive: true });
-  const env = cleanEnv({ PATH: [bin, ...dirs].join(':'), HOME: home, npm_config_cache: path.join(tmp, 'npm-cache') });
+  const env = cleanNpmEnv({
+    PATH: [bin, ...dirs].join(':'),
+    HOME: home,
+    npm_config_cache: path.join(tmp, 'npm-cache'),
+  });
   delete env.CARGO_HOME;
   delete env.RUSTUP_HOME;
   assert.ok(spawnSync('cargo', ['--version'], { env }).error, 'cargo is still reachable');
@@ -127,7 +126,7 @@ before(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'forkline-install-'));
   const packed = await run('npm', ['pack', '--json', '--pack-destination', tmp], {
     cwd: ROOT,
-    env: cleanEnv(),
+    env: cleanNpmEnv(),
     timeout: 540_000,
   });
   assert.strictEqual(packed.code, 0, packed.stderr);
@@ -222,7 +221,7 @@ test(
     // A TMPDIR of its own, to see that the install's cargo target directory is removed.
     const tmpdir = path.join(tmp, 'tmpdir');
     fs.mkdirSync(tmpdir);
-    const env = cleanEnv({ TMPDIR: tmpdir });
+    const env = cleanNpmEnv({ TMPDIR: tmpdir });
     delete env.CARGO_TARGET_DIR;
     const dir = makeApp('app-source', badTarball);
     const { code, stdout, stderr } = await npmInstall(dir, badTarball, env);
@@ -255,7 +254,7 @@ test(
   { skip },
   async () => {
     // cargo is there, but cannot run rustc.
-    const env = cleanEnv({ RUSTC: path.join(tmp, 'no-rustc') });
+    const env = cleanNpmEnv({ RUSTC: path.join(tmp, 'no-rustc') });
     const dir = makeApp('app-build-fails', badTarball);
     const { code, stdout, stderr } = await npmInstall(dir, badTarball, env);
     assert.notStrictEqual(code, 0);
@@ -277,7 +276,7 @@ function assertPortableInstall(dir, { code, stdout, stderr }, why) {
 
 test('another OS (FORKLINE_INSTALL_PLATFORM=darwin-arm64): one line, exit 0, no build tried', { skip }, async () => {
   // With cargo reachable, to see that no build is tried: the native core is Linux's.
-  const env = cleanEnv({ FORKLINE_INSTALL_PLATFORM: 'darwin-arm64' });
+  const env = cleanNpmEnv({ FORKLINE_INSTALL_PLATFORM: 'darwin-arm64' });
   const dir = makeApp('app-darwin', tarball);
   const result = await npmInstall(dir, tarball, env);
   assertPortableInstall(dir, result, /no native addon for darwin-arm64, as its core is Linux's/);
@@ -304,7 +303,7 @@ test('that app runs in the portable mode: a fork round trip, no addon loaded', {
 });
 
 test('a Linux without a prebuilt binary whose build fails: exit 0, the last line says why', { skip }, async () => {
-  const env = cleanEnv({ FORKLINE_INSTALL_PLATFORM: 'linux-riscv64-gnu', RUSTC: path.join(tmp, 'no-rustc') });
+  const env = cleanNpmEnv({ FORKLINE_INSTALL_PLATFORM: 'linux-riscv64-gnu', RUSTC: path.join(tmp, 'no-rustc') });
   const dir = makeApp('app-riscv64', tarball);
   const { code, stdout, stderr } = await npmInstall(dir, tarball, env);
   assert.strictEqual(code, 0, stderr);

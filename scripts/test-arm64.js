@@ -16,15 +16,10 @@ const os = require('node:os');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
 const { ensureNode } = require('./node-majors');
+const { cleanNpmEnv } = require('./npm_env');
 
 const ROOT = path.join(__dirname, '..');
 const NODE_MAJOR = 24;
-
-// The environment of the npm and node runs: none of the npm_* variables of an enclosing `npm run`.
-function cleanEnv(extra = {}) {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^npm_|^INIT_CWD$/i.test(key)));
-  return { ...env, npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false', ...extra };
-}
 
 function run(cmd, args, options) {
   const result = spawnSync(cmd, args, { stdio: 'inherit', ...options });
@@ -71,7 +66,7 @@ function main() {
       console.error('test:arm64: npm pack (prepack builds the prebuilt binaries)');
       const packed = run('npm', ['pack', '--json', '--pack-destination', tmp], {
         cwd: ROOT,
-        env: cleanEnv(),
+        env: cleanNpmEnv(),
         stdio: ['ignore', 'pipe', 'inherit'],
         encoding: 'utf8',
       });
@@ -85,7 +80,7 @@ function main() {
     fs.cpSync(path.join(__dirname, 'arm64'), app, { recursive: true });
     const pkg = { name: 'arm64-app', version: '1.0.0', private: true, allowScripts: { [`file:${tarball}`]: true } };
     fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify(pkg));
-    const env = cleanEnv({
+    const env = cleanNpmEnv({
       PATH: `${path.dirname(node)}:${process.env.PATH}`,
       npm_config_cache: path.join(tmp, 'npm-cache'),
     });

@@ -117,7 +117,9 @@ function forksOf(records) {
 // The time-outs leave both runs of a project inside a test's 120 s (npm test's --test-timeout).
 async function runTests(name, { withFlag, scale = 1, timeoutMs = 55_000 * scale }) {
   const report = path.join(fs.mkdtempSync(path.join(os.tmpdir(), `forkline-${name}-`)), 'report.jsonl');
-  const extra = { EXAMPLE_SCALE: String(scale), FORKLINE_REGISTER_REPORT: report };
+  // The tools' own temp files (jest's cache, the compile cache vitest turns on) go in the run's directory, and with
+  // it when the run is over.
+  const extra = { EXAMPLE_SCALE: String(scale), FORKLINE_REGISTER_REPORT: report, TMPDIR: path.dirname(report) };
   if (withFlag) extra.NODE_OPTIONS = PROJECTS[name].flag;
   const run = start('npm', ['test'], { cwd: path.join(HERE, name), env: runEnv(extra) }, timeoutMs);
   const result = await run.done;
