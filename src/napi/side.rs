@@ -212,9 +212,10 @@ impl ChannelSide {
         }
     }
 
-    /// A handle that has to wait behind another's ACK means handles come faster than the peer acknowledges them:
-    /// the reactor reads for a while, so that each ACK sends the next handle at once rather than when this thread
-    /// is next free (Node's sender answers an ACK from its event loop, behind whatever else the loop has to do).
+    /// A handle that has to wait behind another's ACK, in Node's protocol (one handle per round trip), means
+    /// handles come faster than the peer acknowledges them: the reactor reads for a while, so that each ACK sends
+    /// the next handle at once rather than when this thread is next free (Node's sender answers an ACK from its
+    /// event loop, behind whatever else the loop has to do). Pipelined, a window of handles is in flight already.
     fn queue_handle(
         &self,
         channel: &Arc<Channel>,
@@ -222,7 +223,7 @@ impl ChannelSide {
         fd: std::os::fd::BorrowedFd<'_>,
     ) -> std::result::Result<Written, SysError> {
         let written = channel.write_handle(envelope, fd)?;
-        if written.held {
+        if written.held && !channel.pipelines_handles() {
             if let Some(poller) = &self.poller {
                 if channel.read_burst().is_ok() {
                     poller.stop();

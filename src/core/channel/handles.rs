@@ -62,7 +62,6 @@ impl Channel {
     }
 
     /// Whether handles go pipelined (both ends announced).
-    #[cfg(test)]
     pub fn pipelines_handles(&self) -> bool {
         self.state().pipelined
     }
