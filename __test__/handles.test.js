@@ -25,7 +25,7 @@ const os = require('node:os');
 const path = require('node:path');
 const nodeChildProcess = require('node:child_process');
 const forkline = require('..');
-const { fdCount, assertNoFdLeak: settleNoFdLeak, once, BACKEND } = require('./helpers');
+const { fdCount, assertNoFdLeak: settleNoFdLeak, once, blockThread, BACKEND } = require('./helpers');
 
 const FIXTURES = path.join(__dirname, 'fixtures');
 const CHILD = path.join(FIXTURES, 'handle-child.js');
@@ -654,7 +654,7 @@ test(
     const all = stampsReach(4);
     for (const n of [1, 2, 3]) child.send({ do: 'stamp', n }, server);
     // Blocks this thread (no event loop turn) for 3 s.
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 3000);
+    blockThread(3000);
     const unblocked = Date.now();
     await all;
     assert.deepStrictEqual(

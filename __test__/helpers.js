@@ -43,6 +43,15 @@ const IMPLS = { node: nodeFork, forkline: forklineFork };
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+// Blocks this thread for `ms`: no event loop turn meanwhile, so only other threads and processes move.
+const blockThread = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+
+// V8's gc(), without --expose-gc on the command line.
+function exposedGc() {
+  require('node:v8').setFlagsFromString('--expose-gc');
+  return require('node:vm').runInNewContext('gc');
+}
+
 // A callback that must be called exactly `times` times before the test ends (checked in t.after).
 function mustCall(t, fn = () => {}, times = 1) {
   let calls = 0;
@@ -261,6 +270,8 @@ module.exports = {
   forklineFork,
   fixture,
   sleep,
+  blockThread,
+  exposedGc,
   mustCall,
   mustNotCall,
   spawnChild,

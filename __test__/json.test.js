@@ -9,8 +9,6 @@ const test = require('./helpers').withNativeOnly(require('node:test'), {
 });
 const assert = require('node:assert');
 const crypto = require('node:crypto');
-const v8 = require('node:v8');
-const vm = require('node:vm');
 const {
   IMPLS,
   fixture,
@@ -22,6 +20,7 @@ const {
   recordEvents,
   sleep,
   assertReaped,
+  exposedGc,
 } = require('./helpers');
 
 const ECHO = fixture('echo.js');
@@ -153,8 +152,7 @@ test('a 50 MB string each way', { timeout: 30_000 }, async (t) => {
 // Big ASCII lines reach JS as external strings over the channel's own buffer (freed by V8's collector), and big
 // sends are queued without copying their unsent tail: every byte must survive collections in between.
 test('big ASCII messages survive garbage collections on both sides', { timeout: 30_000 }, async (t) => {
-  v8.setFlagsFromString('--expose-gc');
-  const gc = vm.runInNewContext('gc');
+  const gc = exposedGc();
   const child = spawnChild(t, IMPLS.forkline, ECHO, [], QUIET);
   const sent = [];
   const got = [];

@@ -32,6 +32,8 @@ const {
   isAlive,
   waitUntil,
   tmpDir,
+  blockThread,
+  exposedGc,
 } = require('./helpers');
 
 const LIFECYCLE = fixture('lifecycle-child.js');
@@ -807,8 +809,7 @@ test("sends queued behind an unacknowledged handle to a child that exits: no 'er
 // Node's ChildProcess can be collected once it has closed; forkline's native end held its JS wake function (and
 // through it the ChildProcess) from Rust until it retires at 'close'.
 test('a ChildProcess that has closed is collected, as Node', { timeout: 30_000 }, async () => {
-  require('node:v8').setFlagsFromString('--expose-gc');
-  const gc = require('node:vm').runInNewContext('gc');
+  const gc = exposedGc();
   const EMPTY = fixture('exit-at-once.js');
   for (const [name, fork] of Object.entries(IMPLS)) {
     const refs = [];
@@ -841,7 +842,7 @@ test(
   async () => {
     for (const [name, fork] of Object.entries(IMPLS)) {
       const child = fork(fixture('burst-exit.js'), ['1']);
-      child.once('message', () => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1000));
+      child.once('message', () => blockThread(1000));
       await new Promise((resolve, reject) => {
         child.on('disconnect', async () => {
           await null;

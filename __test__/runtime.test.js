@@ -27,6 +27,7 @@ const {
   isAlive,
   waitUntil,
   tmpDir,
+  blockThread,
 } = require('./helpers');
 
 const CHILD = fixture('runtime-child.js');
@@ -122,7 +123,7 @@ test("send() callbacks, and false past the high-water mark, as in Node's child",
     child.on('message', (msg) => got.push(msg));
     child.send('flood');
     // Stop reading while the child floods (after the tick, so that 'flood' has left): its queue must grow.
-    setImmediate(() => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1000));
+    setImmediate(() => blockThread(1000));
     await waitUntil(() => got.length === 12, 20_000, 'the flood and the report');
     await whenClosed(child);
     assert.strictEqual(got[0], 'small');
