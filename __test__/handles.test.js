@@ -631,7 +631,8 @@ test('after an ACK, send() counts only what queued behind the next handle, as No
 });
 
 // Node's sender answers an ACK from its event loop, so a handle queued behind another waits while the sender's JS
-// runs; forkline's core reads the ACKs on the reactor while handles wait (src/napi/side.rs, queue_handle).
+// runs; forkline's core reads the ACKs on the reactor while handles wait behind a thread that has been busy lately
+// (src/napi/side.rs, queue_handle; src/core/loop_load.rs).
 test(
   'handles queued behind an ACK go on while the sending thread is busy: the reactor reads the ACKs',
   { timeout: 20_000 },
@@ -652,8 +653,9 @@ test(
     child.send({ do: 'stamp', n: 0 }, server);
     await first;
     const all = stampsReach(4);
+    // Busy already when it sends, and for 3 s after (no event loop turn).
+    blockThread(50);
     for (const n of [1, 2, 3]) child.send({ do: 'stamp', n }, server);
-    // Blocks this thread (no event loop turn) for 3 s.
     blockThread(3000);
     const unblocked = Date.now();
     await all;

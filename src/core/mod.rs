@@ -12,6 +12,7 @@ pub(crate) mod frame;
 pub(crate) mod internal;
 #[cfg(test)]
 mod invariants;
+pub(crate) mod loop_load;
 pub(crate) mod memfd;
 pub(crate) mod nack_hold;
 pub(crate) mod pairing;

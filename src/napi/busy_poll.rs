@@ -5,7 +5,7 @@
 //! what arrives, and timers and other I/O still run. An idle process costs nothing: the handle stops when the
 //! window passes.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::c_void;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
@@ -22,6 +22,14 @@ pub(crate) struct Spinner {
 
 thread_local! {
     static SPINNER: RefCell<Weak<Spinner>> = const { RefCell::new(Weak::new()) };
+    /// How long this thread's loop has polled for nothing in all: turns that found nothing since the last one, and
+    /// the CPU they yielded. Idle in all but name: `loop_gauge.rs` counts it with the time libuv waited in epoll.
+    static SPUN: Cell<Duration> = const { Cell::new(Duration::ZERO) };
+}
+
+/// This thread's time spent busy polling for nothing, so far.
+pub(crate) fn spun() -> Duration {
+    SPUN.with(Cell::get)
 }
 
 impl Spinner {
@@ -34,17 +42,27 @@ impl Spinner {
             let policy = Rc::new(RefCell::new(SpinPolicy::default()));
             let turns = policy.clone();
             let mut gave_away = Duration::ZERO;
+            // When the last turn of the running episode ended.
+            let mut last_turn: Option<Instant> = None;
             let on_turn = Box::new(move |stop: &dyn Fn()| {
-                let turn = turns.borrow_mut().turn(Instant::now(), gave_away);
+                let now = Instant::now();
+                let turn = turns.borrow_mut().turn(now, gave_away);
                 gave_away = Duration::ZERO;
                 match turn {
-                    Turn::Stop => stop(),
-                    Turn::Yield => {
-                        let before = Instant::now();
-                        std::thread::yield_now();
-                        gave_away = before.elapsed();
+                    Turn::Stop => {
+                        stop();
+                        last_turn = None;
                     }
-                    Turn::Poll => {}
+                    // Nothing came since the last turn: the loop only polled meanwhile.
+                    Turn::Yield => {
+                        std::thread::yield_now();
+                        gave_away = now.elapsed();
+                        let polled = last_turn
+                            .map_or(Duration::ZERO, |last| now.saturating_duration_since(last));
+                        SPUN.with(|spun| spun.set(spun.get() + polled + gave_away));
+                        last_turn = Some(now + gave_away);
+                    }
+                    Turn::Poll => last_turn = Some(now),
                 }
             });
             let idle = uv::Idle::new(uv_loop, on_turn)?;

@@ -173,7 +173,8 @@ impl NativeChild {
             }
             None => None,
         };
-        let (poller, busy) = reading.map_or((None, None), |r| (r.poller, r.busy));
+        let (poller, busy, gauge) =
+            reading.map_or((None, None, None), |r| (r.poller, r.busy, r.gauge));
         let mut child = NativeChild {
             side: ChannelSide {
                 delivery,
@@ -182,6 +183,8 @@ impl NativeChild {
                 channel_ref: None,
                 poller,
                 busy,
+                gauge,
+                passes_handles: Default::default(),
                 wakeable: Some(wakeable),
             },
             process,

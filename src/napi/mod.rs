@@ -12,6 +12,7 @@ pub(crate) mod delivery;
 pub(crate) mod error;
 pub(crate) mod event;
 pub(crate) mod js_call;
+pub(crate) mod loop_gauge;
 pub(crate) mod loop_hold;
 pub(crate) mod payload;
 pub(crate) mod runtime;

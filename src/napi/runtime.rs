@@ -66,6 +66,8 @@ impl NativeChannel {
                 channel_ref: None,
                 poller: reading.poller,
                 busy: reading.busy,
+                gauge: reading.gauge,
+                passes_handles: Default::default(),
                 wakeable: Some(wakeable),
             },
         })

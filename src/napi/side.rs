@@ -1,6 +1,7 @@
 //! The channel as either napi end holds it (`ChannelSide`, shared by `NativeChild` and `NativeChannel`), and
 //! `start_reading`, which sets up who reads it: libuv's poll on the JS thread, or the reactor.
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use crate::napi::busy_poll::{BusyPoll, Spinner};
 use crate::napi::delivery::{Delivery, MAX_BATCH};
 use crate::napi::event::{ChannelEvent, Polled};
 use crate::napi::js_call::DirectCall;
+use crate::napi::loop_gauge::LoopGauge;
 use crate::napi::loop_hold::{self, Hold};
 use crate::napi::payload::{Line, Text};
 use crate::napi::stats::ChannelStats;
@@ -24,10 +26,12 @@ use crate::napi::wake::Wakeable;
 /// Default cap on one message: V8's longest string is just under 512 MiB, so nothing larger could be delivered.
 pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: usize = 512 * 1024 * 1024;
 
-/// Who reads a channel on the JS thread: libuv's poll, and the thread's busy poll unless it is off.
+/// Who reads a channel on the JS thread: libuv's poll, and the thread's busy poll unless it is off; and how busy
+/// that thread is, which decides who reads the ACKs of handles.
 pub(crate) struct Reading {
     pub(crate) poller: Option<uv::Poll>,
     pub(crate) busy: Option<BusyPoll>,
+    pub(crate) gauge: Option<Rc<LoopGauge>>,
 }
 
 /// Reads the channel on the JS thread while traffic is light: one wake-up per message, as Node's own channel has.
@@ -47,6 +51,7 @@ pub(crate) fn start_reading(
         return Ok(Reading {
             poller: None,
             busy: None,
+            gauge: None,
         });
     };
     let busy = busy_poll
@@ -74,6 +79,7 @@ pub(crate) fn start_reading(
             Ok(Reading {
                 poller: Some(poller),
                 busy,
+                gauge: Some(LoopGauge::for_loop(uv_loop)),
             })
         }
         None => {
@@ -81,6 +87,7 @@ pub(crate) fn start_reading(
             Ok(Reading {
                 poller: None,
                 busy: None,
+                gauge: None,
             })
         }
     }
@@ -134,6 +141,10 @@ pub(crate) struct ChannelSide {
     pub(crate) poller: Option<uv::Poll>,
     /// Keeps looking for the next message a while after each send and receive, unless it is off.
     pub(crate) busy: Option<BusyPoll>,
+    /// How busy the JS thread is (with the poller: who reads the ACKs of handles).
+    pub(crate) gauge: Option<Rc<LoopGauge>>,
+    /// A handle has been sent in Node's protocol: each wake-up then samples the gauge, so its judgement is recent.
+    pub(crate) passes_handles: Cell<bool>,
     /// The channel's counters, kept after the channel is released.
     pub(crate) stats: Arc<Stats>,
     /// Where the thread's wake-up finds this end's JS function, until the end retires.
@@ -162,6 +173,11 @@ impl ChannelSide {
     }
 
     pub(crate) fn poll(&self) -> Vec<Polled> {
+        if self.passes_handles.get() {
+            if let Some(gauge) = &self.gauge {
+                gauge.busy();
+            }
+        }
         let mut out = Vec::with_capacity(self.delivery.pending().min(MAX_BATCH));
         self.delivery.drain(|event| {
             match event {
@@ -213,9 +229,11 @@ impl ChannelSide {
     }
 
     /// A handle that has to wait behind another's ACK, in Node's protocol (one handle per round trip), means
-    /// handles come faster than the peer acknowledges them: the reactor reads for a while, so that each ACK sends
-    /// the next handle at once rather than when this thread is next free (Node's sender answers an ACK from its
-    /// event loop, behind whatever else the loop has to do). Pipelined, a window of handles is in flight already.
+    /// handles come faster than the peer acknowledges them. If this thread has been busy lately (loop_load.rs), the
+    /// reactor reads for a while, so that each ACK sends the next handle at once rather than when this thread is
+    /// next free (Node's sender answers an ACK from its event loop, behind whatever else the loop has to do); once
+    /// the thread is mostly idle again, it reads the ACKs itself, waking for each as Node's sender does, without
+    /// the reactor's two extra wake-ups per handle. Pipelined, a window of handles is in flight already.
     fn queue_handle(
         &self,
         channel: &Arc<Channel>,
@@ -223,10 +241,18 @@ impl ChannelSide {
         fd: std::os::fd::BorrowedFd<'_>,
     ) -> std::result::Result<Written, SysError> {
         let written = channel.write_handle(envelope, fd)?;
-        if written.held && !channel.pipelines_handles() {
+        if channel.pipelines_handles() {
+            return Ok(written);
+        }
+        self.passes_handles.set(true);
+        if written.held {
             if let Some(poller) = &self.poller {
-                if channel.read_burst().is_ok() {
-                    poller.stop();
+                if self.gauge.as_ref().is_none_or(|gauge| gauge.busy()) {
+                    if channel.read_burst().is_ok() {
+                        poller.stop();
+                    }
+                } else if channel.end_burst() {
+                    poller.start();
                 }
             }
         }
@@ -242,6 +268,7 @@ impl ChannelSide {
     pub(crate) fn release(&mut self) {
         self.poller = None;
         self.busy = None;
+        self.gauge = None;
         self.channel_ref = None;
         self.channel = None;
     }

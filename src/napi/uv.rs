@@ -1,5 +1,6 @@
 //! A libuv poll handle on Node's own event loop, so the JS thread can read the channel the moment it is readable:
-//! one wake-up, as Node's own channel has, instead of a reader thread waking the JS thread.
+//! one wake-up, as Node's own channel has, instead of a reader thread waking the JS thread. Also the idle handle
+//! behind busy polling, and the loop's idle-time metric (how busy the JS thread is, `loop_gauge.rs`).
 //!
 //! libuv's functions are looked up in the running process at run time (Node exports them for addons), the way
 //! napi-rs looks up napi's own: the crate then links without libuv, and `cargo test` runs without Node.
@@ -12,6 +13,7 @@ use std::ffi::{c_int, c_void, CStr};
 use std::os::fd::RawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use nix::libc;
 
@@ -82,6 +84,20 @@ fn api() -> Option<&'static Api> {
         }
     })
     .as_ref()
+}
+
+/// How long `uv_loop` has waited for I/O in all (libuv's `uv_metrics_idle_time`; Node turns the metric on for
+/// every loop it runs, the main thread's and each worker's). None where libuv or the metric is not there.
+pub fn idle_time(uv_loop: *mut c_void) -> Option<Duration> {
+    type IdleTimeFn = unsafe extern "C" fn(*mut c_void) -> u64;
+    static IDLE_TIME: OnceLock<Option<IdleTimeFn>> = OnceLock::new();
+    let idle_time = (*IDLE_TIME.get_or_init(|| {
+        // SAFETY: the symbol is libuv's function of that name, whose C signature (uv.h) the alias repeats.
+        symbol(c"uv_metrics_idle_time")
+            .map(|f| unsafe { std::mem::transmute::<*mut c_void, IdleTimeFn>(f) })
+    }))?;
+    // SAFETY: `uv_loop` is the live loop napi handed out; libuv documents the call as thread-safe.
+    Some(Duration::from_nanos(unsafe { idle_time(uv_loop) }))
 }
 
 /// What runs on the JS thread when the fd is readable. It gets a function that stops polling, to call before it

@@ -133,6 +133,22 @@ impl Channel {
         self.hand_to_reactor(Mode::Burst)
     }
 
+    /// Ends a burst at the owner's word: from now on the owner reads. The reactor may finish a read it had begun
+    /// (reads take turns on the read state, so nothing is read twice or out of order), and reads nothing after it.
+    /// False if no burst was on.
+    pub fn end_burst(self: &Arc<Self>) -> bool {
+        {
+            let mut reading = self.reading();
+            if reading.mode != Mode::Burst {
+                return false;
+            }
+            reading.mode = Mode::Owner;
+            reading.turn += 1;
+        }
+        self.stop_reactor_reads();
+        true
+    }
+
     fn hand_to_reactor(self: &Arc<Self>, mode: Mode) -> Result<(), SysError> {
         let reg = self.registration()?;
         let mut reading = self.reading();

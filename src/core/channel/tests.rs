@@ -474,6 +474,32 @@ fn a_burst_reader_hands_reading_back_when_idle() {
     assert!(matches!(next(&rx), Event::Eof));
 }
 
+#[test]
+fn an_owner_that_ends_a_burst_reads_what_comes_next_itself() {
+    let (ch, mut peer, rx) = open_owned();
+    assert!(!ch.end_burst(), "no burst to end");
+    ch.read_burst().unwrap();
+    peer.write_all(b"1\n").unwrap();
+    assert!(
+        matches!(next(&rx), Event::Frame(Frame::Lines(s)) if s == "1\n"),
+        "the reactor reads"
+    );
+    assert!(ch.end_burst());
+    assert!(!ch.end_burst(), "ended once");
+    peer.write_all(b"2\n").unwrap();
+    assert!(sys::wait_readable(ch.sock.as_fd(), 5000));
+    nothing_delivered(&rx);
+    assert!(sys::wait_readable(ch.sock.as_fd(), 0), "left for the owner");
+    assert_eq!(ch.read_ready(1), ReadOutcome::Idle);
+    assert!(matches!(next(&rx), Event::Frame(Frame::Lines(s)) if s == "2\n"));
+    // No quiet timer of the ended burst hands reading back later.
+    thread::sleep(Duration::from_millis(20));
+    assert!(
+        rx.try_recv().is_err(),
+        "no ReaderIdle after the owner took reading back"
+    );
+}
+
 /// Writes `1\n` lines without blocking until the socket is full; returns the bytes written.
 fn fill(peer: &mut UnixStream) -> usize {
     let chunk = "1\n".repeat(32 * 1024);
