@@ -149,7 +149,9 @@ function childProcessSection(lines, group, writeRows) {
   lines.push(
     "Handles: the parent listens on 127.0.0.1 and passes each accepted socket with `child.send('sock', socket)`; " +
       'the child writes `ok` and ends it; a client loop in the parent ' +
-      `(${handles.IN_FLIGHT} connections at a time) counts sockets/s from connect to close.`,
+      `(${handles.IN_FLIGHT} connections at a time) counts sockets/s from connect to close. With the clients in a ` +
+      'process of their own (children/handle-clients.js, plain Node for every implementation) the parent only ' +
+      "accepts and passes sockets, as a primary that hands connections to workers; its CPU counts the bench process's.",
   );
   const sizes = group.map(({ scenario, params }) => `${scenario.id} n=${params.n} warm-up=${params.warm}`);
   lines.push(`Per measurement (a fresh child each, clock started once it is ready): ${sizes.join(', ')}.`);

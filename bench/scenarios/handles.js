@@ -1,10 +1,12 @@
 'use strict';
 
 // Handles: sockets passed to the child with `child.send('sock', socket)`, counted from the client's connect to its
-// close.
+// close; the clients in the parent itself, or in a process of their own (a primary that hands connections on).
 
 const net = require('node:net');
-const { now, seconds, fmtRate, withTimeout } = require('../harness');
+const path = require('node:path');
+const nodeChildProcess = require('node:child_process');
+const { now, seconds, fmtRate, fmtMicros, withTimeout } = require('../harness');
 
 // Connections open at once in the handles row: enough to keep both processes busy, far from any fd limit.
 const IN_FLIGHT = 32;
@@ -73,6 +75,29 @@ function connectMany(session, port, count) {
   });
 }
 
+// A plain node process with the clients (children/handle-clients.js), the same for every implementation; killed when
+// the measurement ends. Resolves to connect(port, count), which resolves once `count` connections have closed.
+async function clientProcess(session) {
+  const clients = nodeChildProcess.fork(path.join(__dirname, '..', 'children', 'handle-clients.js'));
+  session.defer(() => clients.kill('SIGKILL'));
+  const replies = [];
+  let waiter = null;
+  clients.on('message', (msg) => (waiter ? waiter(msg) : replies.push(msg)));
+  clients.on('exit', (code, signal) => session.fail(new Error(`clients exited (code ${code}, signal ${signal})`)));
+  const next = () => (replies.length ? Promise.resolve(replies.shift()) : new Promise((r) => (waiter = r)));
+  const take = async () => {
+    const msg = await next();
+    waiter = null;
+    if (msg.error) throw new Error(`clients: ${msg.error}`);
+    return msg;
+  };
+  await take();
+  return async (port, count) => {
+    clients.send({ port, count, inFlight: IN_FLIGHT });
+    await take();
+  };
+}
+
 const scenarios = [
   {
     id: 'handles',
@@ -88,6 +113,37 @@ const scenarios = [
       await connectMany(session, port, n);
       const t1 = now();
       return { rate: n / seconds(t0, t1), seconds: seconds(t0, t1) };
+    },
+  },
+  {
+    id: 'handles-apart',
+    child: 'handle-child.js',
+    params: { n: 10_000, warm: 1_000 },
+    rows: [
+      {
+        name: 'handles parent → child, clients in a process of their own, sockets/s',
+        key: 'rate',
+        higherIsBetter: true,
+        format: fmtRate,
+      },
+      {
+        name: 'handles, clients in a process of their own, parent CPU µs each',
+        key: 'cpu',
+        higherIsBetter: false,
+        format: fmtMicros,
+      },
+    ],
+    timeoutSeconds: 60,
+    async run(session, { n, warm }) {
+      const port = await handOffServer(session);
+      const connect = await clientProcess(session);
+      await connect(port, warm);
+      const cpu0 = process.cpuUsage();
+      const t0 = now();
+      await connect(port, n);
+      const t1 = now();
+      const { user, system } = process.cpuUsage(cpu0);
+      return { rate: n / seconds(t0, t1), cpu: (user + system) / n, seconds: seconds(t0, t1) };
     },
   },
 ];
