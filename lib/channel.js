@@ -164,7 +164,7 @@ class ChannelEnd extends EventEmitter {
     this._inbox = [];
     this._inboxAt = 0;
     this._pendingMessages = [];
-    // What only JS knows for stats(): send() returning false, and the errors JS itself finds (code → count).
+    // What only JS knows for stats(): send() returning false, and the errors JS itself finds (code -> count).
     this._sendFalse = 0;
     this._errorCounts = { __proto__: null };
   }

@@ -20,7 +20,7 @@ module.exports = {
   // Node 22; Node 24 dropped the event.
   channelUnrefEvent: major < 24,
 
-  // Node 26 validates `uid`/`gid` with validateInt32 and `timeout` with validateInteger(…, 0): a string is an
+  // Node 26 validates `uid`/`gid` with validateInt32 and `timeout` with validateInteger(..., 0): a string is an
   // ERR_INVALID_ARG_TYPE, a fraction or a value out of range an ERR_OUT_OF_RANGE. Before, one check each:
   // ERR_INVALID_ARG_TYPE 'int32' for ids, ERR_OUT_OF_RANGE 'an unsigned integer' for the timeout.
   integerValidators: major >= 26,

@@ -181,7 +181,7 @@ function replaceCluster() {
   if (Object.keys(cluster.workers).length > 0 || Object.keys(cluster.settings).length > 0) {
     return "node:cluster was set up before forkline/register ran: it stays Node's";
   }
-  const saved = new Map(); // key → Node's own property descriptor
+  const saved = new Map(); // key -> Node's own property descriptor
   for (const key of Reflect.ownKeys(cluster)) {
     if (!CLUSTER_CONSTANTS.includes(key)) saved.set(key, Object.getOwnPropertyDescriptor(cluster, key));
   }

@@ -4,7 +4,7 @@
 // ArrayBufferViews (its ChildProcessSerializer, lib/internal/child_process/serialization.js; Node 24.22 and 26.12 do
 // the same in C++, src/node_ipc_serdes.cc). Messages are mostly plain objects, arrays, strings, numbers, Buffers,
 // Dates, Maps and Sets; those are written and read here in JS, which V8 compiles to a tight loop, straight into one
-// buffer shared by the tick's messages. A v8.Serializer per message costs several JS ↔ C++ crossings and an external
+// buffer shared by the tick's messages. A v8.Serializer per message costs several JS <-> C++ crossings and an external
 // ArrayBuffer for the garbage collector to find; here one message costs a view onto the shared buffer. Any other
 // value (a class instance, a BigInt, an Error, a Proxy, a typed array V8 writes another way...) goes through V8's
 // own serializer, whole, as before.
@@ -878,7 +878,7 @@ function samples() {
     'x'.repeat(40),
     'ü'.repeat(40),
     'a\u0100',
-    '😀',
+    '\u{1F600}',
     '\u0100'.repeat(40),
     { a: 1, b: 'two', c: [3], d: { e: null } },
     { 0: 'zero', 7: 'seven', k: 'v' },

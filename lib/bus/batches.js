@@ -19,10 +19,10 @@ function brokerText(host, pid, texts) {
 
 class PublishBatches {
   #send;
-  // `<pid>\n<topic>` → { topic, pid, texts, bytes, sent, resolve } for this tick
+  // `<pid>\n<topic>` -> { topic, pid, texts, bytes, sent, resolve } for this tick
   #batches = null;
 
-  // `send({ topic, pid, texts })` → a promise of the broker's taking that batch.
+  // `send({ topic, pid, texts })` -> a promise of the broker's taking that batch.
   constructor(send) {
     this.#send = send;
   }

@@ -129,9 +129,9 @@ class Endpoint {
     this.send = send;
     this.pid = pid;
     this.topics = new Set();
-    // Queue key → this endpoint's processor of it.
+    // Queue key -> this endpoint's processor of it.
     this.procs = new Map();
-    // Token → the job or request handed to this endpoint and not finished yet.
+    // Token -> the job or request handed to this endpoint and not finished yet.
     this.jobs = new Map();
     // A worker's: its ChildProcess, and what it gets at the end of this tick.
     this.child = null;

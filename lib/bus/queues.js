@@ -25,11 +25,11 @@ const MAX_ACKS = 1000;
 class Queues {
   #gw;
   #onAnswer;
-  // stream key → queue state
+  // stream key -> queue state
   #queues = new Map();
   #tokens = 0;
   #ids = 0;
-  // Read group (lib/bus/transports/redis.js readGroup) → its loop's state { waiter, reading }.
+  // Read group (lib/bus/transports/redis.js readGroup) -> its loop's state { waiter, reading }.
   #readers = new Map();
   #claimTimer = null;
   #acks = null;

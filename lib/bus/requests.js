@@ -12,7 +12,7 @@ const REQUEST_STREAM_LEN = 10_000;
 class Requests {
   #gw;
   #queues;
-  // Request id → { resolve, reject, timer } of requests made on this host.
+  // Request id -> { resolve, reject, timer } of requests made on this host.
   #requests = new Map();
   #ids = 0;
 

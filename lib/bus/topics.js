@@ -17,7 +17,7 @@ const QUIET = { swallowErrors: true };
 
 class Topics {
   #gw;
-  // topic → Set<Endpoint>
+  // topic -> Set<Endpoint>
   #topics = new Map();
   #batches;
 

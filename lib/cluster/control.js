@@ -8,7 +8,7 @@
 // for it) and answers anyone else with an error. The portable backend cannot ask (lib/backend.js peerUid): it
 // checks instead, on every connection, that the directory and the socket still keep other users out, and answers an
 // error if not; on Windows it relies on the pipe's default access list (docs/observability.md). The protocol is one
-// JSON line each way: {"cmd":"status"|"reload"|"stop"} → {"ok":true,...} or {"error":"..."}.
+// JSON line each way: {"cmd":"status"|"reload"|"stop"} -> {"ok":true,...} or {"error":"..."}.
 
 const fs = require('node:fs');
 const net = require('node:net');

@@ -32,7 +32,7 @@ const POLICY_NAMES = { [SCHED_NONE]: 'none', [SCHED_RR]: 'rr', [SCHED_REUSEPORT]
 const cluster = new EventEmitter();
 // Says 'disconnect' when the last worker is gone (cluster.disconnect's callback).
 const intercom = new EventEmitter();
-// Server keys → NativeServer.
+// Server keys -> NativeServer.
 const servers = new Map();
 let workerIds = 0;
 let clusterInitialized = false;

@@ -17,9 +17,9 @@ const OPENED = ['ready', 'close', 'end'];
 class PublishOrder {
   #cluster;
   #Command;
-  // channel → hash slot
+  // channel -> hash slot
   #slots = new Map();
-  // node connection (an ioredis Redis) → the promise of its being ready or gone
+  // node connection (an ioredis Redis) -> the promise of its being ready or gone
   #waiting = new Map();
 
   // `cluster`: an ioredis Cluster; `Command`: ioredis's Command (for its hash slot of a key).

@@ -3,11 +3,11 @@
 // The Redis transport: the host's whole set of broker connections. Any other transport (NATS) offers the same
 // methods and events:
 //   connect(), close(), ready, 'ready', 'down', 'message'(channel, text), 'connectionError'(err)
-//   publish(channel, text), subscribe(channel), unsubscribe(channel), key(kind, name) → stream key
-//   add(stream, fields, maxLen) → id, addReplicated(stream, fields) → id, ensureGroup(stream),
-//   readGroup(stream) → group, read(group, streams, count, blockMs) → [[stream, [[id, fields]]]], unblock(group),
+//   publish(channel, text), subscribe(channel), unsubscribe(channel), key(kind, name) -> stream key
+//   add(stream, fields, maxLen) -> id, addReplicated(stream, fields) -> id, ensureGroup(stream),
+//   readGroup(stream) -> group, read(group, streams, count, blockMs) -> [[stream, [[id, fields]]]], unblock(group),
 //   closeReader(group), ack(stream, ids), requeue(stream, id, fields), deadLetter(stream, id, dead, fields),
-//   claim(stream, idleMs, count) → [[id, fields]], touch(stream, ids), isUnavailable(err)
+//   claim(stream, idleMs, count) -> [[id, fields]], touch(stream, ids), isUnavailable(err)
 // Queues are Redis Streams with one consumer group per stream; the consumer is the host. Every connection is named
 // `forkline:<namespace>:<host>:<role>` so that CLIENT LIST shows what each host holds. The deployment (one server,
 // Sentinel, Cluster) is redis_clients.js's concern; what differs here on a Cluster: keys carry hash tags, pub/sub is
@@ -55,7 +55,7 @@ class RedisTransport extends EventEmitter {
   #openedSub;
   // Channels subscribed to, so that a subscriber made later (a Cluster's) takes them all.
   #channels = new Set();
-  // Blocking reads: group → { client, id }.
+  // Blocking reads: group -> { client, id }.
   #readers = new Map();
   // 0: no command yet this tick, 1: one written, 2: the rest corked (in #corked) until the tick ends.
   #tick = 0;

@@ -14,7 +14,7 @@ function loadClient() {
   }
 }
 
-// `redis://[user:password@]host:port` → ioredis's fields. Credentials and TLS of a sentinel or cluster URL are the
+// `redis://[user:password@]host:port` -> ioredis's fields. Credentials and TLS of a sentinel or cluster URL are the
 // connection's own (a URL without them adds none).
 function parseUrl(text, what) {
   let url;
