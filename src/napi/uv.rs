@@ -87,7 +87,8 @@ fn api() -> Option<&'static Api> {
 }
 
 /// How long `uv_loop` has waited for I/O in all (libuv's `uv_metrics_idle_time`; Node turns the metric on for
-/// every loop it runs, the main thread's and each worker's). None where libuv or the metric is not there.
+/// every loop it runs, the main thread's and each worker's). None where libuv has no such function; a loop that
+/// does not keep the metric reports 0, which reads as always busy (the reactor then reads ACKs, as before the gauge).
 pub fn idle_time(uv_loop: *mut c_void) -> Option<Duration> {
     type IdleTimeFn = unsafe extern "C" fn(*mut c_void) -> u64;
     static IDLE_TIME: OnceLock<Option<IdleTimeFn>> = OnceLock::new();
