@@ -668,3 +668,64 @@ test(
     }
   },
 );
+
+// Who reads the ACKs follows how busy the sending thread has been (src/core/loop_load.rs): a thread that goes from
+// busy to idle and back hands the reading to the reactor and takes it back, again and again, while the child streams
+// messages the other way. Nothing may be lost or reordered at any of those changes.
+for (const [name, impl] of IMPLS) {
+  test(
+    `${name}: sockets and streams of messages while the sending thread goes from busy to idle and back: all arrive, in order`,
+    { timeout: 60_000 },
+    async (t) => {
+      const SOCKETS = 1500;
+      const child = spawnChild(t, impl, CHILD);
+      const server = net.createServer({ pauseOnConnect: true }, (socket) => child.send({ do: 'count-socket' }, socket));
+      await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+      t.after(() => server.close());
+      const { port } = server.address();
+      let next = 0;
+      let outOfOrder = 0;
+      let counted = null;
+      child.on('message', (msg) => {
+        if (msg && msg.seq !== undefined) {
+          if (msg.seq !== next) outOfOrder++;
+          next = msg.seq + 1;
+        } else if (msg && msg.sockets !== undefined) counted(msg);
+      });
+      // The same busy and idle stretches in every run.
+      let seed = 12345;
+      const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+      let closed = 0;
+      await new Promise((resolve, reject) => {
+        let started = 0;
+        const connect = () => {
+          started++;
+          const socket = net.connect(port, '127.0.0.1');
+          socket.on('error', () => {}); // the child destroys it
+          socket.on('close', () => {
+            if (++closed === SOCKETS) resolve();
+            else if (started < SOCKETS) connect();
+          });
+        };
+        for (let k = 0; k < 16; k++) connect();
+        child.once('error', reject);
+        const flap = () => {
+          if (closed >= SOCKETS) return;
+          blockThread(3 + random() * 5);
+          if (random() < 0.3) child.send({ do: 'stream', n: 200 + Math.floor(random() * 2000) });
+          setTimeout(flap, 2 + random() * 10);
+        };
+        flap();
+      });
+      const counts = await new Promise((resolve) => {
+        counted = resolve;
+        child.send({ do: 'counted' });
+      });
+      assert.deepStrictEqual(
+        { sockets: counts.sockets, messages: next, outOfOrder },
+        { sockets: SOCKETS, messages: counts.streamed, outOfOrder: 0 },
+      );
+      assert.ok(counts.streamed > 0, 'the child streamed messages meanwhile');
+    },
+  );
+}
