@@ -7,6 +7,7 @@ const net = require('node:net');
 const path = require('node:path');
 const nodeChildProcess = require('node:child_process');
 const { now, seconds, fmtRate, fmtMicros, withTimeout } = require('../harness');
+const socketClients = require('../socket_clients');
 
 // Connections open at once in the handles row: enough to keep both processes busy, far from any fd limit.
 const IN_FLIGHT = 32;
@@ -37,42 +38,12 @@ function handOffServer(session) {
   });
 }
 
-// Opens `count` loopback connections to `port`, at most IN_FLIGHT at once; each must read exactly `ok` and then EOF.
-// A new connection starts when one closes. Resolves once all `count` are closed. Open sockets are destroyed when the
-// measurement ends.
+// The clients in the bench process itself (bench/socket_clients.js): resolves once all `count` are closed. Open
+// sockets are destroyed when the measurement ends.
 function connectMany(session, port, count) {
-  const open = new Set();
-  let stopped = false;
-  session.defer(() => {
-    stopped = true;
-    for (const socket of open) socket.destroy();
-  });
-  return new Promise((resolve, reject) => {
-    let started = 0;
-    let done = 0;
-    let failed = false;
-    const fail = (err) => {
-      failed = true;
-      reject(err);
-    };
-    const start = () => {
-      const id = started++;
-      let reply = '';
-      const socket = net.connect({ port, host: '127.0.0.1' });
-      open.add(socket);
-      socket.setEncoding('latin1');
-      socket.on('data', (chunk) => (reply += chunk));
-      socket.on('error', (err) => fail(new Error(`connection ${id}: ${err.code ?? ''} ${err.message}`)));
-      socket.on('close', () => {
-        open.delete(socket);
-        if (failed || stopped) return;
-        if (reply !== 'ok') fail(new Error(`connection ${id}: closed after ${JSON.stringify(reply)}, expected "ok"`));
-        else if (++done === count) resolve();
-        else if (started < count) start();
-      });
-    };
-    for (let k = 0; k < Math.min(IN_FLIGHT, count); k++) start();
-  });
+  const clients = socketClients.connectMany(port, count, IN_FLIGHT);
+  session.defer(() => clients.stop());
+  return clients.done;
 }
 
 // A plain node process with the clients (children/handle-clients.js), the same for every implementation; killed when
