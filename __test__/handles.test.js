@@ -26,6 +26,7 @@ const path = require('node:path');
 const nodeChildProcess = require('node:child_process');
 const forkline = require('..');
 const { fdCount, assertNoFdLeak: settleNoFdLeak, once, blockThread, BACKEND } = require('./helpers');
+const { mulberry32 } = require('../chaos/rng');
 
 const FIXTURES = path.join(__dirname, 'fixtures');
 const CHILD = path.join(FIXTURES, 'handle-child.js');
@@ -693,8 +694,7 @@ for (const [name, impl] of IMPLS) {
         } else if (msg && msg.sockets !== undefined) counted(msg);
       });
       // The same busy and idle stretches in every run.
-      let seed = 12345;
-      const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+      const random = mulberry32(12345);
       let closed = 0;
       await new Promise((resolve, reject) => {
         let started = 0;
