@@ -11,43 +11,34 @@
 
 use std::time::{Duration, Instant};
 
-/// The shortest stretch a judgement is made over; samples closer together keep the last judgement.
-pub(crate) const WINDOW: Duration = Duration::from_millis(2);
-/// A loop out of its I/O wait for this share of a window or more has become busy...
-const BUSY_FROM: f64 = 0.7;
-/// ...and stays busy until a window with less than this share (so that a loop near one edge does not flap).
-const BUSY_UNTIL: f64 = 0.5;
+use crate::core::windowed_share::{Counts, Thresholds, WindowedShare};
 
-/// One thread's loop load: the last sample and the judgement it gave.
-#[derive(Debug, Default)]
-pub(crate) struct LoopLoad {
-    /// The last sample: when, and the loop's idle total then.
-    last: Option<(Instant, Duration)>,
-    busy: bool,
+/// Judged over windows of 2 ms or more: a loop out of its I/O wait for 70% of one has become busy, and stays busy
+/// until a window with less than 50%.
+const THRESHOLDS: Thresholds = Thresholds {
+    window: Duration::from_millis(2),
+    on_after: 1,
+    on_from: 0.7,
+    on_until: 0.5,
+    counts: Counts::Outside,
+};
+
+/// One thread's loop load.
+#[derive(Debug)]
+pub(crate) struct LoopLoad(WindowedShare);
+
+impl Default for LoopLoad {
+    fn default() -> Self {
+        LoopLoad(WindowedShare::new(THRESHOLDS))
+    }
 }
 
 impl LoopLoad {
-    /// Busy lately? Takes a sample at `now` once a `WINDOW` has passed since the last one (`idle` is read only
-    /// then: the loop's total time waiting for I/O, None if the loop does not measure it, which counts as busy:
-    /// the reactor then reads the ACKs, as it did before loads were measured).
+    /// Busy lately? `idle` is read only when a window has passed since the last sample: the loop's total time
+    /// waiting for I/O, None if the loop does not measure it, which counts as busy (the reactor then reads the ACKs,
+    /// as it did before loads were measured).
     pub(crate) fn busy(&mut self, now: Instant, idle: impl FnOnce() -> Option<Duration>) -> bool {
-        if let Some((at, _)) = self.last {
-            if now.saturating_duration_since(at) < WINDOW {
-                return self.busy;
-            }
-        }
-        let Some(idle_now) = idle() else {
-            self.busy = true;
-            return true;
-        };
-        if let Some((at, idle_then)) = self.last {
-            let span = now.saturating_duration_since(at).as_secs_f64();
-            let waited = idle_now.saturating_sub(idle_then).as_secs_f64().min(span);
-            let share = 1.0 - waited / span;
-            self.busy = share >= if self.busy { BUSY_UNTIL } else { BUSY_FROM };
-        }
-        self.last = Some((now, idle_now));
-        self.busy
+        self.0.on(now, idle, true)
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub(crate) mod buffers;
 pub(crate) mod channel;
+pub(crate) mod cpu_pressure;
 pub(crate) mod error;
 pub(crate) mod frame;
 pub(crate) mod internal;
@@ -19,3 +20,4 @@ pub(crate) mod pairing;
 #[cfg(test)]
 mod proptests;
 pub(crate) mod spin;
+pub(crate) mod windowed_share;

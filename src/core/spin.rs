@@ -8,6 +8,8 @@
 //! the number of later episodes skipped (up to `MAX_SKIP`), and one in which something arrived resets it; a yield
 //! that kept the CPU away for `CONTENDED` ends a default episode as a miss, since someone else had work for the
 //! CPU. A peer that answers at once is then met awake; a slow or silent peer costs one window in `MAX_SKIP` sends.
+//! Nor does a default episode start while the machine is crowded (tasks queue for its CPUs: `cpu_pressure.rs`),
+//! when the CPU it would spend is one that some other task is waiting for.
 
 use std::time::{Duration, Instant};
 
@@ -65,6 +67,8 @@ pub(crate) struct SpinPolicy {
     /// Episodes to skip after the last ones caught nothing, and how many the next miss skips.
     skip: u32,
     penalty: u32,
+    /// Tasks queue for the machine's CPUs: no default episode starts.
+    crowded: bool,
 }
 
 impl SpinPolicy {
@@ -82,12 +86,20 @@ impl SpinPolicy {
         self.extend(now, window)
     }
 
+    /// Whether the machine's CPUs are crowded now (from `cpu_pressure.rs`).
+    pub(crate) fn set_crowded(&mut self, crowded: bool) {
+        self.crowded = crowded;
+    }
+
     fn extend(&mut self, now: Instant, window: Window) -> bool {
         let until = now + window.span();
         let fixed = matches!(window, Window::Fixed(_));
         if let Some(deadline) = &mut self.deadline {
             *deadline = (*deadline).max(until);
             self.fixed |= fixed;
+            return false;
+        }
+        if !fixed && self.crowded {
             return false;
         }
         if !fixed && self.skip > 0 {
@@ -293,5 +305,23 @@ mod tests {
             !p.sent(t + 100 * US, Window::Auto),
             "that episode caught nothing"
         );
+    }
+
+    #[test]
+    fn a_crowded_machine_starts_no_default_episode_and_costs_no_skips_but_a_users_window_still_polls(
+    ) {
+        let mut p = SpinPolicy::default();
+        let t = Instant::now();
+        p.set_crowded(true);
+        for k in 0..10u32 {
+            assert!(!p.sent(t + k * 100 * US, Window::Auto));
+            assert!(!p.received(t + k * 100 * US + 50 * US, Window::Auto));
+        }
+        assert!(p.sent(t + 2_000 * US, Window::Fixed(100 * US)));
+        assert_eq!(p.turn(t + 2_100 * US, Duration::ZERO), Turn::Stop);
+        p.set_crowded(false);
+        // The user's window caught nothing, so one default send skips; none of the crowded ones counted.
+        assert!(!p.sent(t + 3_000 * US, Window::Auto));
+        assert!(p.sent(t + 4_000 * US, Window::Auto));
     }
 }

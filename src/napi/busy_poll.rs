@@ -10,13 +10,17 @@ use std::ffi::c_void;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
+use crate::core::cpu_pressure::CpuCrowding;
 use crate::core::spin::{SpinPolicy, Turn, Window};
 use crate::napi::uv;
+use crate::os::pressure;
 
 /// The thread's busy poll, shared by its ends (each holds an `Rc`: it closes with the last of them). Not `Send`.
 pub(crate) struct Spinner {
     idle: uv::Idle,
     policy: Rc<RefCell<SpinPolicy>>,
+    /// Sampled as traffic comes (at most once per its window): no default episode while the CPUs are crowded.
+    cpus: RefCell<CpuCrowding>,
     uv_loop: *mut c_void,
 }
 
@@ -69,6 +73,7 @@ impl Spinner {
             let spinner = Rc::new(Spinner {
                 idle,
                 policy,
+                cpus: RefCell::new(CpuCrowding::default()),
                 uv_loop,
             });
             *cell.borrow_mut() = Rc::downgrade(&spinner);
@@ -78,16 +83,26 @@ impl Spinner {
 
     /// An end sent something.
     pub(crate) fn sent(&self, window: Window) {
-        if self.policy.borrow_mut().sent(Instant::now(), window) {
+        let now = self.now_judged();
+        if self.policy.borrow_mut().sent(now, window) {
             self.idle.start();
         }
     }
 
     /// A read on an end brought something.
     pub(crate) fn received(&self, window: Window) {
-        if self.policy.borrow_mut().received(Instant::now(), window) {
+        let now = self.now_judged();
+        if self.policy.borrow_mut().received(now, window) {
             self.idle.start();
         }
+    }
+
+    /// The time, with the policy told whether the machine is crowded as of then.
+    fn now_judged(&self) -> Instant {
+        let now = Instant::now();
+        let crowded = self.cpus.borrow_mut().crowded(now, pressure::cpu_stalled);
+        self.policy.borrow_mut().set_crowded(crowded);
+        now
     }
 }
 
