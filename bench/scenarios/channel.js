@@ -240,7 +240,10 @@ const scenarios = [
   rttScenario({ id: 'rtt-busy', label: 'round trip, busyPoll 50 µs', busyPoll: 50 }),
   ...[1, 2, 8, 32].map(pipelineScenario),
   echoScenario('1 KB', KB, 10_000),
-  echoScenario('64 KB', 64 * KB, 1_000),
+  // 4,000 (about 0.5 s a round): at 1,000 (0.13 s) the row's ratio moved between 0.91x and 1.19x from run to run,
+  // at 4,000 between 1.19x and 1.27x (forkline's sequential 64 KB round trips go through stretches of a few hundred
+  // ms at 95-100 µs and at 120-160, Node's at 120-140; a short round is one stretch or two).
+  echoScenario('64 KB', 64 * KB, 4_000),
   echoScenario('1 MB', MB, 40),
   echoScenario('16 MB', 16 * MB, 3),
 ];
