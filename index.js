@@ -8,7 +8,6 @@
 // The backend first (lib/backend.js): the native addon, or the portable mode where it cannot load or
 // FORKLINE_BACKEND=portable says so. FORKLINE_BACKEND=native with no addon that loads fails here, saying how to build it.
 const backend = require('./lib/backend');
-const nodeChildProcess = require('node:child_process');
 const { fork, spawn, ChildProcess } = backend.childProcess();
 // Preloaded into a child (a parent chose `childRuntime: 'forkline'`), this starts the runtime before user code.
 require('./lib/runtime');
@@ -52,10 +51,54 @@ Object.defineProperty(exports, 'registered', {
     return lazy.registered;
   },
 });
-exports.spawnSync = nodeChildProcess.spawnSync;
-exports.exec = nodeChildProcess.exec;
-exports.execSync = nodeChildProcess.execSync;
-exports.execFile = nodeChildProcess.execFile;
-exports.execFileSync = nodeChildProcess.execFileSync;
+// The rest of node:child_process, as it is, also on first use: a parent that only forks then does not load Node's
+// child_process machinery (its ChildProcess, spawn_sync, process_wrap: about 1 MB of RSS).
+const nodeChildProcess = {
+  get spawnSync() {
+    return require('node:child_process').spawnSync;
+  },
+  get exec() {
+    return require('node:child_process').exec;
+  },
+  get execSync() {
+    return require('node:child_process').execSync;
+  },
+  get execFile() {
+    return require('node:child_process').execFile;
+  },
+  get execFileSync() {
+    return require('node:child_process').execFileSync;
+  },
+};
+Object.defineProperty(exports, 'spawnSync', {
+  enumerable: true,
+  get: function () {
+    return nodeChildProcess.spawnSync;
+  },
+});
+Object.defineProperty(exports, 'exec', {
+  enumerable: true,
+  get: function () {
+    return nodeChildProcess.exec;
+  },
+});
+Object.defineProperty(exports, 'execSync', {
+  enumerable: true,
+  get: function () {
+    return nodeChildProcess.execSync;
+  },
+});
+Object.defineProperty(exports, 'execFile', {
+  enumerable: true,
+  get: function () {
+    return nodeChildProcess.execFile;
+  },
+});
+Object.defineProperty(exports, 'execFileSync', {
+  enumerable: true,
+  get: function () {
+    return nodeChildProcess.execFileSync;
+  },
+});
 
 if (require.main === module) require('./lib/cli').runCli(process.argv.slice(2));

@@ -3,6 +3,7 @@
 const test = require('node:test');
 const assert = require('node:assert');
 const path = require('node:path');
+const { execFileSync } = require('node:child_process');
 const { fork } = require('..');
 
 const ECHO = path.join(__dirname, 'fixtures', 'echo.js');
@@ -49,4 +50,29 @@ test('a burst is read off the JS thread, then quiet round trips still flow', { t
       assert.deepStrictEqual(reply, { ping: i });
     }
   }
+});
+
+// A parent that only forks loads neither node:child_process's machinery nor node:cluster: its re-exports (exec,
+// spawnSync, ...) and cluster load on first use, and are then Node's own functions, from CommonJS and from ESM.
+test('require("forkline") loads node:child_process and node:cluster only when used', { timeout: 20_000 }, () => {
+  const root = JSON.stringify(path.join(__dirname, '..'));
+  const loaded = `const has = (m) => process.moduleLoadList.includes('NativeModule ' + m); const out = []`;
+  const cjs = `${loaded}; const f = require(${root}); const child = f.fork(${JSON.stringify(ECHO)});
+    out.push(has('child_process'), has('cluster'));
+    child.on('message', () => { child.kill(); out.push(has('child_process'));
+      out.push(f.execFileSync === require('node:child_process').execFileSync, has('child_process'));
+      out.push(typeof f.cluster.fork, has('cluster')); console.log(out.join(' ')); });
+    child.send('hi');`;
+  assert.strictEqual(
+    execFileSync(process.execPath, ['-e', cjs], { encoding: 'utf8', timeout: 15_000 }),
+    'false false false true true function true\n',
+  );
+  const names = ['spawnSync', 'exec', 'execSync', 'execFile', 'execFileSync'];
+  const esm = `import { ${names.join(', ')} } from ${JSON.stringify(`file://${path.join(__dirname, '..', 'index.js')}`)};
+    import * as cp from 'node:child_process';
+    console.log([${names.join(', ')}].every((fn, i) => fn === cp[${JSON.stringify(names)}[i]]))`;
+  assert.strictEqual(
+    execFileSync(process.execPath, ['--input-type=module', '-e', esm], { encoding: 'utf8', timeout: 15_000 }),
+    'true\n',
+  );
 });

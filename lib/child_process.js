@@ -4,7 +4,6 @@
 // 'disconnect' and 'close', stdio) and lib/child_process.js fork() with normalizeSpawnArguments(), for the options
 // fork() takes. The channel side of a ChildProcess is lib/channel.js; spawn, kill and reaping are native.
 
-const nodeChildProcess = require('node:child_process');
 const net = require('node:net');
 const os = require('node:os');
 const util = require('node:util');
@@ -367,7 +366,7 @@ function spawn(file, args, options) {
   // Own properties only (Node's normalizeSpawnArguments), the 'ipc' slot included.
   options = { __proto__: null, ...options };
   if (!Array.isArray(options.stdio) || !options.stdio.includes('ipc')) {
-    return nodeChildProcess.spawn(file, args, options);
+    return require('node:child_process').spawn(file, args, options);
   }
   const shell = options.shell;
   if (shell != null && typeof shell !== 'boolean' && typeof shell !== 'string') {
