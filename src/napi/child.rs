@@ -173,17 +173,13 @@ impl NativeChild {
             }
             None => None,
         };
-        let (poller, busy, gauge) =
-            reading.map_or((None, None, None), |r| (r.poller, r.busy, r.gauge));
         let mut child = NativeChild {
             side: ChannelSide {
                 delivery,
                 stats: channel.as_ref().map(|c| c.stats()).unwrap_or_default(),
                 channel,
                 channel_ref: None,
-                poller,
-                busy,
-                gauge,
+                reading: reading.unwrap_or_default(),
                 passes_handles: Default::default(),
                 wakeable: Some(wakeable),
             },

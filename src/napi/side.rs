@@ -26,12 +26,19 @@ use crate::napi::wake::Wakeable;
 /// Default cap on one message: V8's longest string is just under 512 MiB, so nothing larger could be delivered.
 pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: usize = 512 * 1024 * 1024;
 
-/// Who reads a channel on the JS thread: libuv's poll, and the thread's busy poll unless it is off; and how busy
-/// that thread is, which decides who reads the ACKs of handles.
+/// Who reads a channel on the JS thread: libuv's poll (none where the reactor reads it all), and the thread's busy
+/// poll unless it is off.
+#[derive(Default)]
 pub(crate) struct Reading {
-    pub(crate) poller: Option<uv::Poll>,
+    pub(crate) js: Option<JsPoll>,
     pub(crate) busy: Option<BusyPoll>,
-    pub(crate) gauge: Option<Rc<LoopGauge>>,
+}
+
+/// libuv's poll of the channel, which watches it on the JS thread while the reactor does not read it, and how busy
+/// that thread is, which decides who reads the ACKs of handles.
+pub(crate) struct JsPoll {
+    poller: uv::Poll,
+    gauge: Rc<LoopGauge>,
 }
 
 /// Reads the channel on the JS thread while traffic is light: one wake-up per message, as Node's own channel has.
@@ -48,11 +55,7 @@ pub(crate) fn start_reading(
 ) -> std::result::Result<Reading, SysError> {
     let Some(uv_loop) = env.get_uv_event_loop().ok().map(|l| l.cast()) else {
         channel.read_all()?;
-        return Ok(Reading {
-            poller: None,
-            busy: None,
-            gauge: None,
-        });
+        return Ok(Reading::default());
     };
     let busy = busy_poll
         .and_then(|window| Spinner::for_loop(uv_loop).map(|spinner| BusyPoll { spinner, window }));
@@ -77,18 +80,16 @@ pub(crate) fn start_reading(
         Some(poller) => {
             poller.start();
             Ok(Reading {
-                poller: Some(poller),
+                js: Some(JsPoll {
+                    poller,
+                    gauge: LoopGauge::for_loop(uv_loop),
+                }),
                 busy,
-                gauge: Some(LoopGauge::for_loop(uv_loop)),
             })
         }
         None => {
             channel.read_all()?;
-            Ok(Reading {
-                poller: None,
-                busy: None,
-                gauge: None,
-            })
+            Ok(Reading::default())
         }
     }
 }
@@ -130,19 +131,14 @@ impl JsThreadRead {
     }
 }
 
-/// What either end's napi class holds of its channel: the channel, its event queue, the JS-thread poller and
-/// the keep-alive of `ref()`. NativeChild (the parent's end) and NativeChannel (runtime.rs, the child's) delegate
+/// What either end's napi class holds of its channel: the channel, its event queue, who reads it on the JS thread
+/// and the keep-alive of `ref()`. NativeChild (the parent's end) and NativeChannel (runtime.rs, the child's) delegate
 /// their channel methods here.
 pub(crate) struct ChannelSide {
     pub(crate) delivery: Arc<Delivery>,
     pub(crate) channel: Option<Arc<Channel>>,
     pub(crate) channel_ref: Option<Hold>,
-    /// Watches the channel on the JS thread while the reactor does not read it.
-    pub(crate) poller: Option<uv::Poll>,
-    /// Keeps looking for the next message a while after each send and receive, unless it is off.
-    pub(crate) busy: Option<BusyPoll>,
-    /// How busy the JS thread is (with the poller: who reads the ACKs of handles).
-    pub(crate) gauge: Option<Rc<LoopGauge>>,
+    pub(crate) reading: Reading,
     /// A handle has been sent in Node's protocol: each wake-up then samples the gauge, so its judgement is recent.
     pub(crate) passes_handles: Cell<bool>,
     /// The channel's counters, kept after the channel is released.
@@ -174,8 +170,8 @@ impl ChannelSide {
 
     pub(crate) fn poll(&self) -> Vec<Polled> {
         if self.passes_handles.get() {
-            if let Some(gauge) = &self.gauge {
-                gauge.busy();
+            if let Some(js) = &self.reading.js {
+                js.gauge.busy();
             }
         }
         let mut out = Vec::with_capacity(self.delivery.pending().min(MAX_BATCH));
@@ -183,8 +179,8 @@ impl ChannelSide {
             match event {
                 // A burst is over: the JS thread reads again, in order after everything the thread read.
                 Event::ReaderIdle => {
-                    if let Some(poller) = &self.poller {
-                        poller.start();
+                    if let Some(js) = &self.reading.js {
+                        js.poller.start();
                     }
                 }
                 Event::Frame(Frame::Lines(text)) => out.push(Either::A(Text(text))),
@@ -219,7 +215,7 @@ impl ChannelSide {
             // once both ends agreed.
             (Either::B(frames), None) => channel.write_frames(&frames),
         };
-        if let Some(busy) = &self.busy {
+        if let Some(busy) = &self.reading.busy {
             busy.sent();
         }
         match result {
@@ -246,13 +242,13 @@ impl ChannelSide {
         }
         self.passes_handles.set(true);
         if written.held {
-            if let Some(poller) = &self.poller {
-                if self.gauge.as_ref().is_none_or(|gauge| gauge.busy()) {
+            if let Some(js) = &self.reading.js {
+                if js.gauge.busy() {
                     if channel.read_burst().is_ok() {
-                        poller.stop();
+                        js.poller.stop();
                     }
                 } else if channel.end_burst() {
-                    poller.start();
+                    js.poller.start();
                 }
             }
         }
@@ -266,9 +262,7 @@ impl ChannelSide {
     }
 
     pub(crate) fn release(&mut self) {
-        self.poller = None;
-        self.busy = None;
-        self.gauge = None;
+        self.reading = Reading::default();
         self.channel_ref = None;
         self.channel = None;
     }
