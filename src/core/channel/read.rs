@@ -201,7 +201,7 @@ impl Channel {
     /// for a handle's ACK: that ACK is what they wait for, and the owner's thread may be busy when it comes (the
     /// next read starts the quiet over).
     fn burst_quiet(self: &Arc<Self>, turn: u64) {
-        if self.writes_held() {
+        if self.has_held_writes() {
             return;
         }
         {

@@ -656,7 +656,7 @@ impl Channel {
     }
 
     /// Whether writes wait behind an unacknowledged handle.
-    pub(super) fn writes_held(&self) -> bool {
+    pub(super) fn has_held_writes(&self) -> bool {
         !self.state().held.is_empty()
     }
 
