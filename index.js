@@ -13,92 +13,27 @@ const { fork, spawn, ChildProcess } = backend.childProcess();
 require('./lib/runtime');
 
 // Plain assignments, so ESM's named imports (`import { fork } from 'forkline'`) see them. spawn() is forkline's
-// for children with an 'ipc' slot; the rest of node:child_process is re-exported as it is, so that swapping the
-// require just works.
+// for children with an 'ipc' slot.
 exports.backend = backend.name;
 exports.fork = fork;
 exports.spawn = spawn;
 exports.ChildProcess = ChildProcess;
-// cluster and bus load on first use: a parent that only forks does not pay for node:cluster, net, dgram and the
-// rest (about 8 MB of RSS). The getters are in the one form ESM's named-export detection (cjs-module-lexer) reads.
+// cluster, bus, registered and the rest of node:child_process (exec, spawnSync, ...) load on first use: a parent
+// that only forks does not pay for node:cluster, net, dgram and the rest (about 8 MB of RSS), nor for
+// node:child_process's own machinery (its ChildProcess, spawn_sync, process_wrap: ~0.4 MB). exec and the others are
+// Node's own functions, re-exported as they are, so that swapping the require just works.
 const lazy = {
-  get cluster() {
-    return require('./lib/cluster');
-  },
-  get bus() {
-    return require('./lib/bus');
-  },
+  cluster: () => require('./lib/cluster'),
+  bus: () => require('./lib/bus'),
   // What forkline/register did in this process (lib/register.js); reading it registers nothing.
-  get registered() {
-    return require('./lib/register').registered();
-  },
+  registered: () => require('./lib/register').registered(),
 };
-Object.defineProperty(exports, 'cluster', {
-  enumerable: true,
-  get: function () {
-    return lazy.cluster;
-  },
-});
-Object.defineProperty(exports, 'bus', {
-  enumerable: true,
-  get: function () {
-    return lazy.bus;
-  },
-});
-Object.defineProperty(exports, 'registered', {
-  enumerable: true,
-  get: function () {
-    return lazy.registered;
-  },
-});
-// The rest of node:child_process, as it is, also on first use: a parent that only forks then does not load Node's
-// child_process machinery (its ChildProcess, spawn_sync, process_wrap: about 1 MB of RSS).
-const nodeChildProcess = {
-  get spawnSync() {
-    return require('node:child_process').spawnSync;
-  },
-  get exec() {
-    return require('node:child_process').exec;
-  },
-  get execSync() {
-    return require('node:child_process').execSync;
-  },
-  get execFile() {
-    return require('node:child_process').execFile;
-  },
-  get execFileSync() {
-    return require('node:child_process').execFileSync;
-  },
-};
-Object.defineProperty(exports, 'spawnSync', {
-  enumerable: true,
-  get: function () {
-    return nodeChildProcess.spawnSync;
-  },
-});
-Object.defineProperty(exports, 'exec', {
-  enumerable: true,
-  get: function () {
-    return nodeChildProcess.exec;
-  },
-});
-Object.defineProperty(exports, 'execSync', {
-  enumerable: true,
-  get: function () {
-    return nodeChildProcess.execSync;
-  },
-});
-Object.defineProperty(exports, 'execFile', {
-  enumerable: true,
-  get: function () {
-    return nodeChildProcess.execFile;
-  },
-});
-Object.defineProperty(exports, 'execFileSync', {
-  enumerable: true,
-  get: function () {
-    return nodeChildProcess.execFileSync;
-  },
-});
+for (const name of ['spawnSync', 'exec', 'execSync', 'execFile', 'execFileSync']) {
+  lazy[name] = () => require('node:child_process')[name];
+}
+for (const [name, get] of Object.entries(lazy)) Object.defineProperty(exports, name, { enumerable: true, get });
+// The names for ESM's named imports (`import { cluster } from 'forkline'`): Node's cjs-module-lexer reads this
+// annotation, as it reads esbuild's; it never runs.
+0 && (module.exports = { cluster, bus, registered, spawnSync, exec, execSync, execFile, execFileSync });
 
 if (require.main === module) require('./lib/cli').runCli(process.argv.slice(2));
