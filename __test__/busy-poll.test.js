@@ -12,10 +12,11 @@ const test = require('./helpers').withNativeOnly(require('node:test'), {
     "the child runtime (childRuntime: 'forkline')",
   'busyPoll: the default with a forkline child: round trips, timers, no CPU when idle, exits by itself':
     "the child runtime (childRuntime: 'forkline')",
+  "the default's look at the CPU pressure keeps no fd open": 'busy polling (the native core)',
 });
 const assert = require('node:assert');
 const { execFileSync } = require('node:child_process');
-const { fixture, spawnChild, once } = require('./helpers');
+const { fixture, spawnChild, once, fdList, sleep } = require('./helpers');
 const { fork } = require('..');
 
 for (const [window, label] of [
@@ -52,5 +53,25 @@ test('busyPoll is validated as Node validates numeric options; FORKLINE_BUSY_POL
   const child = spawnChild(t, fork, fixture('echo.js'));
   child.send('hello');
   assert.deepStrictEqual(await once(child, 'message'), ['hello', undefined]);
+  child.kill();
+});
+
+// The default reads /proc/pressure/cpu now and then (src/os/pressure.rs) to stand aside on a crowded machine; it
+// must not hold that file open between samples, or a process's fds (and any leak check's count) would gain one at
+// some first send.
+test("the default's look at the CPU pressure keeps no fd open", { timeout: 20_000 }, async (t) => {
+  const child = spawnChild(t, fork, fixture('echo.js'));
+  // Bursts of round trips 30 ms apart: more than one sample window (20 ms).
+  for (let burst = 0; burst < 5; burst++) {
+    for (let i = 0; i < 20; i++) {
+      child.send(i);
+      await once(child, 'message');
+    }
+    await sleep(30);
+  }
+  assert.deepStrictEqual(
+    fdList().filter((fd) => fd.includes('/proc/pressure')),
+    [],
+  );
   child.kill();
 });
