@@ -19,8 +19,6 @@ use crate::os::pressure;
 pub(crate) struct Spinner {
     idle: uv::Idle,
     policy: Rc<RefCell<SpinPolicy>>,
-    /// Sampled as traffic comes (at most once per its window): no default episode while the CPUs are crowded.
-    cpus: RefCell<CpuCrowding>,
     uv_loop: *mut c_void,
 }
 
@@ -29,6 +27,9 @@ thread_local! {
     /// How long this thread's loop has polled for nothing in all: turns that found nothing since the last one, and
     /// the CPU they yielded. Idle in all but name: `loop_gauge.rs` counts it with the time libuv waited in epoll.
     static SPUN: Cell<Duration> = const { Cell::new(Duration::ZERO) };
+    /// Whether the machine's CPUs are crowded, sampled as traffic comes (at most once per its window). The thread's,
+    /// not a spinner's: it outlives the ends (a parent that forks one child after another keeps its judgement).
+    static CPUS: RefCell<CpuCrowding> = RefCell::new(CpuCrowding::default());
 }
 
 /// This thread's time spent busy polling for nothing, so far.
@@ -73,7 +74,6 @@ impl Spinner {
             let spinner = Rc::new(Spinner {
                 idle,
                 policy,
-                cpus: RefCell::new(CpuCrowding::default()),
                 uv_loop,
             });
             *cell.borrow_mut() = Rc::downgrade(&spinner);
@@ -100,7 +100,7 @@ impl Spinner {
     /// The time, with the policy told whether the machine is crowded as of then.
     fn now_judged(&self) -> Instant {
         let now = Instant::now();
-        let crowded = self.cpus.borrow_mut().crowded(now, pressure::cpu_stalled);
+        let crowded = CPUS.with(|cpus| cpus.borrow_mut().crowded(now, pressure::cpu_stalled));
         self.policy.borrow_mut().set_crowded(crowded);
         now
     }
