@@ -372,6 +372,8 @@ module.exports = {
   fmtMicros,
   fmtMBs,
   withTimeout,
+  openSession,
+  closeSession,
   track,
   untrack,
   killAll,

@@ -4,9 +4,8 @@
 // close; the clients in the parent itself, or in a process of their own (a primary that hands connections on).
 
 const net = require('node:net');
-const path = require('node:path');
 const nodeChildProcess = require('node:child_process');
-const { now, seconds, fmtRate, fmtMicros, withTimeout } = require('../harness');
+const { now, seconds, fmtRate, fmtMicros, withTimeout, openSession, closeSession } = require('../harness');
 const socketClients = require('../socket_clients');
 
 // Connections open at once in the handles row: enough to keep both processes busy, far from any fd limit.
@@ -46,25 +45,23 @@ function connectMany(session, port, count) {
   return clients.done;
 }
 
-// A plain node process with the clients (children/handle-clients.js), the same for every implementation; killed when
-// the measurement ends. Resolves to connect(port, count), which resolves once `count` connections have closed.
+// A plain node process with the clients (children/handle-clients.js), the same for every implementation: a session of
+// its own (the harness's: its control replies queue for next(), an early exit fails it), which fails the
+// measurement's and is closed when the measurement ends. Resolves to connect(port, count), which resolves once `count`
+// connections have closed.
+const NODE = { fork: (...args) => nodeChildProcess.fork(...args) };
 async function clientProcess(session) {
-  const clients = nodeChildProcess.fork(path.join(__dirname, '..', 'children', 'handle-clients.js'));
-  session.defer(() => clients.kill('SIGKILL'));
-  const replies = [];
-  let waiter = null;
-  clients.on('message', (msg) => (waiter ? waiter(msg) : replies.push(msg)));
-  clients.on('exit', (code, signal) => session.fail(new Error(`clients exited (code ${code}, signal ${signal})`)));
-  const next = () => (replies.length ? Promise.resolve(replies.shift()) : new Promise((r) => (waiter = r)));
+  const clients = openSession(NODE, 'handle-clients.js', []);
+  session.defer((notes) => closeSession(clients, notes));
+  clients.failed.catch((err) => session.fail(new Error(`clients: ${err.message}`)));
   const take = async () => {
-    const msg = await next();
-    waiter = null;
+    const msg = await clients.next();
     if (msg.error) throw new Error(`clients: ${msg.error}`);
     return msg;
   };
   await take();
   return async (port, count) => {
-    clients.send({ port, count, inFlight: IN_FLIGHT });
+    clients.child.send({ port, count, inFlight: IN_FLIGHT });
     await take();
   };
 }
